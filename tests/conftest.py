@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from transcend_pipeline.settings import StockfishNotFoundError, find_stockfish
+from transcend_pipeline.settings import StockfishNotFoundError, ensure_dagster_home, find_stockfish
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LICHESS_SAMPLES = REPO_ROOT.parent / "shared" / "data" / "lichess-samples"
@@ -34,7 +34,5 @@ def transcend_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("TRANSCEND_HOME", str(home))
-    monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
-    (home / "dagster").mkdir()
-    (home / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(ensure_dagster_home(home)))
     return home

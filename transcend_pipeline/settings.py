@@ -21,6 +21,11 @@ DAGSTER_YAML = """\
 # Written by transcend: run history lives next to the data it describes.
 telemetry:
   enabled: false
+# One writer at a time per pool: steps that write the DuckDB warehouse share the pool "warehouse".
+concurrency:
+  pools:
+    granularity: op
+    default_limit: 1
 """
 
 
@@ -49,6 +54,7 @@ class Settings:
     source: str = "panel"
     lichess_url: str = DEFAULT_LICHESS_URL
     profile: str = "demo"
+    stockfish_path: str = ""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -63,6 +69,7 @@ class Settings:
             source=source,
             lichess_url=os.environ.get("TRANSCEND_LICHESS_URL", DEFAULT_LICHESS_URL).rstrip("/"),
             profile=profile,
+            stockfish_path=os.environ.get("STOCKFISH_PATH", ""),
         )
 
     @property

@@ -77,7 +77,9 @@ def replace_partition(
     """
     connection.execute("BEGIN TRANSACTION")
     try:
-        connection.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM ({select_sql}) WITH NO DATA", parameters)
+        connection.execute(
+            f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM ({select_sql}) WITH NO DATA", parameters
+        )
         connection.execute(f"DELETE FROM {table} WHERE {partition_column} = ?", [partition_value])
         connection.execute(f"INSERT INTO {table} BY NAME SELECT * FROM ({select_sql})", parameters)
         (count,) = connection.execute(
@@ -90,7 +92,9 @@ def replace_partition(
     return int(count)
 
 
-def replace_table(connection: duckdb.DuckDBPyConnection, table: str, select_sql: str, parameters: list | None = None) -> int:
+def replace_table(
+    connection: duckdb.DuckDBPyConnection, table: str, select_sql: str, parameters: list | None = None
+) -> int:
     """Atomically rebuild a whole table from a query; readers see the old or the new table, never a mix."""
     connection.execute("BEGIN TRANSACTION")
     try:

@@ -1,0 +1,56 @@
+# transcend: `make run` materialises the default asset graph, `make test` runs the whole test suite.
+# Both create .venv, install the project and Stockfish first, so they work on a fresh machine.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export TRANSCEND_HOME ?= $(CURDIR)/data
+export DAGSTER_HOME ?= $(TRANSCEND_HOME)/dagster
+PYTEST_ARGS ?=
+
+.PHONY: install stockfish run test test-fast ui bench lint validate clean
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --progress-bar off -e '.[dev]'
+	@touch $@
+
+# Stockfish is a system package: install it where we are root, otherwise say how.
+stockfish:
+	@if [ -n "$$STOCKFISH_PATH" ] && [ -x "$$STOCKFISH_PATH" ]; then exit 0; fi; \
+	if command -v stockfish >/dev/null 2>&1 || [ -x /usr/games/stockfish ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "Installing Stockfish (apt-get install -y stockfish)..."; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq stockfish >/dev/null; \
+	else \
+		echo "Stockfish is required: run 'sudo apt-get install -y stockfish' (or 'brew install stockfish'), or set STOCKFISH_PATH." >&2; \
+		exit 1; \
+	fi
+
+install: $(VENV)/.installed stockfish
+
+run: install
+	$(PY) -m transcend_pipeline.cli run
+
+test: install
+	$(PY) -m pytest -n 2 --durations=15 $(PYTEST_ARGS)
+
+test-fast: install
+	$(PY) -m pytest -n 2 -m "not slow" $(PYTEST_ARGS)
+
+ui: install
+	$(PY) -m transcend_pipeline.cli ui
+
+bench: install
+	@for script in benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+validate: install
+	$(VENV)/bin/dagster definitions validate -w workspace.yaml
+
+clean:
+	rm -rf $(TRANSCEND_HOME)

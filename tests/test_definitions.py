@@ -1,0 +1,69 @@
+"""The Dagster definitions load fast, validate, and keep heavy libraries out of import time."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+HEAVY_MODULES = ("torch", "lightning", "great_expectations", "chess", "rust_pgn_reader_python_binding", "pandas")
+
+
+def test_definitions_validate_with_the_dagster_cli(transcend_home: Path) -> None:
+    completed = subprocess.run(
+        [str(Path(sys.executable).with_name("dagster")), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "Validation successful for code location transcend" in completed.stdout + completed.stderr
+
+
+def test_importing_definitions_does_not_import_heavy_libraries(transcend_home: Path) -> None:
+    probe = (
+        "import json, sys; import transcend_pipeline.definitions; "
+        f"print(json.dumps([m for m in {HEAVY_MODULES!r} if m in sys.modules]))"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=os.environ.copy(), timeout=120, check=True
+    )
+    assert json.loads(completed.stdout.strip().splitlines()[-1]) == []
+
+
+def test_every_asset_is_described_grouped_and_kinded(transcend_home: Path) -> None:
+    from transcend_pipeline.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.description, f"{key} has no description"
+        assert node.group_name and node.group_name != "default", f"{key} has no group"
+        assert node.kinds, f"{key} has no kinds"
+
+
+def test_source_follows_the_environment(transcend_home: Path, monkeypatch) -> None:
+    from transcend_pipeline.defs.resources import LichessSource, PanelSource, resources_from_env
+
+    assert isinstance(resources_from_env()["dump_source"], PanelSource)
+    monkeypatch.setenv("TRANSCEND_SOURCE", "lichess")
+    monkeypatch.setenv("TRANSCEND_LICHESS_URL", "http://127.0.0.1:9/standard/")
+    source = resources_from_env()["dump_source"]
+    assert isinstance(source, LichessSource)
+    assert source.base_url == "http://127.0.0.1:9/standard"
+    assert resources_from_env()["home"].path == str(transcend_home)
+    monkeypatch.setenv("TRANSCEND_SOURCE", "kaggle")
+    with pytest.raises(ValueError, match="TRANSCEND_SOURCE must be one of"):
+        resources_from_env()
+
+
+def test_dagster_home_has_telemetry_off(transcend_home: Path) -> None:
+    config = (transcend_home / "dagster" / "dagster.yaml").read_text()
+    assert "telemetry:\n  enabled: false" in config

@@ -1,0 +1,18 @@
+"""The Dagster entry point: one `Definitions` merged from the domain folders under `defs/`.
+
+Only Dagster and the thin asset modules are imported here; torch, Lightning,
+Great Expectations and the parsers load inside asset bodies, so that
+`dagster definitions validate` and the UI start fast.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from transcend_pipeline.defs import ingestion, operation
+from transcend_pipeline.defs.resources import resources_from_env
+
+defs = dg.Definitions.merge(
+    dg.Definitions(assets=dg.load_assets_from_modules([ingestion]), resources=resources_from_env()),
+    operation.defs,
+)

@@ -1,0 +1,76 @@
+"""Ingestion assets: a month's raw Lichess-format dump, and its games parsed into DuckDB."""
+
+import dagster as dg
+
+from transcend_pipeline.defs.partitions import month_of, monthly_partitions
+from transcend_pipeline.defs.resources import DumpSource, TranscendHome
+
+
+@dg.asset(
+    partitions_def=monthly_partitions,
+    group_name="ingestion",
+    kinds={"file", "zstd"},
+    description=(
+        "The month's `lichess_db_standard_rated_YYYY-MM.pgn.zst` under $TRANSCEND_HOME/raw/<source>/: "
+        "downloaded from the Lichess open database (streamed, resumable, sha256-verified) or written by the "
+        "synthetic player panel, depending on $TRANSCEND_SOURCE."
+    ),
+    retry_policy=dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL),
+)
+def raw_dump(context: dg.AssetExecutionContext, home: TranscendHome, dump_source: DumpSource) -> dg.MaterializeResult:
+    month = month_of(context.partition_key)
+    fetched = dump_source.fetch(month, home.raw_dir / dump_source.label, context.log)
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(fetched.path)),
+            "bytes": fetched.bytes,
+            "sha256": fetched.sha256,
+            "source": fetched.origin,
+            "seconds": round(fetched.seconds, 2),
+            "created": fetched.created,
+        },
+        data_version=dg.DataVersion(fetched.sha256),
+    )
+
+
+@dg.asset(
+    deps=[raw_dump],
+    partitions_def=monthly_partitions,
+    group_name="ingestion",
+    kinds={"duckdb"},
+    pool="warehouse",
+    description=(
+        "One row per game of the month in the DuckDB table `games` (moves as UCI lists); games that cannot be read "
+        "go to `games_quarantine` with a reason. Games read = accepted + quarantined, for every partition. "
+        "Rerunning a month replaces its rows in one transaction."
+    ),
+)
+def games(context: dg.AssetExecutionContext, home: TranscendHome, dump_source: DumpSource) -> dg.MaterializeResult:
+    from transcend_pipeline.ingest import ingest_month
+    from transcend_pipeline.lichess import dump_filename
+
+    month = month_of(context.partition_key)
+    dump_path = home.raw_dir / dump_source.label / dump_filename(month)
+    if not dump_path.exists():
+        raise dg.Failure(f"{dump_path} does not exist: materialise raw_dump for {month} first.")
+
+    def progress(games_read: int, seconds: float) -> None:
+        context.log.info(f"{month}: {games_read:,} games read, {games_read / max(seconds, 1e-9):,.0f} games/s")
+
+    result = ingest_month(
+        dump_path, month, home.warehouse_path, staging_dir=home.staging_dir / f"games-{month}", progress=progress
+    )
+    if result.games_read != result.games_accepted + result.games_quarantined:
+        raise dg.Failure(f"{month}: counts do not balance: {result}")
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": result.games_accepted,
+            "games_read": result.games_read,
+            "games_accepted": result.games_accepted,
+            "games_quarantined": result.games_quarantined,
+            "quarantine_reasons": dg.MetadataValue.json(result.quarantine_reasons),
+            "games_per_second": round(result.games_per_second),
+            "seconds": round(result.seconds, 2),
+            "pgn_megabytes": round(result.pgn_bytes / 1e6, 1),
+        }
+    )
