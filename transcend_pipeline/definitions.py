@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import dagster as dg
 
-from transcend_pipeline.defs import ingestion, operation
+from transcend_pipeline.defs import ingestion, operation, warehouse
 from transcend_pipeline.defs.resources import resources_from_env
 
 defs = dg.Definitions.merge(
-    dg.Definitions(assets=dg.load_assets_from_modules([ingestion]), resources=resources_from_env()),
+    dg.Definitions(
+        assets=[*dg.load_assets_from_modules([ingestion]), *warehouse.sql_model_assets],
+        resources=resources_from_env(),
+    ),
     operation.defs,
 )

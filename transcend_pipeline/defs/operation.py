@@ -1,13 +1,14 @@
-"""Jobs and schedules: monthly ingestion of the last complete month, and backfills of month ranges."""
-
-from __future__ import annotations
+"""Jobs and schedules: monthly ingestion of the last complete month through the SQL models, and backfills."""
 
 import dagster as dg
 
 ingest_month_job = dg.define_asset_job(
     "ingest_month",
-    selection=dg.AssetSelection.groups("ingestion"),
-    description="Fetch one month's dump and parse it into the warehouse.",
+    selection=dg.AssetSelection.groups("ingestion", "staging", "marts"),
+    description=(
+        "Fetch one month's dump, parse it into the warehouse and rebuild the rating buckets from every month "
+        "ingested so far (the bucket tables are whole-table models, rebuilt atomically)."
+    ),
 )
 
 # Lichess publishes a month's dump in the first days of the next month: run on the 5th, for the month just ended.

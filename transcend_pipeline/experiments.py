@@ -1,0 +1,72 @@
+"""The experiment table (`experiments.yaml`): which bucket each model trains on, at what size and budget.
+
+A declarative file rather than code, so a researcher adds an experiment by adding
+a row; the Dagster layer turns the names into the partitions of every asset from
+`training_set` on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+EXPERIMENTS_FILE = Path(__file__).with_name("experiments.yaml")
+MODEL_SIZES = ("tiny", "paper")
+
+
+class ExperimentError(ValueError):
+    """A row of the experiment table is malformed."""
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    cap: int
+    model: str
+    minutes: dict[str, float]
+    months: tuple[str, ...] | None = None
+    variant: str | None = None
+    description: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def budget_minutes(self, profile: str) -> float:
+        """The training budget for a profile (`demo`, `smoke`); a single number applies to every profile."""
+        if profile not in self.minutes:
+            raise ExperimentError(f"experiment {self.name!r} has no training budget for profile {profile!r}")
+        return float(self.minutes[profile])
+
+    def data_months(self, default: list[str]) -> list[str]:
+        """The months this experiment trains on: its own window, or the run's months."""
+        return list(self.months) if self.months else list(default)
+
+
+def load_experiments(path: Path = EXPERIMENTS_FILE) -> dict[str, Experiment]:
+    """Read and validate the experiment table, keyed by name (in file order)."""
+    rows = (yaml.safe_load(path.read_text()) or {}).get("experiments") or []
+    experiments: dict[str, Experiment] = {}
+    for row in rows:
+        row = dict(row)
+        try:
+            name, cap, model, minutes = row.pop("name"), int(row.pop("cap")), row.pop("model"), row.pop("minutes")
+        except KeyError as missing:
+            raise ExperimentError(f"{path}: an experiment lacks {missing}: {row}") from None
+        if name in experiments:
+            raise ExperimentError(f"{path}: experiment {name!r} is defined twice")
+        if model not in MODEL_SIZES:
+            raise ExperimentError(f"{path}: experiment {name!r} has model {model!r}, expected one of {MODEL_SIZES}")
+        if not isinstance(minutes, dict):
+            minutes = {"demo": minutes, "smoke": minutes}
+        months = row.pop("months", None)
+        experiments[name] = Experiment(
+            name=name,
+            cap=cap,
+            model=model,
+            minutes={profile: float(value) for profile, value in minutes.items()},
+            months=tuple(str(month) for month in months) if months else None,
+            variant=row.pop("variant", None),
+            description=row.pop("description", ""),
+            extra=row,
+        )
+    return experiments
