@@ -4,6 +4,15 @@ import dagster as dg
 
 from transcend_pipeline.defs.partitions import month_of, monthly_partitions
 from transcend_pipeline.defs.resources import DumpSource, TranscendHome
+from transcend_pipeline.defs.warehouse import CAPS
+
+
+class IngestConfig(dg.Config):
+    """Run config of `games`. Moves are kept (and checked for legality) only for games that can enter a bucket:
+    storing every game's moves costs ~60% more time per game, and games above the largest cap never train."""
+
+    workers: int = 2
+    moves_max_elo: int | None = max(CAPS)
 
 
 @dg.asset(
@@ -40,12 +49,15 @@ def raw_dump(context: dg.AssetExecutionContext, home: TranscendHome, dump_source
     kinds={"duckdb"},
     pool="warehouse",
     description=(
-        "One row per game of the month in the DuckDB table `games` (moves as UCI lists); games that cannot be read "
+        "One row per game of the month in the DuckDB table `games` (moves as UCI lists for games under the largest "
+        "cap); games that cannot be read "
         "go to `games_quarantine` with a reason. Games read = accepted + quarantined, for every partition. "
         "Rerunning a month replaces its rows in one transaction."
     ),
 )
-def games(context: dg.AssetExecutionContext, home: TranscendHome, dump_source: DumpSource) -> dg.MaterializeResult:
+def games(
+    context: dg.AssetExecutionContext, config: IngestConfig, home: TranscendHome, dump_source: DumpSource
+) -> dg.MaterializeResult:
     from transcend_pipeline.ingest import ingest_month
     from transcend_pipeline.lichess import dump_filename
 
@@ -58,7 +70,13 @@ def games(context: dg.AssetExecutionContext, home: TranscendHome, dump_source: D
         context.log.info(f"{month}: {games_read:,} games read, {games_read / max(seconds, 1e-9):,.0f} games/s")
 
     result = ingest_month(
-        dump_path, month, home.warehouse_path, staging_dir=home.staging_dir / f"games-{month}", progress=progress
+        dump_path,
+        month,
+        home.warehouse_path,
+        staging_dir=home.staging_dir / f"games-{month}",
+        workers=config.workers,
+        moves_max_elo=config.moves_max_elo,
+        progress=progress,
     )
     if result.games_read != result.games_accepted + result.games_quarantined:
         raise dg.Failure(f"{month}: counts do not balance: {result}")

@@ -1,0 +1,196 @@
+"""Ingest speed and memory on a Lichess-like month, against python-chess and pgn-extract measured in the same run.
+
+The corpus repeats the real 2021-10 dump head (999 games) with every Site id
+rewritten to be unique, and is compressed as multi-frame zstd like Lichess's
+`pzstd` files — at level 3, not Lichess's 19, only because 19 takes minutes to
+build; decompression speed hardly depends on the level.
+
+    .venv/bin/python benchmarks/bench_ingest.py            # 100k games
+    .venv/bin/python benchmarks/bench_ingest.py --quick    # 10k games, a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import io
+import multiprocessing
+import os
+import re
+import resource
+import shutil
+import subprocess
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import chess.pgn
+import zstandard
+
+from transcend_pipeline.ingest import IngestResult, ingest_month, read_pgn_chunks
+from transcend_pipeline.warehouse import open_warehouse
+
+SAMPLE = (
+    Path(__file__).resolve().parents[1].parent / "shared/data/lichess-samples/lichess_2021-10_dump_excerpt_999games.pgn"
+)
+FRAME_BYTES = 16 << 20  # pzstd cuts its input into independent frames too
+RECENT_MONTH_GAMES = 96_000_000
+PYTHON_CHESS_GAMES = 2_000
+SITE_ID = re.compile(r"(?<=\[Site \"https://lichess.org/)\w+")
+
+
+def build_corpus(directory: Path, games: int) -> Path:
+    """Write `games` games (the sample repeated, Site ids made unique) as a multi-frame `.pgn.zst`, streaming."""
+    sample = ["[Event " + game for game in SAMPLE.read_text().split("[Event ")[1:]]
+    compressor = zstandard.ZstdCompressor(level=3)
+    path = directory / "lichess_db_standard_rated_2099-01.pgn.zst"
+    with path.open("wb") as out:
+        frame: list[str] = []
+        frame_chars = 0
+        for index in range(games):
+            copy, game = divmod(index, len(sample))
+            text = SITE_ID.sub(rf"\g<0>{copy:05d}", sample[game], count=1)
+            frame.append(text)
+            frame_chars += len(text)
+            if frame_chars >= FRAME_BYTES or index == games - 1:
+                out.write(compressor.compress("".join(frame).encode()))
+                frame, frame_chars = [], 0
+    return path
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One ingest run, measured in a fresh process so that its peak memory is its own."""
+
+    label: str
+    result: IngestResult
+    cpu_seconds: float  # user + system, this process and its helpers
+    peak_rss_mb: float  # the larger of the process and its largest helper
+    finished_at: float  # time.time(), to line up runs that overlap
+
+
+def measure_ingest(dump: Path, work: Path, workers: int, moves_max_elo: int | None, copies: int = 1) -> list[Measured]:
+    """Ingest `copies` months from the same dump at once, each in its own process (like a Dagster backfill)."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(copies, mp_context=context) as pool:  # not daemonic, so helpers may start
+        months = [f"2099-{copy + 1:02d}" for copy in range(copies)]
+        futures = [pool.submit(_ingest_here, dump, work, month, workers, moves_max_elo) for month in months]
+        return [future.result() for future in futures]
+
+
+def _ingest_here(dump: Path, work: Path, month: str, workers: int, moves_max_elo: int | None) -> Measured:
+    warehouse = work / f"bench-{workers}-{moves_max_elo}.duckdb"
+    cpu_before = _cpu_seconds()
+    result = ingest_month(
+        dump, month, warehouse, staging_dir=work / "staging", workers=workers, moves_max_elo=moves_max_elo
+    )
+    cpu = _cpu_seconds() - cpu_before
+    finished_at = time.time()
+    with open_warehouse(warehouse, read_only=True) as connection:
+        (rows,) = connection.execute("SELECT count(*) FROM games WHERE month = ?", [month]).fetchone()
+    assert rows == result.games_accepted, (rows, result)
+    peak = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    moves = "all moves" if moves_max_elo is None else f"moves <= {moves_max_elo}"
+    return Measured(f"ingest_month, {moves}, workers={workers}", result, cpu, peak / 1024, finished_at)
+
+
+def _cpu_seconds() -> float:
+    usages = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    return sum(usage.ru_utime + usage.ru_stime for usage in usages)
+
+
+def run_python_chess(dump: Path, games: int) -> tuple[float, float]:
+    """(wall, CPU) seconds for python-chess `read_game` on the dump's first `games` games, decompression included."""
+    with dump.open("rb") as raw:
+        reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+        text = io.TextIOWrapper(reader, encoding="utf-8")
+        started, cpu_started = time.perf_counter(), time.process_time()
+        for _ in range(games):
+            chess.pgn.read_game(text)
+        return time.perf_counter() - started, time.process_time() - cpu_started
+
+
+def run_pgn_extract(dump: Path) -> str:
+    binary = shutil.which("pgn-extract")
+    if binary is None:
+        return "not installed"
+    started = time.perf_counter()
+    with subprocess.Popen(["zstd", "-dc", str(dump)], stdout=subprocess.PIPE) as unzip:
+        subprocess.run([binary, "-s", "-o", "/dev/null"], stdin=unzip.stdout, check=True)
+    return f"{time.perf_counter() - started:.2f} s"
+
+
+HEADER = f"{'':<46} {'games/s':>9} {'MB/s':>6} {'games/CPU-s':>12} {'x python-chess':>15} {'peak RSS':>9}"
+
+
+def row(name: str, games: int, seconds: float, cpu_seconds: float, pgn_bytes: float, baseline: float, rss: str) -> None:
+    """One line: wall-clock rates, the rate per CPU-second (stable under load), and the ratio to the baseline's."""
+    per_cpu = games / cpu_seconds
+    print(
+        f"{name:<46} {games / seconds:>9,.0f} {pgn_bytes / seconds / 1e6:>6.1f} {per_cpu:>12,.0f} "
+        f"{per_cpu / baseline:>14.0f}x {rss:>9}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="10k games instead of 100k (a smoke run)")
+    parser.add_argument("--games", type=int, help="corpus size (overrides --quick)")
+    parser.add_argument("--moves-max-elo", type=int, default=1500, help="the cap for the bucket-only runs")
+    args = parser.parse_args()
+    games = args.games or (10_000 if args.quick else 100_000)
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+        work = Path(tmp)
+        started = time.perf_counter()
+        dump = build_corpus(work, games)
+        pgn_bytes = float(sum(len(chunk) for chunk in read_pgn_chunks(dump, collections.Counter())))
+        print(
+            f"corpus: {games:,} games, {pgn_bytes / 1e6:.1f} MB of PGN, {dump.stat().st_size / 1e6:.1f} MB as "
+            f"zstd level 3, built in {time.perf_counter() - started:.1f} s; {os.cpu_count()} cores, "
+            f"load average {os.getloadavg()[0]:.1f} (wall-clock rates suffer from load, per-CPU-second ones less)"
+        )
+        chess_games = min(PYTHON_CHESS_GAMES, games // 5)
+        chess_wall, chess_cpu = run_python_chess(dump, chess_games)
+        baseline = chess_games / chess_cpu
+        print(HEADER)
+        row(
+            "python-chess read_game (first games only)",
+            chess_games,
+            chess_wall,
+            chess_cpu,
+            chess_games / games * pgn_bytes,
+            baseline,
+            "",
+        )
+        print(f"{'pgn-extract':<46} {run_pgn_extract(dump)}")
+        for cap in (None, args.moves_max_elo):
+            one, two = (measure_ingest(dump, work, workers, cap)[0] for workers in (1, 2))
+            pair = measure_ingest(dump, work, 1, cap, copies=2)
+            for run in (one, two):
+                result = run.result
+                row(run.label, games, result.seconds, run.cpu_seconds, pgn_bytes, baseline, f"{run.peak_rss_mb:.0f} MB")
+            window = max(run.finished_at for run in pair) - min(run.finished_at - run.result.seconds for run in pair)
+            pair_cpu = sum(run.cpu_seconds for run in pair)
+            pair_rss = f"{max(run.peak_rss_mb for run in pair):.0f} MB"
+            row(
+                "  two months at once, workers=1 each",
+                2 * games,
+                window,
+                pair_cpu,
+                2 * pgn_bytes,
+                baseline,
+                pair_rss,
+            )
+            per_core = games / one.cpu_seconds
+            print(
+                f"{'':<46} 2 workers {one.result.seconds / two.result.seconds:.2f}x one, two months at once "
+                f"{2 * games / window / (games / one.result.seconds):.2f}x one; 96M games: "
+                f"{RECENT_MONTH_GAMES / per_core / 3600:.2f} h per core (CPU-time based), "
+                f"{RECENT_MONTH_GAMES / (2 * games / window) / 3600:.2f} h at the two-month wall rate"
+            )
+
+
+if __name__ == "__main__":
+    main()

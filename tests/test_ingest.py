@@ -1,0 +1,182 @@
+"""ingest_month against a real DuckDB file: counts balance, reruns replace, failures change nothing, months run at once."""
+
+from __future__ import annotations
+
+import functools
+import multiprocessing
+import time
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from transcend_pipeline import ingest as ingest_module
+from transcend_pipeline.ingest import DumpReadError, IngestResult, ingest_month
+from transcend_pipeline.pgn import split_games
+from transcend_pipeline.warehouse import open_warehouse
+
+DUMP_2021 = "lichess_2021-10_dump_excerpt_999games.pgn"
+API_EXPORT = "lichess_api_export_cubicinfinity_2019-2022_866games.pgn"
+
+
+def compress(source: Path, target: Path, frame_bytes: int = 300_000) -> Path:
+    """Write `source` as multi-frame zstd, the way Lichess's pzstd files are laid out."""
+    data = source.read_bytes()
+    compressor = zstandard.ZstdCompressor(level=3)
+    target.write_bytes(
+        b"".join(compressor.compress(data[at : at + frame_bytes]) for at in range(0, len(data), frame_bytes))
+    )
+    return target
+
+
+def month_counts(warehouse: Path, month: str) -> tuple[int, int]:
+    with open_warehouse(warehouse, read_only=True) as connection:
+        (games,) = connection.execute("SELECT count(*) FROM games WHERE month = ?", [month]).fetchone()
+        (quarantined,) = connection.execute("SELECT count(*) FROM games_quarantine WHERE month = ?", [month]).fetchone()
+    return games, quarantined
+
+
+def ingest(dump: Path, month: str, warehouse: Path, staging: Path, **options) -> IngestResult:
+    return ingest_month(dump, month, warehouse, staging_dir=staging, **options)
+
+
+def test_plain_pgn_lands_in_both_tables_and_counts_balance(lichess_samples: Path, tmp_path: Path) -> None:
+    reports: list[tuple[int, float]] = []
+    result = ingest(
+        lichess_samples / API_EXPORT,
+        "2022-12",
+        tmp_path / "w.duckdb",
+        tmp_path / "staging",
+        progress=lambda *r: reports.append(r),
+    )
+    assert (result.games_read, result.games_accepted, result.games_quarantined) == (866, 791, 75)
+    assert result.quarantine_reasons == {"non_standard_start": 75}
+    assert month_counts(tmp_path / "w.duckdb", "2022-12") == (791, 75)
+    assert result.pgn_bytes == result.compressed_bytes == (lichess_samples / API_EXPORT).stat().st_size
+    assert reports[-1][0] == 866 and result.games_per_second > 0
+    assert list((tmp_path / "staging").iterdir()) == []
+    with open_warehouse(tmp_path / "w.duckdb", read_only=True) as connection:
+        types = dict(
+            connection.execute(
+                "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'games'"
+            ).fetchall()
+        )
+        positions = connection.execute("SELECT min(position), max(position) FROM games_quarantine").fetchone()
+    assert (types["moves"], types["white_elo"], types["utc_time"]) == ("VARCHAR[]", "SMALLINT", "TIMESTAMP")
+    assert 0 <= positions[0] <= positions[1] < 866
+
+
+def test_zst_dump_reads_like_the_plain_file(lichess_samples: Path, tmp_path: Path) -> None:
+    dump = compress(lichess_samples / DUMP_2021, tmp_path / "lichess_db_standard_rated_2021-10.pgn.zst")
+    result = ingest(dump, "2021-10", tmp_path / "w.duckdb", tmp_path / "staging")
+    assert (result.games_read, result.games_accepted) == (999, 999)
+    assert result.pgn_bytes == (lichess_samples / DUMP_2021).stat().st_size > result.compressed_bytes
+    with open_warehouse(tmp_path / "w.duckdb", read_only=True) as connection:
+        row = connection.execute(
+            "SELECT moves[1:3], ply_count, has_clock FROM games WHERE game_id = 'NRafdioG'"
+        ).fetchone()
+    assert row == (["e2e4", "c7c5", "g1f3"], 65, True)
+
+
+def test_rerunning_a_month_replaces_its_rows_and_leaves_other_months(lichess_samples: Path, tmp_path: Path) -> None:
+    warehouse = tmp_path / "w.duckdb"
+    ingest(lichess_samples / DUMP_2021, "2021-09", warehouse, tmp_path / "staging")
+    first = ingest(lichess_samples / API_EXPORT, "2021-10", warehouse, tmp_path / "staging")
+    second = ingest(lichess_samples / API_EXPORT, "2021-10", warehouse, tmp_path / "staging")
+    assert (first.games_accepted, first.games_quarantined) == (second.games_accepted, second.games_quarantined)
+    assert month_counts(warehouse, "2021-10") == (791, 75)
+    assert month_counts(warehouse, "2021-09") == (999, 0)
+    with open_warehouse(warehouse, read_only=True) as connection:
+        (duplicates,) = connection.execute(
+            "SELECT count(*) FROM (SELECT month, game_id FROM games GROUP BY ALL HAVING count(*) > 1)"
+        ).fetchone()
+    assert duplicates == 0
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupt", "empty", "not_pgn"])
+def test_a_bad_dump_fails_naming_the_file_and_keeps_the_previous_rows(
+    lichess_samples: Path, tmp_path: Path, damage: str
+) -> None:
+    warehouse = tmp_path / "w.duckdb"
+    ingest(lichess_samples / DUMP_2021, "2021-10", warehouse, tmp_path / "staging")
+    dump = compress(lichess_samples / DUMP_2021, tmp_path / "lichess_db_standard_rated_2021-10.pgn.zst")
+    data = dump.read_bytes()
+    if damage == "truncated":  # cut inside the last frame, as an interrupted copy would
+        dump.write_bytes(data[: int(len(data) * 0.9)])
+    elif damage == "corrupt":
+        dump.write_bytes(data[: len(data) // 2] + bytes(200) + data[len(data) // 2 + 200 :])
+    elif damage == "empty":
+        dump.write_bytes(b"")
+    else:  # valid zstd, but of one endless line: must fail, not hold it all in memory
+        dump.write_bytes(zstandard.ZstdCompressor(level=3).compress(b"x" * (40 << 20)))
+    with pytest.raises(DumpReadError, match=str(dump)):
+        ingest(dump, "2021-10", warehouse, tmp_path / "staging")
+    assert month_counts(warehouse, "2021-10") == (999, 0)
+    assert list((tmp_path / "staging").iterdir()) == []
+
+
+def test_moves_max_elo_stores_moves_only_for_bucket_candidates(lichess_samples: Path, tmp_path: Path) -> None:
+    warehouse = tmp_path / "w.duckdb"
+    result = ingest(lichess_samples / DUMP_2021, "2021-10", warehouse, tmp_path / "staging", moves_max_elo=1500)
+    assert result.games_accepted == 999
+    with open_warehouse(warehouse, read_only=True) as connection:
+        with_moves, under_cap, under_cap_with_moves = connection.execute(
+            "SELECT count(moves), count(*) FILTER (greatest(white_elo, black_elo) <= 1500),"
+            " count(moves) FILTER (greatest(white_elo, black_elo) <= 1500 AND len(moves) = ply_count) FROM games"
+        ).fetchone()
+    assert with_moves == under_cap == under_cap_with_moves >= 307  # SOURCES.md: 307 games have max Elo < 1500
+
+
+@pytest.mark.slow
+def test_two_workers_write_the_same_rows_as_one(
+    lichess_samples: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Small batches, so that both this process and the helper parse some.
+    monkeypatch.setattr(ingest_module, "split_games", functools.partial(split_games, batch_games=50))
+    dump = compress(lichess_samples / DUMP_2021, tmp_path / "dump.pgn.zst")
+    rows = []
+    for workers in (1, 2):
+        warehouse = tmp_path / f"w{workers}.duckdb"
+        ingest(dump, "2021-10", warehouse, tmp_path / "staging", workers=workers)
+        with open_warehouse(warehouse, read_only=True) as connection:
+            rows.append(connection.execute("SELECT * FROM games ORDER BY game_id").fetchall())
+    assert len(rows[0]) == 999 and rows[0] == rows[1]
+    assert len({row[1] for row in rows[1]}) == 999  # game_id: every game once
+
+
+def _ingest_in_child(dump: str, month: str, warehouse: str, staging: str) -> None:
+    ingest_month(Path(dump), month, Path(warehouse), staging_dir=Path(staging))
+
+
+@pytest.mark.slow
+def test_two_months_ingested_by_two_processes_at_once(lichess_samples: Path, tmp_path: Path) -> None:
+    warehouse = tmp_path / "w.duckdb"
+    context = multiprocessing.get_context("spawn")
+    children = [
+        context.Process(
+            target=_ingest_in_child,
+            args=(str(lichess_samples / name), month, str(warehouse), str(tmp_path / "staging")),
+        )
+        for name, month in ((DUMP_2021, "2021-10"), (API_EXPORT, "2022-12"))
+    ]
+    with open_warehouse(warehouse):  # hold the lock while both parse, so both swaps must wait for it
+        for child in children:
+            child.start()
+        time.sleep(3)
+    for child in children:
+        child.join(timeout=120)
+    assert [child.exitcode for child in children] == [0, 0]
+    assert month_counts(warehouse, "2021-10") == (999, 0)
+    assert month_counts(warehouse, "2022-12") == (791, 75)
+
+
+@pytest.mark.slow
+def test_workers_inside_a_daemonic_process_fall_back_to_one(lichess_samples: Path, tmp_path: Path) -> None:
+    warehouse = tmp_path / "w.duckdb"
+    with multiprocessing.get_context("spawn").Pool(1) as pool:  # pool workers are daemonic: no children allowed
+        pool.apply(
+            ingest_month,
+            (lichess_samples / API_EXPORT, "2022-12", warehouse),
+            {"staging_dir": tmp_path / "staging", "workers": 2},
+        )
+    assert month_counts(warehouse, "2022-12") == (791, 75)

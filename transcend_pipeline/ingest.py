@@ -1,0 +1,226 @@
+"""One monthly Lichess dump -> the DuckDB tables `games` and `games_quarantine`, staged so a failure changes nothing.
+
+The dump is streamed (zstd frame by frame, never loaded whole), cut into batches
+of games, parsed by `transcend_pipeline.pgn` — in worker processes when asked
+for more than one — and written to Parquet in a private staging folder. Only
+when every game has been read does one transaction replace the month's rows of
+both tables, so the warehouse lock is held for seconds and a corrupt dump found
+at 90% leaves the previous rows as they were.
+"""
+
+from __future__ import annotations
+
+import collections
+import multiprocessing
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import zstandard
+
+from transcend_pipeline.pgn import (
+    GAMES_SCHEMA,
+    QUARANTINE_SCHEMA,
+    GameBatch,
+    PgnFormatError,
+    parse_batch,
+    split_games,
+)
+from transcend_pipeline.warehouse import open_warehouse
+
+READ_BYTES = 1 << 20  # compressed bytes per read; ~7 MB of PGN
+PROGRESS_EVERY = 100_000
+SWAP_MEMORY_LIMIT = "512MB"
+
+GAMES_DDL = """
+CREATE TABLE IF NOT EXISTS games (
+    month VARCHAR, game_id VARCHAR, site VARCHAR, event VARCHAR, rated BOOLEAN, variant VARCHAR, speed VARCHAR,
+    base_seconds INTEGER, increment_seconds INTEGER, white VARCHAR, black VARCHAR,
+    white_elo SMALLINT, black_elo SMALLINT, white_rating_diff SMALLINT, black_rating_diff SMALLINT,
+    white_title VARCHAR, black_title VARCHAR, result VARCHAR, termination VARCHAR, utc_time TIMESTAMP,
+    eco VARCHAR, opening VARCHAR, moves VARCHAR[], ply_count SMALLINT, has_clock BOOLEAN, has_eval BOOLEAN
+)"""
+QUARANTINE_DDL = """
+CREATE TABLE IF NOT EXISTS games_quarantine (
+    month VARCHAR, position INTEGER, site VARCHAR, excerpt VARCHAR, reason VARCHAR, detail VARCHAR
+)"""
+
+
+class DumpReadError(RuntimeError):
+    """The dump cannot be read to its end (corrupt or truncated zstd, unreadable file); the message names the file."""
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What one month's ingest read and wrote; games_read == games_accepted + games_quarantined."""
+
+    month: str
+    games_read: int
+    games_accepted: int
+    games_quarantined: int
+    compressed_bytes: int
+    pgn_bytes: int
+    seconds: float
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def games_per_second(self) -> float:
+        return self.games_read / self.seconds if self.seconds > 0 else 0.0
+
+
+def read_pgn_chunks(dump_path: Path, counter: collections.Counter) -> Iterator[bytes]:
+    """Yield the dump's PGN bytes chunk by chunk; `.zst` is decompressed frame by frame, anything else read as is.
+
+    python-zstandard's stream reader ends quietly at a truncated frame, so frames
+    are walked here and a frame still open at end of file is reported.
+    `counter` receives 'compressed' and 'pgn' byte totals as it goes.
+    """
+    try:
+        with dump_path.open("rb") as raw:
+            if dump_path.suffix != ".zst":
+                while chunk := raw.read(READ_BYTES * 4):
+                    counter["compressed"] += len(chunk)
+                    counter["pgn"] += len(chunk)
+                    yield chunk
+                return
+            decompressor = zstandard.ZstdDecompressor()
+            frame = decompressor.decompressobj()
+            frame_open = False
+            while compressed := raw.read(READ_BYTES):
+                counter["compressed"] += len(compressed)
+                while compressed:
+                    chunk = frame.decompress(compressed)
+                    frame_open = True
+                    if chunk:
+                        counter["pgn"] += len(chunk)
+                        yield chunk
+                    if not frame.eof:
+                        break
+                    compressed = frame.unused_data
+                    frame = decompressor.decompressobj()
+                    frame_open = False
+            if counter["compressed"] == 0:
+                raise DumpReadError(f"{dump_path}: empty file, not a zstd stream")
+            if frame_open:
+                raise DumpReadError(f"{dump_path}: truncated zstd stream (the last frame is incomplete)")
+    except zstandard.ZstdError as error:
+        raise DumpReadError(f"{dump_path}: corrupt zstd data after {counter['compressed']} bytes: {error}") from error
+    except OSError as error:
+        raise DumpReadError(f"{dump_path}: cannot read: {error}") from error
+
+
+def ingest_month(
+    dump_path: Path,
+    month: str,
+    warehouse_path: Path,
+    *,
+    staging_dir: Path,
+    workers: int = 1,
+    progress: Callable[[int, float], None] | None = None,
+    moves_max_elo: int | None = None,
+) -> IngestResult:
+    """Parse one month's dump (`.pgn.zst`, or plain `.pgn`) and atomically replace its rows in the warehouse.
+
+    `workers` > 1 parses in that many processes: this one, which also
+    decompresses, splits and writes, and `workers - 1` helpers.
+    `progress(games_read, seconds)` is called about every 100k games and once
+    at the end. `moves_max_elo` stores (and
+    legality-checks) moves only for games whose both Elos are at most that value,
+    the games that can enter a rating bucket; None keeps every game's moves.
+    """
+    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}", month):
+        raise ValueError(f"month must be 'YYYY-MM', got {month!r}")
+    started = time.perf_counter()
+    dump_path = Path(dump_path)
+    staging_dir.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f"games-{month}-", dir=staging_dir))
+    byte_counts: collections.Counter = collections.Counter()
+    reasons: collections.Counter = collections.Counter()
+    games_read = accepted = 0
+    next_report = PROGRESS_EVERY
+    try:
+        with (
+            pq.ParquetWriter(stage / "games.parquet", GAMES_SCHEMA, compression="zstd") as games_out,
+            pq.ParquetWriter(stage / "quarantine.parquet", QUARANTINE_SCHEMA, compression="zstd") as quarantine_out,
+        ):
+            batches = split_games(read_pgn_chunks(dump_path, byte_counts))
+            for games, quarantined in _parsed_batches(batches, month, workers, moves_max_elo):
+                games_out.write_batch(games)
+                quarantine_out.write_batch(quarantined)
+                accepted += games.num_rows
+                reasons.update(quarantined.column("reason").to_pylist())
+                games_read += games.num_rows + quarantined.num_rows
+                if progress is not None and games_read >= next_report:
+                    progress(games_read, time.perf_counter() - started)
+                    next_report += PROGRESS_EVERY
+        _swap_month(warehouse_path, month, stage)
+    except PgnFormatError as error:
+        raise DumpReadError(f"{dump_path}: {error}") from error
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    seconds = time.perf_counter() - started
+    if progress is not None:
+        progress(games_read, seconds)
+    return IngestResult(
+        month=month,
+        games_read=games_read,
+        games_accepted=accepted,
+        games_quarantined=games_read - accepted,
+        compressed_bytes=byte_counts["compressed"],
+        pgn_bytes=byte_counts["pgn"],
+        seconds=seconds,
+        quarantine_reasons=dict(reasons),
+    )
+
+
+def _parsed_batches(
+    batches: Iterator[GameBatch], month: str, workers: int, moves_max_elo: int | None
+) -> Iterator[tuple[pa.RecordBatch, pa.RecordBatch]]:
+    """Parse batches here and in `workers - 1` helper processes, in whatever order they finish.
+
+    This process parses a batch itself whenever the helpers have enough queued,
+    so no core idles while the helpers start (their imports take a second) and
+    at most 2 batches per helper are in memory at once. Row order does not
+    matter: each quarantined game carries its own position.
+    """
+    if workers <= 1 or multiprocessing.current_process().daemon:  # a daemonic process may not start helpers
+        for batch in batches:
+            yield parse_batch(batch, month, moves_max_elo)
+        return
+    # spawn, not fork: this may run inside a threaded Dagster process.
+    with ProcessPoolExecutor(workers - 1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        in_flight: collections.deque[Future] = collections.deque()
+        for batch in batches:
+            while in_flight and in_flight[0].done():
+                yield in_flight.popleft().result()
+            if len(in_flight) < 2 * (workers - 1):
+                in_flight.append(pool.submit(parse_batch, batch, month, moves_max_elo))
+            else:
+                yield parse_batch(batch, month, moves_max_elo)
+        while in_flight:
+            yield in_flight.popleft().result()
+
+
+def _swap_month(warehouse_path: Path, month: str, stage: Path) -> None:
+    """Replace the month's rows of both tables from the staged Parquet files, in one transaction."""
+    with open_warehouse(warehouse_path) as connection:
+        connection.execute("SET enable_progress_bar = false")
+        connection.execute(f"SET memory_limit = '{SWAP_MEMORY_LIMIT}'")  # spill rather than grow with the month
+        connection.execute("BEGIN TRANSACTION")
+        try:
+            connection.execute(GAMES_DDL)
+            connection.execute(QUARANTINE_DDL)
+            for table, staged in (("games", "games.parquet"), ("games_quarantine", "quarantine.parquet")):
+                connection.execute(f"DELETE FROM {table} WHERE month = ?", [month])
+                connection.execute(f"INSERT INTO {table} BY NAME SELECT * FROM read_parquet(?)", [str(stage / staged)])
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
