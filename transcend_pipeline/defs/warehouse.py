@@ -6,15 +6,30 @@ Monthly models are partitioned like `games` and backfill in a single run.
 """
 
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
 
 from transcend_pipeline.defs.partitions import month_of, monthly_partitions
-from transcend_pipeline.defs.resources import TranscendHome
+from transcend_pipeline.defs.resources import DumpSource, TranscendHome
+from transcend_pipeline.quality import load_expectations
 from transcend_pipeline.sql_models import SqlModel, discover_models, load_vars, materialize, render
 
 DBT_ROOT = Path(__file__).resolve().parents[2] / "dbt_like_sql"
+MODELS = discover_models(DBT_ROOT)
+EXPECTATIONS = load_expectations(DBT_ROOT)
+CAPS = [int(cap) for cap in load_vars(DBT_ROOT)["caps"]]
+
+
+def check_name(cap: int | None) -> str:
+    """`cap_1000` for a bucket's gate, `expectations` for a model checked as a whole."""
+    return "expectations" if cap is None else f"cap_{cap}"
+
+
+def project_vars(dump_source: DumpSource) -> dict:
+    """The SQL vars for the active source: dbt_project.yml's `targets:` entry named like the raw/ folder."""
+    return load_vars(DBT_ROOT, target=dump_source.label)
 
 
 def _sql_asset(model: SqlModel) -> dg.AssetsDefinition:
@@ -32,10 +47,12 @@ def _sql_asset(model: SqlModel) -> dg.AssetsDefinition:
         code_version=hashlib.sha256(model.sql.encode()).hexdigest()[:16],
         metadata={"path": dg.MetadataValue.path(str(model.path))},
     )
-    def sql_model(context: dg.AssetExecutionContext, home: TranscendHome) -> dg.MaterializeResult:
+    def sql_model(
+        context: dg.AssetExecutionContext, home: TranscendHome, dump_source: DumpSource
+    ) -> dg.MaterializeResult:
         from transcend_pipeline.warehouse import open_warehouse
 
-        variables = load_vars(DBT_ROOT)
+        variables = project_vars(dump_source)
         months = [month_of(key) for key in context.partition_keys] if partitioned else [None]
         rows = 0
         with open_warehouse(home.warehouse_path) as connection:
@@ -52,4 +69,50 @@ def _sql_asset(model: SqlModel) -> dg.AssetsDefinition:
     return sql_model
 
 
-sql_model_assets = [_sql_asset(model) for model in discover_models(DBT_ROOT).values()]
+def _quality_gate(model: SqlModel, expectations: list[dict]) -> dg.AssetChecksDefinition:
+    """The model's Great Expectations suite as blocking checks: one per cap for bucket models, so that a failing
+    bucket shows which cap failed, and `training_set` refuses exactly the experiments on that bucket."""
+    caps: list[int | None] = list(CAPS) if model.checked_per_cap else [None]
+    specs = [
+        dg.AssetCheckSpec(
+            check_name(cap),
+            asset=model.name,
+            blocking=True,
+            description=f"GX suite for {model.name}{f' (bucket {cap})' if cap else ''}: "
+            + ", ".join(expectation["name"] for expectation in expectations),
+        )
+        for cap in caps
+    ]
+
+    @dg.multi_asset_check(specs=specs, name=f"{model.name}_quality_gate")
+    def quality_gate(
+        context: dg.AssetCheckExecutionContext, home: TranscendHome, dump_source: DumpSource
+    ) -> Iterator[dg.AssetCheckResult]:
+        from transcend_pipeline.quality import run_suite
+        from transcend_pipeline.warehouse import open_warehouse
+
+        with open_warehouse(home.warehouse_path, read_only=True) as connection:
+            suite = run_suite(connection, model.name, expectations, project_vars(dump_source))
+        context.log.info(f"{model.name}: {len(suite.outcomes)} expectations in {suite.seconds:.1f} s")
+        for cap in caps:
+            outcomes = [outcome for outcome in suite.outcomes if outcome.cap == cap]
+            yield dg.AssetCheckResult(
+                asset_key=model.name,
+                check_name=check_name(cap),
+                passed=bool(outcomes) and all(outcome.success for outcome in outcomes),
+                metadata={
+                    f"{outcome.name}": dg.MetadataValue.json(
+                        {"passed": outcome.success, "observed": outcome.observed, "expected": outcome.expected}
+                    )
+                    for outcome in outcomes
+                }
+                | {"failed": ", ".join(outcome.name for outcome in outcomes if not outcome.success) or "none"},
+            )
+
+    return quality_gate
+
+
+sql_model_assets = [_sql_asset(model) for model in MODELS.values()]
+quality_gates = [
+    _quality_gate(MODELS[name], expectations) for name, expectations in EXPECTATIONS.items() if expectations
+]

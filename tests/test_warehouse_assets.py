@@ -1,0 +1,111 @@
+"""The warehouse through Dagster: SQL models as assets, GX gates as blocking checks that keep bad buckets from training."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import chess
+import chess.pgn
+import dagster as dg
+import pytest
+import zstandard
+
+from transcend_pipeline.defs.ingestion import games, raw_dump
+from transcend_pipeline.defs.resources import PanelSource, TranscendHome
+from transcend_pipeline.defs.training import training_set
+from transcend_pipeline.defs.warehouse import MODELS, quality_gates, sql_model_assets
+from transcend_pipeline.lichess import dump_filename
+from transcend_pipeline.warehouse import open_warehouse
+
+MONTH = "2025-01"
+
+
+def random_game(rng: random.Random, white: str, black: str, white_elo: int, black_elo: int, index: int) -> str:
+    board = chess.Board()
+    while not board.is_game_over() and board.ply() < 40:
+        board.push(rng.choice(list(board.legal_moves)))
+    game = chess.pgn.Game.from_board(board)
+    game.headers.clear()
+    tags = {
+        "Event": "Rated Blitz game",
+        "Site": f"https://lichess.org/t{index:07d}",
+        "Date": "2025.01.02",
+        "Round": "-",
+        "White": white,
+        "Black": black,
+        "Result": rng.choice(["1-0", "0-1", "1/2-1/2"]),
+        "UTCDate": "2025.01.02",
+        "UTCTime": "12:00:00",
+        "WhiteElo": str(white_elo),
+        "BlackElo": str(black_elo),
+        "ECO": "?",
+        "Opening": "?",
+        "TimeControl": "300+0",
+        "Termination": "Normal",
+    }
+    for name, value in tags.items():
+        game.headers[name] = value
+    return str(game) + "\n\n"
+
+
+def write_dump(path: Path, seed: int = 7) -> None:
+    """Sub-1000 games nearly all played by one player; a diverse pool between 1000 and 1300."""
+    rng = random.Random(seed)
+    texts = []
+    for index in range(240):  # cap 1000: 'Dominator' is in every game
+        opponent = f"novice{rng.randrange(12)}"
+        texts.append(random_game(rng, "Dominator", opponent, 950, rng.randrange(700, 1000), index))
+    for index in range(240, 1000):  # cap 1300: 40 players, none dominant
+        white, black = rng.sample(range(40), 2)
+        texts.append(
+            random_game(
+                rng, f"club{white}", f"club{black}", rng.randrange(1050, 1300), rng.randrange(1050, 1300), index
+            )
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(zstandard.ZstdCompressor(level=3).compress("".join(texts).encode()))
+
+
+@pytest.mark.slow
+def test_a_one_player_bucket_fails_its_diversity_gate_and_cannot_be_trained_on(transcend_home: Path) -> None:
+    source = PanelSource(profile="smoke")
+    write_dump(transcend_home / "raw" / source.label / dump_filename(MONTH))
+    resources = {"home": TranscendHome(path=str(transcend_home)), "dump_source": source}
+    instance = dg.DagsterInstance.get()
+    monthly = [asset for asset in sql_model_assets if MODELS[asset.key.path[-1]].partitioned_by_month]
+    tables = [asset for asset in sql_model_assets if not MODELS[asset.key.path[-1]].partitioned_by_month]
+
+    ingest = dg.materialize(
+        [raw_dump, games, *monthly], partition_key=f"{MONTH}-01", resources=resources, instance=instance
+    )
+    assert ingest.asset_materializations_for_node("games")[0].metadata["games_read"].value == 1000
+
+    buckets = dg.materialize([*tables, *quality_gates], resources=resources, instance=instance, raise_on_error=False)
+    evaluations = {
+        (evaluation.asset_key.path[-1], evaluation.check_name): evaluation
+        for evaluation in buckets.get_asset_check_evaluations()
+    }
+    diversity_1000 = evaluations[("bucket_diversity", "cap_1000")]
+    assert not diversity_1000.passed
+    assert diversity_1000.metadata["top_player_share"].value["passed"] is False
+    assert diversity_1000.metadata["top_player_share"].value["observed"] == pytest.approx(1.0)
+    assert "<= 0.6" in diversity_1000.metadata["top_player_share"].value["expected"]
+    assert evaluations[("bucket_diversity", "cap_1300")].passed
+    assert evaluations[("bucket_games", "cap_1000")].passed  # the bucket is well formed, just not diverse
+    with open_warehouse(transcend_home / "warehouse.duckdb", read_only=True) as connection:
+        (max_elo,) = connection.execute("SELECT max(max_elo) FROM bucket_games WHERE cap = 1000").fetchone()
+    assert max_elo <= 1000
+
+    blocked = dg.materialize(
+        [training_set], partition_key="cap1000", resources=resources, instance=instance, raise_on_error=False
+    )
+    assert not blocked.success
+    failure = next(event for event in blocked.all_events if event.is_step_failure)
+    assert "bucket_diversity:cap_1000 failed" in str(failure.step_failure_data.error)
+    assert not (transcend_home / "training_sets" / "cap1000").exists()
+
+    allowed = dg.materialize([training_set], partition_key="cap1300", resources=resources, instance=instance)
+    metadata = allowed.asset_materializations_for_node("training_set")[0].metadata
+    assert metadata["games_train"].value > 500
+    assert (transcend_home / "training_sets" / "cap1300" / "manifest.json").exists()
