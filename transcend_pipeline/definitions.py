@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import dagster as dg
 
-from transcend_pipeline.defs import ingestion, operation, warehouse
+from transcend_pipeline.defs import ingestion, operation, training, warehouse
 from transcend_pipeline.defs.resources import resources_from_env
 
 defs = dg.Definitions.merge(
     dg.Definitions(
-        assets=[*dg.load_assets_from_modules([ingestion]), *warehouse.sql_model_assets],
-        resources=resources_from_env(),
+        assets=[
+            *dg.load_assets_from_modules([ingestion]),
+            *warehouse.sql_model_assets,
+            *dg.load_assets_from_modules([training]),
+        ],
+        asset_checks=warehouse.quality_gates,
+        resources={**resources_from_env(), "training": training.TrainingSettings.from_env()},
     ),
     operation.defs,
 )

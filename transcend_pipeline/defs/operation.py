@@ -16,4 +16,10 @@ monthly_ingest_schedule = dg.build_schedule_from_partitioned_job(
     ingest_month_job, day_of_month=5, hour_of_day=6, default_status=dg.DefaultScheduleStatus.STOPPED
 )
 
-defs = dg.Definitions(jobs=[ingest_month_job], schedules=[monthly_ingest_schedule])
+train_experiment_job = dg.define_asset_job(
+    "train_experiment",
+    selection=dg.AssetSelection.groups("training"),
+    description="Build one experiment's training set (only if its bucket passed the quality gates) and train it.",
+)
+
+defs = dg.Definitions(jobs=[ingest_month_job, train_experiment_job], schedules=[monthly_ingest_schedule])

@@ -1,0 +1,139 @@
+"""The move vocabulary and the vectorised features, checked against python-chess move by move."""
+
+from __future__ import annotations
+
+import random
+
+import chess
+import numpy as np
+import pytest
+
+from transcend_pipeline import vocab
+from transcend_pipeline.features import BOARD_CODES, MOVE_FEATURES, board_planes, featurise
+
+VALUES = {chess.PAWN: 1, chess.KNIGHT: 3, chess.BISHOP: 3, chess.ROOK: 5, chess.QUEEN: 9}
+
+
+def random_positions(count_games: int, seed: int) -> list[chess.Board]:
+    """Positions from random games that favour captures, promotions and castling, so rare moves occur."""
+    rng = random.Random(seed)
+    positions = []
+    for _ in range(count_games):
+        board = chess.Board()
+        for _ in range(rng.randint(10, 160)):
+            moves = list(board.legal_moves)
+            if not moves:
+                break
+            special = [m for m in moves if board.is_capture(m) or m.promotion or board.is_castling(m)]
+            board.push(rng.choice(special if special and rng.random() < 0.5 else moves))
+            positions.append(board.copy())
+    return positions
+
+
+@pytest.fixture(scope="module")
+def positions() -> list[chess.Board]:
+    return random_positions(24, seed=7)
+
+
+def lowest_attacker(board: chess.Board, color: chess.Color, square: int) -> int:
+    attackers = board.attackers_mask(color, square)
+    return next((piece for piece in range(1, 7) if attackers & board.pieces_mask(piece, color)), 0)
+
+
+def highest_hanging(board: chess.Board, color: chess.Color) -> int:
+    hanging = 0
+    for piece in range(1, 6):
+        for square in board.pieces(piece, color):
+            attacker = lowest_attacker(board, not color, square)
+            defended = board.attackers_mask(color, square)
+            if attacker and (not defended or VALUES.get(attacker, 99) < VALUES[piece]):
+                hanging = max(hanging, piece)
+    return hanging
+
+
+def reference_features(board: chess.Board) -> list[list[int]]:
+    """The slow, obvious definition of every feature column, one python-chess call at a time."""
+    us, flip = board.turn, (0 if board.turn == chess.WHITE else 56)
+    rows = []
+    for move in board.legal_moves:
+        captured = chess.PAWN if board.is_en_passant(move) else (board.piece_type_at(move.to_square) or 0)
+        row = [board.piece_type_at(move.from_square), move.from_square ^ flip, move.to_square ^ flip]
+        row += [move.promotion or 0, captured, lowest_attacker(board, not us, move.to_square)]
+        from_attacked = lowest_attacker(board, not us, move.from_square)
+        from_defended = lowest_attacker(board, us, move.from_square)
+        gives_check = int(board.gives_check(move))
+        board.push(move)
+        row += [lowest_attacker(board, not us, move.to_square), lowest_attacker(board, us, move.to_square)]
+        row += [from_attacked, from_defended, gives_check, highest_hanging(board, us), highest_hanging(board, not us)]
+        board.pop()
+        rows.append(row)
+    return rows
+
+
+def test_vocabulary_is_deterministic_and_round_trips() -> None:
+    assert len(vocab.MOVES) == 1968 and len(set(vocab.MOVES)) == 1968
+    assert vocab.VOCAB_SIZE - len(vocab.SPECIALS) == 1968
+    assert vocab.MOVES[:3] == ("a1b1", "a1c1", "a1d1")
+    for token in range(len(vocab.SPECIALS), vocab.VOCAB_SIZE):
+        assert vocab.token_of(vocab.move_of(token)) == token
+    with pytest.raises(vocab.UnknownMoveError):
+        vocab.token_of("a1b3q")
+    with pytest.raises(vocab.UnknownMoveError):
+        vocab.move_of(vocab.BOS)
+
+
+def test_vocabulary_covers_every_legal_move(positions: list[chess.Board]) -> None:
+    kinds = set()
+    for board in positions:
+        for move in board.legal_moves:
+            assert vocab.move_of(vocab.token_of(move)) == move
+            kinds |= {"promotion"} if move.promotion else set()
+            kinds |= {"castling"} if board.is_castling(move) else set()
+            kinds |= {"en passant"} if board.is_en_passant(move) else set()
+    assert kinds == {"promotion", "castling", "en passant"}
+    assert vocab.token_of("e1g1") == vocab.token_of(chess.Board("4k3/8/8/8/8/8/8/4K2R w K - 0 1").parse_san("O-O"))
+
+
+def test_move_features_match_python_chess(positions: list[chess.Board]) -> None:
+    positions = positions[::3]  # the reference is slow; the fixture's games still reach every kind of move
+    features = featurise(positions)
+    assert features.move_features.shape == (features.legal_offsets[-1], len(MOVE_FEATURES))
+    columns = list(MOVE_FEATURES)
+    for index, board in enumerate(positions):
+        got = features.move_features[features.legal_offsets[index] : features.legal_offsets[index + 1]]
+        expected = np.array(reference_features(board), dtype=np.int64).reshape(-1, len(columns))
+        mismatch = np.argwhere(got != expected)
+        assert not len(mismatch), f"{board.fen()}: {columns[mismatch[0][1]]} of {features.moves[index][mismatch[0][0]]}"
+        assert features.moves[index] == list(board.legal_moves)
+        assert [
+            vocab.move_of(t)
+            for t in features.legal_tokens[features.legal_offsets[index] : features.legal_offsets[index + 1]]
+        ] == features.moves[index]
+    assert (features.move_features.max(axis=0) < np.array(list(MOVE_FEATURES.values()))).all()
+
+
+def test_board_planes_are_seen_from_the_mover(positions: list[chess.Board]) -> None:
+    planes, state = board_planes(positions)
+    assert planes.max() < BOARD_CODES
+    for board, plane, row in zip(positions, planes, state, strict=True):
+        flip = 0 if board.turn == chess.WHITE else 56
+        for square in chess.SQUARES:
+            piece = board.piece_at(square)
+            expected = 0 if piece is None else piece.piece_type + (0 if piece.color == board.turn else 6)
+            assert plane[square ^ flip] == expected
+        castling = [
+            board.has_kingside_castling_rights(board.turn),
+            board.has_queenside_castling_rights(board.turn),
+            board.has_kingside_castling_rights(not board.turn),
+            board.has_queenside_castling_rights(not board.turn),
+        ]
+        assert row[0] == sum(bit << i for i, bit in enumerate(castling))
+        assert row[1] == (0 if board.ep_square is None else chess.square_file(board.ep_square) + 1)
+        assert row[2] == int(board.turn == chess.BLACK)
+
+
+def test_positions_without_legal_moves_have_no_rows() -> None:
+    mate = chess.Board("rnb1kbnr/pppp1ppp/8/4p3/6Pq/5P2/PPPPP2P/RNBQKBNR w KQkq - 1 3")
+    features = featurise([mate, chess.Board()])
+    assert features.legal_offsets.tolist() == [0, 0, 20]
+    assert features.moves[0] == []

@@ -1,0 +1,183 @@
+"""Shards, the Lightning loop, checkpoints, resume and two-process DDP, on games with a learnable rule."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import chess
+import numpy as np
+import pytest
+import torch
+
+from transcend_pipeline import vocab
+from transcend_pipeline.model import ChessFormer, legal_move_distribution
+from transcend_pipeline.training import (
+    InvalidGameError,
+    NotEnoughShardsError,
+    ShardDataset,
+    ShardManifest,
+    TrainConfig,
+    build_shards,
+    chance_accuracy,
+    code_version,
+    collate,
+    greedy_capture_games,
+    rank_shards,
+    train,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FAST = dict(batch_games=16, val_every_steps=20, val_batches=2, checkpoint_every_steps=20, warmup_steps=10)
+
+
+@pytest.fixture(scope="module")
+def games() -> list[list[str]]:
+    return greedy_capture_games(120, seed=2, max_plies=60)
+
+
+@pytest.fixture(scope="module")
+def shards(games: list[list[str]], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("data") / "shards"
+    build_shards({"train": games[:100], "val": games[100:]}, out, games_per_shard=25)
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(shards: Path, tmp_path_factory: pytest.TempPathFactory):
+    run = tmp_path_factory.mktemp("runs") / "greedy"
+    return train(shards, TrainConfig(experiment="greedy", **FAST), run, max_steps=60), run
+
+
+def test_manifest_counts_and_hash(games: list[list[str]], shards: Path, tmp_path: Path) -> None:
+    manifest = ShardManifest.load(shards)
+    assert manifest.count("train") == 100 and manifest.count("val") == 20
+    assert len(manifest.splits["train"]) == 4
+    assert manifest.count("train", "positions") == sum(len(game) for game in games[:100])
+    rebuilt = build_shards({"train": games[:100], "val": games[100:]}, tmp_path / "again", games_per_shard=25)
+    assert rebuilt.content_hash == manifest.content_hash
+    changed = build_shards({"train": games[1:101], "val": games[100:]}, tmp_path / "other", games_per_shard=25)
+    assert changed.content_hash != manifest.content_hash
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging directories left behind
+
+
+def test_shards_hold_the_played_moves(games: list[list[str]], shards: Path) -> None:
+    dataset = ShardDataset(shards, ShardManifest.load(shards).splits["train"])
+    assert len(dataset) == 100
+    for index in (0, 37, 99):
+        game = dataset[index]
+        played = [vocab.move_of(token).uci() for token in game["move_tokens"]]
+        assert played == games[index]
+        starts = np.concatenate([[0], np.cumsum(game["legal_counts"])[:-1]])
+        assert (game["legal_tokens"][starts + game["target_slot"]] == game["move_tokens"]).all()
+
+
+def test_collate_lines_up_inputs_targets_and_legal_moves(shards: Path) -> None:
+    dataset = ShardDataset(shards, ShardManifest.load(shards).splits["val"])
+    batch = collate([dataset[0], dataset[1]])
+    lengths = [len(dataset[0]["move_tokens"]), len(dataset[1]["move_tokens"])]
+    T = max(lengths)
+    assert batch["tokens"].shape == (2, T) and (batch["tokens"][:, 0] == vocab.BOS).all()
+    assert batch["tokens"][0, 1 : lengths[0]].tolist() == dataset[0]["move_tokens"][:-1].tolist()
+    assert batch["query"].tolist() == list(range(lengths[0])) + [T + t for t in range(lengths[1])]
+    played = batch["legal_tokens"][(batch["legal_query"] == 5) & (batch["legal_slot"] == batch["target_slot"][5])]
+    assert played.tolist() == [batch["target_token"][5].item()]
+
+
+def test_invalid_games_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(InvalidGameError, match="e2e5"):
+        build_shards({"train": [["e2e4", "e7e5"], ["e2e5"]]}, tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
+
+
+def test_each_rank_reads_its_own_shards(shards: Path) -> None:
+    manifest = ShardManifest.load(shards)
+    ranges = [rank_shards(manifest, "train", rank, 3) for rank in range(3)]
+    paths = [shard["path"] for shards_of_rank in ranges for shard in shards_of_rank]
+    assert sorted(paths) == sorted(shard["path"] for shard in manifest.splits["train"]) and len(set(paths)) == 4
+    assert all(ranges)
+    with pytest.raises(NotEnoughShardsError):
+        rank_shards(manifest, "val", 0, 2)
+
+
+@pytest.mark.slow
+def test_training_learns_the_rule(trained, shards: Path) -> None:
+    result, _ = trained
+    assert result.steps == 60 and len(result.train_curve) == 60
+    first, last = np.mean([v for _, v in result.train_curve[:5]]), np.mean([v for _, v in result.train_curve[-5:]])
+    assert last < first - 0.5
+    assert [step for step, _ in result.val_curve] == [20, 40, 60]
+    assert result.val_curve[-1][1] < result.val_curve[0][1]
+    assert result.val_top1 > 3 * chance_accuracy(shards)
+    assert result.val_illegal_mass == 0.0  # the move head puts no mass outside legal moves, by construction
+    assert 60 * 16 * 10 < result.positions_seen <= 60 * 16 * 60  # 16 games of at most 60 plies per step
+
+
+@pytest.mark.slow
+def test_checkpoint_loads_with_weights_only_and_records_lineage(trained, shards: Path) -> None:
+    _, run = trained
+    checkpoint = torch.load(run / "last.ckpt", weights_only=True)
+    lineage = checkpoint["transcend"]
+    assert lineage["experiment"] == "greedy" and lineage["data_hash"] == ShardManifest.load(shards).content_hash
+    assert lineage["code_version"] == code_version() and lineage["config"]["move_features"]
+    assert lineage["train_config"]["batch_games"] == 16 and lineage["data"]["train"]["games"] == 100
+    assert checkpoint["global_step"] == 60
+    assert json.loads((run / "metrics.json").read_text())["steps"] == 60
+    model = ChessFormer.from_checkpoint(run / "last.ckpt")
+    board = chess.Board()
+    for uci in ("e2e4", "d7d5"):
+        board.push_uci(uci)
+    best = max(legal_move_distribution(model, [board], temperature=1.0).as_dicts()[0].items(), key=lambda kv: kv[1])
+    assert best[0] == chess.Move.from_uci("e4d5")  # the rule: take the most valuable piece on offer
+
+
+@pytest.mark.slow
+def test_resume_continues_from_the_saved_step(shards: Path, tmp_path: Path) -> None:
+    config = TrainConfig(**{**FAST, "checkpoint_every_steps": 10, "val_every_steps": 10})
+    first = train(shards, config, tmp_path, max_steps=10)
+    assert torch.load(tmp_path / "last.ckpt", weights_only=True)["global_step"] == 10
+    resumed = train(shards, config, tmp_path, max_steps=20)
+    assert resumed.steps == 20
+    assert [step for step, _ in resumed.train_curve] == list(range(1, 21))  # the curve carries over, no restart
+    assert resumed.train_curve[:10] == first.train_curve
+    assert resumed.positions_seen > first.positions_seen and resumed.wall_seconds > first.wall_seconds
+    fresh = train(shards, config, tmp_path, max_steps=5, resume=False)
+    assert fresh.steps == 5
+
+
+@pytest.mark.slow
+def test_two_process_ddp_on_cpu_reads_different_shards(shards: Path, tmp_path: Path) -> None:
+    script = tmp_path / "ddp_run.py"
+    script.write_text(
+        textwrap.dedent(f"""
+        import json, os
+        from transcend_pipeline.training import TrainConfig, train
+        config = TrainConfig(batch_games=8, val_every_steps=5, val_batches=1, checkpoint_every_steps=5)
+        result = train({str(shards)!r}, config, {str(tmp_path / "run")!r}, max_steps=6, devices=2, strategy="ddp")
+        rank = int(os.environ.get("LOCAL_RANK", 0))
+        with open({str(tmp_path)!r} + f"/rank{{rank}}.json", "w") as out:
+            json.dump({{"shards": result.shards_read, "steps": result.steps}}, out)
+        """)
+    )
+    environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    completed = subprocess.run(
+        [sys.executable, str(script)], env=environment, capture_output=True, text=True, timeout=300
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(2)]
+    assert ranks[0]["steps"] == ranks[1]["steps"] == 6
+    assert ranks[0]["shards"] and ranks[1]["shards"] and not set(ranks[0]["shards"]) & set(ranks[1]["shards"])
+    assert torch.load(tmp_path / "run" / "last.ckpt", weights_only=True)["global_step"] == 6
+
+
+@pytest.mark.slow
+def test_transcript_head_reports_its_mass_on_illegal_moves(shards: Path, tmp_path: Path) -> None:
+    overrides = dict(board_input=False, move_features=False, n_layer=1, n_head=2, n_embd=32)
+    config = TrainConfig(**{**FAST, "model_size": "paper", "model_overrides": overrides, "learning_rate": 1e-2})
+    result = train(shards, config, tmp_path, max_steps=60)
+    assert 0 < result.val_illegal_mass < 0.95  # untrained ~0.985 (about 30 legal of 1,968 moves); learns legality
+    assert not torch.load(tmp_path / "last.ckpt", weights_only=True)["transcend"]["config"]["move_features"]

@@ -1,0 +1,180 @@
+"""Training assets, partitioned by experiment: the bucket's games as token shards, and the ChessFormer trained on them."""
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+
+from transcend_pipeline.defs.resources import TranscendHome
+from transcend_pipeline.experiments import Experiment, load_experiments
+
+EXPERIMENTS = load_experiments()
+experiment_partitions = dg.StaticPartitionsDefinition(list(EXPERIMENTS))
+
+GATED_MODELS = ("bucket_games", "bucket_diversity")
+
+
+class TrainingSettings(dg.ConfigurableResource):
+    """How training runs: the profile's budgets, and the devices Lightning spreads it over.
+
+    From the environment: TRANSCEND_PROFILE, TRANSCEND_DEVICES ('auto', or a count),
+    TRANSCEND_STRATEGY ('auto', 'ddp'), TRANSCEND_NUM_NODES.
+    """
+
+    profile: str = "demo"
+    devices: str = "auto"
+    strategy: str = "auto"
+    num_nodes: int = 1
+
+    @classmethod
+    def from_env(cls) -> "TrainingSettings":
+        return cls(
+            profile=os.environ.get("TRANSCEND_PROFILE", "demo"),
+            devices=os.environ.get("TRANSCEND_DEVICES", "auto"),
+            strategy=os.environ.get("TRANSCEND_STRATEGY", "auto"),
+            num_nodes=int(os.environ.get("TRANSCEND_NUM_NODES", "1")),
+        )
+
+
+def experiment_months(experiment: Experiment) -> list[str]:
+    from transcend_pipeline.cli import default_months
+    from transcend_pipeline.settings import Settings
+
+    return experiment.data_months(default_months(Settings.from_env()))
+
+
+def _require_passing_gates(context: dg.AssetExecutionContext, cap: int) -> None:
+    """Training never starts on a bucket whose latest quality gate failed or never ran."""
+    for model in GATED_MODELS:
+        key = dg.AssetCheckKey(dg.AssetKey(model), f"cap_{cap}")
+        record = context.instance.event_log_storage.get_latest_asset_check_execution_by_key([key]).get(key)
+        evaluation = record.evaluation if record else None
+        if evaluation is None or not evaluation.passed:
+            state = "never ran" if evaluation is None else "failed"
+            raise dg.Failure(
+                f"The quality gate {model}:cap_{cap} {state}: the {cap} bucket may not be trained on. "
+                f"Rematerialise {model} (its checks run with it) and inspect the failing expectations in the UI.",
+                metadata={"check": f"{model}:cap_{cap}", "state": state},
+            )
+
+
+@dg.asset(
+    deps=["bucket_games", "bucket_diversity", dg.AssetDep("stg_games", partition_mapping=dg.AllPartitionMapping())],
+    partitions_def=experiment_partitions,
+    group_name="training",
+    kinds={"numpy"},
+    description=(
+        "The experiment's bucket games (train and val splits, the experiment's months), tokenised into compact "
+        "memory-mapped shards of move tokens and legal-move features under $TRANSCEND_HOME/training_sets/. "
+        "Only built when the bucket's quality gates passed."
+    ),
+)
+def training_set(context: dg.AssetExecutionContext, home: TranscendHome) -> dg.MaterializeResult:
+    from transcend_pipeline.training import build_shards
+    from transcend_pipeline.warehouse import open_warehouse
+
+    experiment = EXPERIMENTS[context.partition_key]
+    _require_passing_gates(context, experiment.cap)
+    months = experiment_months(experiment)
+    with open_warehouse(home.warehouse_path, read_only=True) as connection:
+
+        def bucket_moves(split: str) -> Iterator[list[str]]:
+            """The split's games streamed in batches, never the whole bucket in memory."""
+            cursor = connection.cursor().execute(
+                """
+                SELECT s.moves FROM bucket_games AS b JOIN stg_games AS s USING (month, game_id)
+                WHERE b.cap = ? AND b.split = ? AND list_contains(?::VARCHAR[], b.month)
+                ORDER BY b.month, b.game_id
+                """,
+                [experiment.cap, split, months],
+            )
+            while rows := cursor.fetchmany(4096):
+                yield from (list(moves) for (moves,) in rows)
+
+        manifest = build_shards(
+            {split: bucket_moves(split) for split in ("train", "val")},
+            home.root / "training_sets" / experiment.name,
+            workers=2,
+        )
+    if not manifest.count("train"):
+        raise dg.Failure(f"No training games for cap {experiment.cap} in months {months}.")
+    positions = manifest.count("train", "positions") + manifest.count("val", "positions")
+    return dg.MaterializeResult(
+        metadata={
+            "games_train": manifest.count("train"),
+            "games_val": manifest.count("val"),
+            "positions": positions,
+            "tokens": positions,
+            "months": dg.MetadataValue.json(months),
+            "content_hash": manifest.content_hash,
+            "path": dg.MetadataValue.path(str(home.root / "training_sets" / experiment.name)),
+        },
+        data_version=dg.DataVersion(manifest.content_hash),
+    )
+
+
+@dg.asset(
+    deps=[training_set],
+    partitions_def=experiment_partitions,
+    group_name="training",
+    kinds={"pytorch"},
+    description=(
+        "A ChessFormer trained with Lightning on the experiment's training set; checkpoints under "
+        "$TRANSCEND_HOME/checkpoints/<experiment>/ are atomic, resumable, loadable with "
+        "torch.load(weights_only=True) and record the experiment, config, data hash and code version."
+    ),
+)
+def chessformer(
+    context: dg.AssetExecutionContext, home: TranscendHome, training: TrainingSettings
+) -> dg.MaterializeResult:
+    from transcend_pipeline.plots import loss_curve_png
+    from transcend_pipeline.training import ShardManifest, TrainConfig, train
+
+    experiment = EXPERIMENTS[context.partition_key]
+    shards = home.root / "training_sets" / experiment.name
+    out_dir = home.root / "checkpoints" / experiment.name
+    _discard_checkpoint_of_other_data(out_dir, ShardManifest.load(shards).content_hash, context)
+    config = TrainConfig(experiment=experiment.name, model_size=experiment.model)
+    minutes = experiment.budget_minutes(training.profile)
+    context.log.info(f"training {experiment.name} ({experiment.model}) for up to {minutes} min")
+    result = train(
+        shards,
+        config,
+        out_dir,
+        max_minutes=minutes,
+        devices=int(training.devices) if training.devices.isdigit() else training.devices,
+        strategy=training.strategy,
+        num_nodes=training.num_nodes,
+    )
+    figure = loss_curve_png(result.train_curve, result.val_curve, out_dir / "loss_curve.png", title=experiment.name)
+    return dg.MaterializeResult(
+        metadata={
+            "checkpoint": dg.MetadataValue.path(str(result.checkpoint)),
+            "parameters": result.parameters,
+            "steps": result.steps,
+            "tokens_seen": result.positions_seen,
+            "val_loss": result.val_curve[-1][1] if result.val_curve else None,
+            "val_top1": result.val_top1,
+            "val_illegal_mass": result.val_illegal_mass,
+            "wall_seconds": round(result.wall_seconds, 1),
+            "tokens_per_second": round(result.positions_per_second),
+            "data_hash": result.data_hash,
+            "loss_curve": dg.MetadataValue.md(figure.markdown),
+        }
+    )
+
+
+def _discard_checkpoint_of_other_data(out_dir: Path, data_hash: str, context: dg.AssetExecutionContext) -> None:
+    """Resume only a run on the same data: a checkpoint of an older training set would leak into the new model."""
+    import torch
+
+    checkpoint = out_dir / "last.ckpt"
+    if not checkpoint.exists():
+        return
+    lineage = torch.load(checkpoint, map_location="cpu", weights_only=True).get("transcend", {})
+    if lineage.get("data_hash") != data_hash:
+        context.log.info(
+            f"{checkpoint} was trained on data {lineage.get('data_hash')}, not {data_hash}: starting afresh"
+        )
+        checkpoint.unlink()
