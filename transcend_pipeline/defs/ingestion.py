@@ -92,3 +92,46 @@ def games(
             "pgn_megabytes": round(result.pgn_bytes / 1e6, 1),
         }
     )
+
+
+@dg.asset(
+    deps=[raw_dump],
+    partitions_def=monthly_partitions,
+    group_name="ingestion",
+    kinds={"duckdb"},
+    pool="warehouse",
+    description=(
+        "The ground truth behind a synthetic panel dump, in the DuckDB table `panel_players`: each player's "
+        "temperature, bias scale, shared-bias weight, rating written into the month's dump and games played. "
+        "Empty for Lichess months, whose players' skills are unknown."
+    ),
+)
+def panel_players(
+    context: dg.AssetExecutionContext, home: TranscendHome, dump_source: DumpSource
+) -> dg.MaterializeResult:
+    import pyarrow as pa
+
+    from transcend_pipeline.lichess import dump_filename
+    from transcend_pipeline.warehouse import open_warehouse, replace_partition
+
+    month = month_of(context.partition_key)
+    rows = dump_source.ground_truth(month, home.raw_dir / dump_source.label / dump_filename(month))
+    if rows:
+        with open_warehouse(home.warehouse_path) as connection:
+            connection.register("panel_rows", pa.Table.from_pylist(rows))
+            replace_partition(connection, "panel_players", "month", month, "SELECT * FROM panel_rows")
+    rated = sorted((row for row in rows if row["rating"] is not None), key=lambda row: -row["rating"])
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": len(rows),
+            "players": dg.MetadataValue.md(
+                "| player | rating | games | temperature | bias scale |\n|---|---|---|---|---|\n"
+                + "\n".join(
+                    f"| {r['player']} | {r['rating']} | {r['games']} | {r['temperature']:.3f} | {r['bias_scale']:.3f} |"
+                    for r in rated
+                )
+            )
+            if rated
+            else "no ground truth for this source",
+        }
+    )

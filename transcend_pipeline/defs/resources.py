@@ -64,6 +64,10 @@ class DumpSource(dg.ConfigurableResource):
     def fetch(self, month: str, dest_dir: Path, log: dg.DagsterLogManager) -> FetchedDump:
         raise NotImplementedError
 
+    def ground_truth(self, month: str, dump_path: Path) -> list[dict]:
+        """The true parameters of the players behind a dump, where the source knows them (the panel does)."""
+        return []
+
 
 class LichessSource(DumpSource):
     """The Lichess open database ($TRANSCEND_LICHESS_URL): streamed, resumable, checksum-verified downloads."""

@@ -1,0 +1,99 @@
+"""Games between policies, under the rules a Lichess game ends by, and matchmaking by rating proximity."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import chess
+import numpy as np
+
+from transcend_pipeline.panel.players import PanelConfig, Policy, QSource
+from transcend_pipeline.ratings import win_probability
+
+
+@dataclass(frozen=True)
+class PlayedGame:
+    moves: tuple[chess.Move, ...]
+    result: str  # '1-0', '0-1' or '1/2-1/2'
+    termination: str  # Lichess's Termination tag: 'Normal' or 'Time forfeit'
+
+    @property
+    def score_for_white(self) -> float:
+        return {"1-0": 1.0, "0-1": 0.0}.get(self.result, 0.5)
+
+
+def play_game(
+    white: Policy, black: Policy, q_source: QSource, config: PanelConfig, rng: np.random.Generator
+) -> PlayedGame:
+    """Play one game: a few random near-best opening plies, then each side's policy.
+
+    Draws by threefold repetition and the 50-move rule are claimed at once; a side resigns after
+    `resign_plies` own moves whose best option is below −`resign_cp`; at `max_plies` the game is adjudicated
+    from the mover's best option (decisive beyond ±`adjudicate_cp`, scored as a time forfeit, else a draw).
+    """
+    board = chess.Board()
+    resign_below = float(win_probability(-config.resign_cp))
+    adjudicate_above = float(win_probability(config.adjudicate_cp))
+    losing_streak = {chess.WHITE: 0, chess.BLACK: 0}
+    opening_plies = int(rng.integers(config.opening_plies[0], config.opening_plies[1] + 1))
+    while True:
+        if board.is_checkmate():
+            return _finish(board, "0-1" if board.turn == chess.WHITE else "1-0", "Normal")
+        if (
+            board.is_stalemate()
+            or board.is_insufficient_material()
+            or board.halfmove_clock >= 100
+            or board.is_repetition(3)
+        ):
+            return _finish(board, "1/2-1/2", "Normal")
+        q = q_source.q_values(board)
+        best = max(q.values())
+        losing_streak[board.turn] = losing_streak[board.turn] + 1 if best < resign_below else 0
+        if losing_streak[board.turn] >= config.resign_plies:
+            return _finish(board, "0-1" if board.turn == chess.WHITE else "1-0", "Normal")
+        if board.ply() >= config.max_plies:
+            if max(best, 1.0 - best) <= adjudicate_above:
+                return _finish(board, "1/2-1/2", "Normal")
+            mover_wins = best > adjudicate_above
+            return _finish(board, "1-0" if mover_wins == (board.turn == chess.WHITE) else "0-1", "Time forfeit")
+        if board.ply() < opening_plies:
+            near_best = [move for move, value in q.items() if value >= best - config.opening_tolerance]
+            move = near_best[int(rng.integers(len(near_best)))]
+        else:
+            move = (white if board.turn == chess.WHITE else black).choose([board], rng)[0]
+        board.push(move)
+
+
+def _finish(board: chess.Board, result: str, termination: str) -> PlayedGame:
+    return PlayedGame(tuple(board.move_stack), result, termination)
+
+
+def activity_weights(config: PanelConfig) -> np.ndarray:
+    """How often each player starts a game: rising linearly from the best to the weakest, as weaker players play more."""
+    return np.linspace(1.0, config.weak_activity, config.n_players)
+
+
+def pair_by_rating(
+    ratings: np.ndarray, n_games: int, rng: np.random.Generator, *, window: float, activity: np.ndarray
+) -> np.ndarray:
+    """(white, black) indices for `n_games` games: a player seeks a game (∝ activity), an opponent of close rating answers.
+
+    The opponent is drawn with weight exp(−½(Δ/window)²) over the other players, so most games stay within a few
+    windows of rating — what keeps a cap bucket (both players under the cap) well filled. Colours are random.
+    """
+    n = len(ratings)
+    seekers = rng.choice(n, size=n_games, p=activity / activity.sum())
+    gaps = (ratings[:, None] - ratings[None, :]) / window
+    closeness = np.exp(-0.5 * gaps**2)
+    np.fill_diagonal(closeness, 0.0)
+    cumulative = np.cumsum(closeness / closeness.sum(axis=1, keepdims=True), axis=1)
+    opponents = np.minimum((cumulative[seekers] < rng.random(n_games)[:, None]).sum(axis=1), n - 1)
+    seeker_is_white = rng.random(n_games) < 0.5
+    return np.where(seeker_is_white[:, None], np.c_[seekers, opponents], np.c_[opponents, seekers])
+
+
+def pair_at_random(n_players: int, n_games: int, rng: np.random.Generator) -> np.ndarray:
+    """(white, black) for games between uniformly drawn distinct players: the calibration round."""
+    white = rng.integers(n_players, size=n_games)
+    black = (white + rng.integers(1, n_players, size=n_games)) % n_players
+    return np.c_[white, black]
