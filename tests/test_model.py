@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import gc
 import random
 
 import chess
+import numpy as np
 import pytest
 import torch
 
+from transcend_pipeline import features, vocab
+from transcend_pipeline import model as model_module
 from transcend_pipeline.model import (
     ChessFormer,
     choose_moves,
@@ -132,3 +136,86 @@ def test_mfu_estimate() -> None:
     assert 6 * paper.get_num_params() * 0.9 < flops < 6 * paper.get_num_params() * 1.5
     assert paper.estimate_mfu(1e5, 256, peak_flops("NVIDIA H100 80GB HBM3")) == pytest.approx(flops * 1e5 / 989e12)
     assert peak_flops("a mystery card") is None
+
+
+def _replayed_inputs(board: chess.Board, block_size: int) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """The last ``block_size`` input tokens and board planes of a game, rebuilt from scratch by replaying it."""
+    replay, positions = chess.Board(), [chess.Board()]
+    for move in board.move_stack:
+        replay.push(move)
+        positions.append(replay.copy(stack=False))
+    planes, state = features.board_planes(positions)
+    tokens = [vocab.BOS, *(vocab.token_of(move) for move in board.move_stack)]
+    return tokens[-block_size:], planes[-block_size:], state[-block_size:]
+
+
+@pytest.mark.parametrize("board_input", [True, False])
+def test_inputs_kept_between_calls_equal_a_fresh_replay(board_input: bool) -> None:
+    """A game scored ply by ply, taken back, played on in another line, copied and cropped at block_size always
+    gets the inputs of a replay from the start."""
+    model = ChessFormer(config_for("tiny", block_size=9, board_input=board_input, move_features=board_input))
+    rng = random.Random(7)
+    board = chess.Board()
+
+    def check(board: chess.Board) -> None:
+        batch, _ = position_batch(model, [board])
+        tokens, planes, state = _replayed_inputs(board, model.config.block_size)
+        assert batch["tokens"][0].tolist() == tokens and batch["query"].tolist() == [len(tokens) - 1]
+        if board_input:
+            assert (batch["boards"][0].numpy() == planes).all() and (batch["state"][0].numpy() == state).all()
+        else:
+            assert "boards" not in batch
+
+    for step in range(24):
+        for _ in range(1 + step % 3):  # one to three plies between calls, as between a model's moves
+            board.push(rng.choice(list(board.legal_moves)))
+        check(board)
+        if step == 12:
+            for _ in range(3):
+                board.pop()
+            board.push(rng.choice([move for move in board.legal_moves if move != board.peek()]))
+            check(board)
+    check(board.copy())
+    fresh = chess.Board()
+    for move in board.move_stack[:5]:
+        fresh.push(chess.Move.from_uci(move.uci()))  # equal moves, other objects
+    check(fresh)
+
+
+def test_inputs_of_a_finished_game_are_dropped_with_its_board(model: ChessFormer) -> None:
+    board = chess.Board()
+    board.push_san("e4")
+    position_batch(model, [board])
+    assert id(board) in model_module._GAMES
+    key = id(board)
+    del board
+    gc.collect()
+    assert key not in model_module._GAMES
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.7])
+def test_transcript_illegal_mass_comes_from_the_same_pass(games: list[chess.Board], temperature: float) -> None:
+    torch.manual_seed(0)
+    transcript = ChessFormer(SMALL_SIZES["transcript"]).eval()
+    distribution = legal_move_distribution(transcript, games, temperature=temperature)
+    batch, moves = position_batch(transcript, games)
+    with torch.inference_mode():
+        vocab_logits = transcript(batch)[1]
+    for row, legal_moves in enumerate(moves):
+        legal_tokens = [vocab.token_of(move) for move in legal_moves]
+        if temperature == 0:
+            expected = float(int(vocab_logits[row].argmax()) not in legal_tokens)
+        else:
+            expected = 1 - torch.softmax(vocab_logits[row] / temperature, -1)[legal_tokens].sum().item()
+        assert distribution.illegal_mass[row].item() == pytest.approx(expected, abs=1e-5)
+    assert distribution.illegal_mass.sum() > 0 and (distribution.illegal_mass <= 1).all()
+    move_head = ChessFormer(SMALL_SIZES["move head"])
+    assert legal_move_distribution(move_head, games, temperature=temperature).illegal_mass is None
+
+
+def test_a_board_reset_to_another_position_is_refused_after_scoring(model: ChessFormer) -> None:
+    board = chess.Board()
+    legal_move_distribution(model, [board], temperature=1.0)
+    board.set_fen("4k3/8/8/8/8/8/8/4K2R w K - 0 1")
+    with pytest.raises(ValueError, match="standard starting position"):
+        legal_move_distribution(model, [board], temperature=1.0)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import weakref
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -279,10 +280,15 @@ def peak_flops(device_name: str) -> float | None:
 
 @dataclass(frozen=True)
 class LegalMoveDistribution:
-    """Per position, its legal moves and their probabilities (row i: moves[i] in slots 0..len-1, zeros after)."""
+    """Per position, its legal moves and their probabilities (row i: moves[i] in slots 0..len-1, zeros after).
+
+    ``illegal_mass`` [B] is what a transcript head put outside the legal moves at the same temperature (τ = 0: 1
+    where its top token is illegal), from the same forward pass; None for the move head, which has no such mass.
+    """
 
     moves: list[list[chess.Move]]
     probs: torch.Tensor  # [B, max_legal], on the model's device
+    illegal_mass: torch.Tensor | None = None  # [B], on the model's device
 
     def as_dicts(self) -> list[dict[chess.Move, float]]:
         rows = self.probs.float().cpu().numpy()
@@ -292,21 +298,93 @@ class LegalMoveDistribution:
         ]
 
 
+class _GameInputs:
+    """One game's model inputs for the plies seen so far: ``<bos>`` then the move tokens, and with board input the
+    board planes of every position. A game in play is extended by the moves played since the last call, so a call
+    costs the same at ply 80 as at ply 2 (replaying every history on every call made play slower as games grew).
+    A board is taken to change by ``push`` and ``pop`` (or a reset, which clears its stack), as in the match engine.
+    """
+
+    def __init__(self, board: chess.Board, with_planes: bool) -> None:
+        root = board.root()
+        if root.board_fen() != chess.STARTING_BOARD_FEN or root.turn != chess.WHITE:
+            raise ValueError("ChessFormer plays games from the standard starting position only")
+        key = id(board)
+        self.board = weakref.ref(board, lambda _: _GAMES.pop(key, None))  # forgotten with the game
+        self.moves: list[chess.Move] = []
+        self.tokens: list[int] = [vocab.BOS]
+        self.replay = root if with_planes else None  # the position after `moves`, to extend the planes from
+        self.planes, self.state = features.board_planes([root]) if with_planes else (None, None)
+
+    def continued_by(self, board: chess.Board, with_planes: bool) -> bool:
+        """Whether ``board`` is this game played on (not another game, a take-back or another line). A board reset
+        to another position clears its move stack, so a game with no moves yet is rebuilt to check its root again."""
+        seen = len(self.moves)
+        return (
+            seen > 0
+            and self.board() is board
+            and (self.replay is not None or not with_planes)
+            and board.move_stack[:seen] == self.moves  # identical Move objects compare at C speed
+        )
+
+    def catch_up(self, board: chess.Board) -> list[chess.Board]:
+        """Take in the moves played since; returns the positions they reach, whose planes :meth:`add_planes` takes."""
+        positions = []
+        for move in board.move_stack[len(self.moves) :]:
+            self.moves.append(move)
+            self.tokens.append(vocab.token_of(move))
+            if self.replay is not None:
+                self.replay.push(move)
+                positions.append(self.replay.copy(stack=False))
+        if self.replay is not None:
+            self.replay.clear_stack()  # the game's own board keeps the history; this one only moves on from it
+        return positions
+
+    def add_planes(self, planes: np.ndarray, state: np.ndarray) -> None:
+        self.planes, self.state = np.concatenate([self.planes, planes]), np.concatenate([self.state, state])
+
+
+#: The inputs of the games in play, by ``id`` of their board (boards are unhashable); each drops out with its board.
+_GAMES: dict[int, _GameInputs] = {}
+
+
+def _game_inputs(boards: Sequence[chess.Board], with_planes: bool) -> list[_GameInputs]:
+    """Each game's inputs up to its current position; the new positions of all games are featurised in one go."""
+    games, positions, counts = [], [], []
+    for board in boards:
+        game = _GAMES.get(id(board))
+        if game is None or not game.continued_by(board, with_planes):
+            game = _GAMES[id(board)] = _GameInputs(board, with_planes)
+        games.append(game)
+        new = game.catch_up(board)
+        positions.extend(new)
+        counts.append(len(new))
+    if positions:
+        planes, state = features.board_planes(positions)
+        ends = np.cumsum(counts)
+        for game, start, end in zip(games, ends - counts, ends, strict=True):
+            if end > start:
+                game.add_planes(planes[start:end], state[start:end])
+    return games
+
+
 def position_batch(model: ChessFormer, boards: Sequence[chess.Board]) -> tuple[dict, list[list[chess.Move]]]:
-    """The batch that scores the current position of each game (its history read from ``board.move_stack``)."""
+    """The batch that scores the current position of each game (its history read from ``board.move_stack``,
+    cropped to the last ``block_size`` plies; only the plies new since the game's last call are featurised)."""
     config, device = model.config, next(model.parameters()).device
-    histories = [_history(board, config.block_size) for board in boards]
-    length = max(len(history) for history in histories)
+    games = _game_inputs(boards, with_planes=config.board_input)
+    plies = [min(len(game.tokens), config.block_size) for game in games]
+    length = max(plies)
     tokens = np.zeros((len(boards), length), dtype=np.int64)
-    for row, history in enumerate(histories):
-        tokens[row, : len(history)] = [vocab.BOS if move is None else vocab.token_of(move) for move in history]
+    for row, (game, n) in enumerate(zip(games, plies, strict=True)):
+        tokens[row, :n] = game.tokens[-n:]
     current = features.featurise(boards)
     counts = np.diff(current.legal_offsets)
     if (counts == 0).any():
         raise ValueError("a position without legal moves has no move distribution (the game is over)")
     batch = {
         "tokens": tokens,
-        "query": np.array([row * length + len(history) - 1 for row, history in enumerate(histories)]),
+        "query": np.arange(len(boards)) * length + np.array(plies) - 1,
         "legal_query": np.repeat(np.arange(len(boards)), counts),
         "legal_slot": np.arange(counts.sum()) - np.repeat(current.legal_offsets[:-1], counts),
         "legal_tokens": current.legal_tokens.astype(np.int64),
@@ -315,31 +393,10 @@ def position_batch(model: ChessFormer, boards: Sequence[chess.Board]) -> tuple[d
     if config.board_input:
         batch["boards"] = np.zeros((len(boards), length, 64), dtype=np.int8)
         batch["state"] = np.zeros((len(boards), length, len(features.STATE_FEATURES)), dtype=np.int8)
-        for row, board in enumerate(boards):
-            plies = len(histories[row])
-            planes, state = features.board_planes(_replay(board, plies))
-            batch["boards"][row, :plies], batch["state"][row, :plies] = planes, state
+        for row, (game, n) in enumerate(zip(games, plies, strict=True)):
+            batch["boards"][row, :n], batch["state"][row, :n] = game.planes[-n:], game.state[-n:]
     tensors = {key: torch.as_tensor(value, device=device) for key, value in batch.items()}
     return {**tensors, "max_legal": int(counts.max())}, current.moves
-
-
-def _history(board: chess.Board, block_size: int) -> list[chess.Move | None]:
-    """The input tokens' moves (None for ``<bos>``), cropped to the last ``block_size`` plies."""
-    if board.root().board_fen() != chess.STARTING_BOARD_FEN or board.root().turn != chess.WHITE:
-        raise ValueError("ChessFormer plays games from the standard starting position only")
-    return [None, *board.move_stack][-block_size:]
-
-
-def _replay(board: chess.Board, plies: int) -> list[chess.Board]:
-    """The last ``plies`` positions of a game, oldest first (the current one last)."""
-    replay, positions = board.root(), []
-    stack = board.move_stack
-    for index, move in enumerate([*stack, None]):
-        if index >= len(stack) + 1 - plies:
-            positions.append(replay.copy(stack=False))
-        if move is not None:
-            replay.push(move)
-    return positions
 
 
 @torch.inference_mode()
@@ -357,14 +414,22 @@ def legal_move_distribution(
     model.eval()
     try:
         batch, moves = position_batch(model, boards)
-        logits = model(batch)[0].float()
+        logits, vocab_logits = model(batch)
     finally:
         model.train(was_training)
+    probs, illegal_mass = _sample_probs(logits.float(), temperature), None
+    if vocab_logits is not None:
+        legal = torch.zeros_like(vocab_logits, dtype=torch.bool)
+        legal[batch["legal_query"], batch["legal_tokens"]] = True
+        illegal_mass = 1.0 - (_sample_probs(vocab_logits.float(), temperature) * legal).sum(dim=-1).clamp(max=1.0)
+    return LegalMoveDistribution(moves=moves, probs=probs, illegal_mass=illegal_mass)
+
+
+def _sample_probs(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """softmax(logits / τ) by row, the one-hot argmax at τ = 0."""
     if temperature == 0:
-        probs = F.one_hot(logits.argmax(dim=-1), logits.shape[-1]).float()
-    else:
-        probs = torch.softmax(logits / temperature, dim=-1)
-    return LegalMoveDistribution(moves=moves, probs=probs)
+        return F.one_hot(logits.argmax(dim=-1), logits.shape[-1]).float()
+    return torch.softmax(logits / temperature, dim=-1)
 
 
 def choose_moves(

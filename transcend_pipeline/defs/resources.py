@@ -79,13 +79,16 @@ class LichessSource(DumpSource):
         return "lichess"
 
     def fetch(self, month: str, dest_dir: Path, log: dg.DagsterLogManager) -> FetchedDump:
-        from transcend_pipeline.lichess import fetch_month
+        from transcend_pipeline.lichess import MonthNotPublishedError, fetch_month
 
         def progress(done: int, total: int | None, seconds: float) -> None:
             share = f" of {total / 1e6:,.1f} MB ({100 * done / total:.0f}%)" if total else ""
             log.info(f"{month}: {done / 1e6:,.1f} MB{share} at {done / 1e6 / max(seconds, 1e-9):,.1f} MB/s")
 
-        result = fetch_month(month, self.base_url, dest_dir, progress=progress)
+        try:
+            result = fetch_month(month, self.base_url, dest_dir, progress=progress)
+        except MonthNotPublishedError as error:  # waiting minutes and retrying will not publish it
+            raise dg.Failure(str(error), allow_retries=False) from error
         return FetchedDump(result.path, result.bytes, result.sha256, result.url, result.seconds, result.downloaded)
 
 

@@ -1,0 +1,287 @@
+"""The match engine: legal, complete, reproducible games; balanced colours; batching; rules and remedies."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Sequence
+
+import chess
+import chess.pgn
+import numpy as np
+import pytest
+import torch
+
+from transcend_pipeline.model import ChessFormer, config_for, legal_move_distribution
+from transcend_pipeline.opponents import RandomPolicy
+from transcend_pipeline.panel.players import Policy
+from transcend_pipeline.play import (
+    TERMINATIONS,
+    GameRecord,
+    MatchError,
+    ModelPolicy,
+    Pairing,
+    Player,
+    Rules,
+    opening_book,
+    play_matches,
+    temperature_pairings,
+)
+
+
+class FirstMove(Policy):
+    """Deterministic: always the alphabetically first legal move (UCI)."""
+
+    def distributions(self, boards: Sequence[chess.Board]) -> list[dict[chess.Move, float]]:
+        return [{min(board.legal_moves, key=chess.Move.uci): 1.0} for board in boards]
+
+
+class CountingPolicy(Policy):
+    """Wraps a policy and records the size of every `distributions()` call."""
+
+    def __init__(self, inner: Policy) -> None:
+        self.inner = inner
+        self.calls: list[int] = []
+
+    def distributions(self, boards: Sequence[chess.Board]) -> list[dict[chess.Move, float]]:
+        self.calls.append(len(boards))
+        return self.inner.distributions(boards)
+
+
+class ConstantEvaluator:
+    """Every position is worth `value` to the side to move."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+        self.positions = 0
+
+    def evaluate(self, boards: Sequence[chess.Board]) -> list[float]:
+        self.positions += len(boards)
+        return [self.value] * len(boards)
+
+
+def random_player(name: str, rating: float | None = None) -> Player:
+    return Player(name, RandomPolicy(), "random", rating)
+
+
+def replay(record: GameRecord) -> chess.Board:
+    """The record's moves replayed from the start, each checked for legality."""
+    board = chess.Board()
+    for uci in record.moves.split():
+        move = chess.Move.from_uci(uci)
+        assert move in board.legal_moves, f"illegal {uci} in game {record.game}"
+        board.push(move)
+    return board
+
+
+def player_moves(record: GameRecord) -> int:
+    """How many moves the rated player chose (the opening's plies are not chosen)."""
+    opening_plies = {opening.name: len(opening.moves) for opening in opening_book()}[record.opening]
+    first = 0 if record.player_colour == "white" else 1
+    return sum(1 for ply in range(opening_plies, record.plies) if ply % 2 == first)
+
+
+def assert_consistent(record: GameRecord, rules: Rules) -> None:
+    """The result and termination follow from the final position, and the PGN says the same."""
+    board = replay(record)
+    assert board.ply() == record.plies
+    assert record.termination in TERMINATIONS
+    white_score = {"1-0": 1.0, "0-1": 0.0, "1/2-1/2": 0.5}[record.result]
+    assert record.score == (white_score if record.player_colour == "white" else 1.0 - white_score)
+    if record.termination == "checkmate":
+        assert board.is_checkmate()
+        assert record.result == ("0-1" if board.turn == chess.WHITE else "1-0")
+    elif record.termination == "stalemate":
+        assert board.is_stalemate() and record.result == "1/2-1/2"
+    elif record.termination == "insufficient":
+        assert board.is_insufficient_material() and record.result == "1/2-1/2"
+    elif record.termination == "fifty_moves":
+        assert board.halfmove_clock >= 100 and record.result == "1/2-1/2"
+    elif record.termination == "threefold":
+        assert board.is_repetition(3) and record.result == "1/2-1/2"
+    elif record.termination == "ply_cap":
+        assert board.ply() == rules.max_plies and board.outcome(claim_draw=False) is None
+        assert record.result == "1/2-1/2"
+    # No earlier position of the game had already ended it.
+    earlier = chess.Board()
+    for move in board.move_stack[:-1]:
+        earlier.push(move)
+        assert not earlier.is_game_over() and not earlier.is_repetition(3) and earlier.halfmove_clock < 100
+    game = chess.pgn.read_game(io.StringIO(record.pgn))
+    assert [move.uci() for move in game.mainline_moves()] == record.moves.split()
+    assert game.headers["Result"] == record.result
+    assert game.headers["White"] == record.white and game.headers["Black"] == record.black
+
+
+def test_importing_the_evaluation_modules_loads_neither_torch_nor_matplotlib():
+    """The Dagster definitions import these modules; torch and matplotlib must wait until a game or figure."""
+    code = (
+        "import sys; import transcend_pipeline.play, transcend_pipeline.opponents, transcend_pipeline.evaluation; "
+        "print(sorted({'torch', 'matplotlib'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_opening_book_is_short_and_legal():
+    book = opening_book()
+    assert 20 <= len(book) <= 50
+    assert all(2 <= len(opening.moves) <= 4 for opening in book)
+    assert len({opening.moves for opening in book}) == len(book)
+
+
+def test_random_games_are_legal_complete_and_consistent():
+    rules = Rules(max_plies=160)
+    pairings = [Pairing(random_player("a"), random_player("b", 1000.0), games=24)]
+    records = play_matches(pairings, rules=rules, rng_seed=3)
+    assert [record.game for record in records] == list(range(24))
+    for record in records:
+        assert_consistent(record, rules)
+    terminations = Counter(record.termination for record in records)
+    assert terminations["ply_cap"] > 0 and len(terminations) >= 2  # random play also mates or runs out of material
+
+
+def test_colours_alternate_and_each_opening_is_played_from_both_sides():
+    pairings = [Pairing(random_player("a"), random_player("b", 1000.0), games=10)]
+    records = play_matches(pairings, rules=Rules(max_plies=30), rng_seed=0)
+    assert Counter(record.player_colour for record in records) == {"white": 5, "black": 5}
+    for first, second in zip(records[::2], records[1::2], strict=True):
+        assert (first.white, second.white) == ("a", "b")
+        assert first.opening == second.opening
+        assert first.moves.split()[:2] == second.moves.split()[:2]
+    assert len({record.opening for record in records}) == 5
+
+
+def test_same_seed_same_games_other_seed_other_games():
+    def games(seed: int) -> list[str]:
+        pairing = Pairing(random_player("a"), random_player("b", 1000.0), games=6)
+        return [record.moves for record in play_matches([pairing], rules=Rules(max_plies=40), rng_seed=seed)]
+
+    assert games(1) == games(1)
+    assert games(1) != games(2)
+
+
+def test_one_distributions_call_per_policy_per_step():
+    player = CountingPolicy(RandomPolicy())
+    opponents = [CountingPolicy(RandomPolicy()) for _ in range(3)]
+    pairings = [
+        Pairing(Player("p", player), Player(f"o{i}", opponent, "random", 1000.0), games=8)
+        for i, opponent in enumerate(opponents)
+    ]
+    rules = Rules(max_plies=50)
+    records = play_matches(pairings, rules=rules, rng_seed=0)
+    assert sum(player.calls) == sum(player_moves(record) for record in records)  # each move asked for once
+    assert len(player.calls) <= rules.max_plies  # one call per step, not one per game
+    assert max(player.calls) >= 12  # games of all three pairings shared a call
+    for opponent in opponents:
+        assert len(opponent.calls) <= rules.max_plies and max(opponent.calls) >= 4
+
+
+def test_paper_rules_cut_games_at_move_90_as_draws():
+    records = play_matches(
+        [Pairing(Player("a", FirstMove()), random_player("b", 1000.0), games=4)], rules=Rules.paper(), rng_seed=0
+    )
+    assert all(record.plies <= 180 for record in records)
+    assert all(record.result == "1/2-1/2" for record in records if record.termination == "ply_cap")
+    assert all(record.remedy == "none" and record.tiebreak_moves == 0 for record in records)
+
+
+def test_adjudication_at_the_cap_and_resignation_follow_the_evaluator():
+    pairing = Pairing(random_player("a"), random_player("b", 1000.0), games=4)
+    winning = play_matches(
+        [pairing], rules=Rules(max_plies=20, adjudicate_cp=300), rng_seed=0, evaluator=ConstantEvaluator(0.9)
+    )
+    for record in winning:
+        assert record.termination == "adjudicated" and record.plies == 20
+        assert record.result == "1-0"  # White moves at ply 20 and its best move is worth 0.9
+        assert record.remedy == "adjudicate_cp=300"
+    even = play_matches(
+        [pairing], rules=Rules(max_plies=20, adjudicate_cp=300), rng_seed=0, evaluator=ConstantEvaluator(0.5)
+    )
+    assert {(record.termination, record.result) for record in even} == {("adjudicated", "1/2-1/2")}
+    resigning = play_matches(
+        [pairing], rules=Rules(resign_cp=800, resign_plies=2), rng_seed=0, evaluator=ConstantEvaluator(0.01)
+    )
+    for record in resigning:
+        board = replay(record)
+        assert record.termination == "resign"
+        assert record.result == ("0-1" if board.turn == chess.WHITE else "1-0")  # the side to move resigned
+
+
+def test_rules_needing_an_evaluator_refuse_to_run_without_one():
+    with pytest.raises(MatchError):
+        play_matches(
+            [Pairing(random_player("a"), random_player("b", 1.0), games=1)], rules=Rules(resign_cp=800), rng_seed=0
+        )
+
+
+@pytest.fixture(scope="module")
+def tiny_model() -> ChessFormer:
+    torch.manual_seed(0)
+    return ChessFormer(config_for("tiny"))
+
+
+def test_model_policy_is_a_distribution_over_legal_moves(tiny_model):
+    boards = [chess.Board(), chess.Board()]
+    for san in ("e4", "e5", "Nf3", "Nc6"):
+        boards[1].push_san(san)
+    policy = ModelPolicy(tiny_model, 1.0)
+    distributions, masses = policy.distributions_and_illegal_mass(boards)
+    for board, distribution in zip(boards, distributions, strict=True):
+        assert set(distribution) == set(board.legal_moves)
+        assert sum(distribution.values()) == pytest.approx(1.0, abs=1e-5)
+    assert masses == [0.0, 0.0]  # a move-feature head has no mass outside the legal moves
+    argmax = ModelPolicy(tiny_model, 0.0).distributions(boards)
+    assert all(sorted(distribution.values())[-1] == 1.0 for distribution in argmax)
+
+
+def test_transcript_model_reports_its_illegal_mass():
+    torch.manual_seed(0)
+    model = ChessFormer(config_for("tiny", move_features=False, board_input=False))
+    pairing = Pairing(Player("m", ModelPolicy(model, 1.0), temperature=1.0), random_player("r", 1000.0), games=2)
+    records = play_matches([pairing], rules=Rules(max_plies=12), rng_seed=0)
+    for record in records:
+        assert (
+            0 < record.illegal_mass < player_moves(record)
+        )  # an untrained head spreads mass over the whole vocabulary
+
+
+def test_transcript_policy_reports_the_illegal_mass_of_its_distribution_pass():
+    torch.manual_seed(0)
+    model = ChessFormer(config_for("tiny", move_features=False, board_input=False))
+    boards = [chess.Board(), chess.Board()]
+    boards[1].push_san("d4")
+    for temperature in (0.0, 1.0):
+        distributions, masses = ModelPolicy(model, temperature).distributions_and_illegal_mass(boards)
+        expected = legal_move_distribution(model, boards, temperature)
+        assert masses == pytest.approx(expected.illegal_mass.tolist())
+        assert distributions == expected.as_dicts()
+    assert all(0 < mass < 1 for mass in masses)  # an untrained head spreads mass over the whole vocabulary
+
+
+@pytest.mark.slow
+def test_tiebreak_temperature_breaks_repetitions_and_is_recorded(tiny_model):
+    def play(rules: Rules) -> list[GameRecord]:
+        model = Player("tiny", ModelPolicy(tiny_model, 0.0), temperature=0.0)
+        return play_matches(
+            [Pairing(model, Player("first", FirstMove(), "first", 1000.0), games=4)], rules=rules, rng_seed=0
+        )
+
+    plain = play(Rules(max_plies=60))
+    assert Counter(record.termination for record in plain)["threefold"] >= 3  # argmax against a fixed reply repeats
+    assert all(record.tiebreak_moves == 0 for record in plain)
+    remedied = play(Rules(max_plies=60, tiebreak_temperature=1.0))
+    assert sum(record.tiebreak_moves for record in remedied) > 0
+    assert all(record.remedy == "tiebreak_temperature=1" for record in remedied)
+    assert np.mean([r.plies for r in remedied]) > np.mean([r.plies for r in plain])
+
+
+def test_temperature_pairings_share_one_policy_per_temperature_and_balance_colours(tiny_model):
+    opponents = [random_player("a", 1000.0), random_player("b", 1200.0), random_player("c", 1400.0)]
+    pairings = temperature_pairings("cap1000", tiny_model, [0.001, 1.0], opponents, games_per_cell=10)
+    assert len(pairings) == 6 and all(pairing.games == 4 for pairing in pairings)  # 10 over 3, rounded up to even
+    assert [pairing.player.temperature for pairing in pairings] == [0.001] * 3 + [1.0] * 3
+    assert len({id(pairing.player.policy) for pairing in pairings}) == 2  # one batch per temperature and step
+    assert {pairing.player.kind for pairing in pairings} == {"model"}

@@ -1,0 +1,469 @@
+"""The match engine: many games in flight, one batched `distributions()` call per policy per step.
+
+The reference code played one game at a time with one forward pass per move. Here every game waiting on the same
+policy object joins one call, so a model scores all its positions in a single forward pass and a Stockfish
+opponent spreads its positions over an engine pool (`transcend_pipeline.opponents`). The rules a game ends by —
+draw claims, resignation, the ply cap, and the remedy for deterministic-vs-deterministic repetition — are a
+`Rules` value recorded in every game, never hard-coded.
+
+>>> records = play_matches([Pairing(model, opponent, games=20)], rules=Rules.paper(), rng_seed=0)
+>>> records[0].termination, records[0].pgn
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+import chess
+import chess.pgn
+import numpy as np
+
+from transcend_pipeline.panel.players import Policy
+from transcend_pipeline.ratings import win_probability
+
+if TYPE_CHECKING:
+    from transcend_pipeline.model import ChessFormer
+
+TERMINATIONS = (
+    "checkmate",
+    "stalemate",
+    "insufficient",
+    "fifty_moves",
+    "threefold",
+    "resign",
+    "ply_cap",
+    "adjudicated",
+)
+
+#: Short, common ECO lines (2–4 plies, SAN): games at low temperature differ because their openings do.
+OPENINGS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("C44", "King's Knight Opening: Normal Variation", ("e4", "e5", "Nf3", "Nc6")),
+    ("C42", "Petrov's Defense", ("e4", "e5", "Nf3", "Nf6")),
+    ("C30", "King's Gambit", ("e4", "e5", "f4")),
+    ("C23", "Bishop's Opening", ("e4", "e5", "Bc4")),
+    ("C25", "Vienna Game", ("e4", "e5", "Nc3")),
+    ("B50", "Sicilian Defense", ("e4", "c5", "Nf3", "d6")),
+    ("B30", "Sicilian Defense: Old Sicilian", ("e4", "c5", "Nf3", "Nc6")),
+    ("B40", "Sicilian Defense: French Variation", ("e4", "c5", "Nf3", "e6")),
+    ("B23", "Sicilian Defense: Closed", ("e4", "c5", "Nc3")),
+    ("C00", "French Defense: Normal Variation", ("e4", "e6", "d4", "d5")),
+    ("B12", "Caro-Kann Defense", ("e4", "c6", "d4", "d5")),
+    ("B01", "Scandinavian Defense: Mieses-Kotroc Variation", ("e4", "d5", "exd5", "Qxd5")),
+    ("B07", "Pirc Defense", ("e4", "d6", "d4", "Nf6")),
+    ("B02", "Alekhine Defense", ("e4", "Nf6", "e5", "Nd5")),
+    ("B06", "Modern Defense", ("e4", "g6", "d4", "Bg7")),
+    ("D30", "Queen's Gambit Declined", ("d4", "d5", "c4", "e6")),
+    ("D20", "Queen's Gambit Accepted", ("d4", "d5", "c4", "dxc4")),
+    ("D10", "Slav Defense", ("d4", "d5", "c4", "c6")),
+    ("D02", "Queen's Pawn Game: Symmetrical Variation", ("d4", "d5", "Nf3", "Nf6")),
+    ("D00", "Queen's Pawn Game: London System", ("d4", "d5", "Bf4")),
+    ("E60", "King's Indian Defense", ("d4", "Nf6", "c4", "g6")),
+    ("E00", "Indian Defense: Normal Variation", ("d4", "Nf6", "c4", "e6")),
+    ("A46", "Indian Defense: Knights Variation", ("d4", "Nf6", "Nf3")),
+    ("A80", "Dutch Defense", ("d4", "f5")),
+    ("A20", "English Opening: King's English Variation", ("c4", "e5")),
+    ("A15", "English Opening: Anglo-Indian Defense", ("c4", "Nf6")),
+    ("A30", "English Opening: Symmetrical Variation", ("c4", "c5")),
+    ("A07", "King's Indian Attack", ("Nf3", "d5", "g3")),
+    ("A00", "Hungarian Opening", ("g3", "d5", "Bg2")),
+    ("A01", "Nimzo-Larsen Attack", ("b3", "e5", "Bb2")),
+    ("A02", "Bird Opening", ("f4", "d5")),
+    ("A40", "Englund Gambit", ("d4", "e5")),
+)
+
+
+@dataclass(frozen=True)
+class Opening:
+    eco: str
+    name: str
+    moves: tuple[chess.Move, ...]
+
+
+def opening_book() -> list[Opening]:
+    """The fixed set of openings, with their moves parsed (a typo in the table fails here, not mid-match)."""
+    book = []
+    for eco, name, sans in OPENINGS:
+        board = chess.Board()
+        book.append(Opening(eco, name, tuple(board.push_san(san) for san in sans)))
+    return book
+
+
+class MatchError(ValueError):
+    """A pairing or rule set the engine cannot play (e.g. resignation asked for without an evaluator)."""
+
+
+@dataclass(frozen=True)
+class Rules:
+    """How a game ends. Draw claims (threefold, fifty moves), stalemate and insufficient material always apply.
+
+    max_plies: the ply cap (opening plies included). At the cap the game is a draw — the paper's "past move 90"
+        rule is `max_plies=180` — unless `adjudicate_cp` is set.
+    adjudicate_cp: at the cap, the evaluator's best move for the mover decides: beyond ±adjudicate_cp a win or a
+        loss, else a draw (termination 'adjudicated').
+    resign_cp, resign_plies: a side resigns after `resign_plies` own moves whose best option is below −resign_cp.
+    tiebreak_temperature: the remedy for deterministic play against a deterministic opponent, which otherwise
+        ends in threefold repetition (35–45% of argmax games in our prototype): in a position that occurred
+        before, the rated player samples at max(τ, tiebreak_temperature). Only a `ModelPolicy` has a temperature
+        to raise; every game records how many moves the remedy changed.
+    """
+
+    max_plies: int = 300
+    adjudicate_cp: int | None = None
+    resign_cp: int | None = None
+    resign_plies: int = 6
+    tiebreak_temperature: float | None = None
+
+    @classmethod
+    def paper(cls) -> Rules:
+        """Zhang et al.'s protocol: games cut at move 90 and scored as draws, no resignation, no remedy."""
+        return cls(max_plies=180)
+
+    @property
+    def needs_evaluator(self) -> bool:
+        return self.adjudicate_cp is not None or self.resign_cp is not None
+
+    @property
+    def remedy(self) -> str:
+        """The repetition remedy in force, as recorded in each game row."""
+        parts = []
+        if self.adjudicate_cp is not None:
+            parts.append(f"adjudicate_cp={self.adjudicate_cp}")
+        if self.tiebreak_temperature is not None:
+            parts.append(f"tiebreak_temperature={self.tiebreak_temperature:g}")
+        return ", ".join(parts) or "none"
+
+
+class Evaluator(Protocol):
+    """The mover's expected score (0..1) of its best move in each position (for resignation and adjudication)."""
+
+    def evaluate(self, boards: Sequence[chess.Board]) -> list[float]: ...
+
+
+@dataclass(frozen=True, eq=False)
+class Player:
+    """A named policy in a match: the rated side (no rating, usually a temperature) or a fixed-rating opponent."""
+
+    name: str
+    policy: Policy
+    kind: str = "model"  # model / panel / best_player / clone / consensus / stockfish / random
+    rating: float | None = None
+    temperature: float | None = None
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """`games` games of `player` (the side being rated) against `opponent`; `player` is White in even games."""
+
+    player: Player
+    opponent: Player
+    games: int
+
+
+@dataclass(frozen=True)
+class GameRecord:
+    """One finished game, flat so it becomes a table row (`asdict`); `pgn` opens in any chess GUI."""
+
+    pairing: int
+    game: int
+    player: str
+    player_kind: str
+    temperature: float | None
+    opponent: str
+    opponent_kind: str
+    opponent_rating: float | None
+    player_colour: str  # 'white' or 'black'
+    white: str
+    black: str
+    result: str  # '1-0', '0-1', '1/2-1/2'
+    score: float  # the player's: 1, 0.5 or 0
+    termination: str  # one of TERMINATIONS
+    plies: int
+    opening_eco: str
+    opening: str
+    moves: str  # UCI, space-separated, from the standard start
+    pgn: str
+    illegal_mass: float | None  # summed over the player's moves, when its policy reports it
+    tiebreak_moves: int
+    remedy: str
+
+    def as_row(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class _Game:
+    """A game in flight."""
+
+    pairing: int
+    index: int
+    player: Player
+    opponent: Player
+    opening: Opening
+    rng: np.random.Generator
+    board: chess.Board = field(default_factory=chess.Board)
+    losing_streak: dict[bool, int] = field(default_factory=lambda: {chess.WHITE: 0, chess.BLACK: 0})
+    illegal_mass: float | None = None
+    tiebreak_moves: int = 0
+
+    @property
+    def player_is_white(self) -> bool:
+        return self.index % 2 == 0
+
+    def side(self, colour: bool) -> Player:
+        return self.player if colour == self.player_is_white else self.opponent
+
+
+def temperature_pairings(
+    name: str, model: ChessFormer, temperatures: Sequence[float], opponents: Sequence[Player], games_per_cell: int
+) -> list[Pairing]:
+    """The pairings of one model's evaluation: at each temperature, `games_per_cell` games spread evenly over the
+    opponents (an even number against each, so colours and openings balance; rounded up where needed)."""
+    if not opponents:
+        raise MatchError("an evaluation needs at least one opponent")
+    per_opponent = 2 * -(-games_per_cell // (2 * len(opponents)))
+    pairings = []
+    for temperature in temperatures:
+        rated = Player(name, ModelPolicy(model, temperature), "model", temperature=temperature)
+        pairings.extend(Pairing(rated, opponent, per_opponent) for opponent in opponents)
+    return pairings
+
+
+def play_matches(
+    pairings: Sequence[Pairing],
+    *,
+    rules: Rules,
+    rng_seed: int,
+    evaluator: Evaluator | None = None,
+    max_in_flight: int = 256,
+) -> list[GameRecord]:
+    """Play every pairing's games, up to `max_in_flight` at once, and return them in (pairing, game) order.
+
+    Each step, the games waiting on one policy object are scored in one `distributions()` call; moves are
+    sampled with each game's own generator (seeded by `rng_seed`, pairing and game index), so a game does not
+    depend on which others shared its batches (Stockfish's skill levels draw their own randomness). Openings come from `opening_book()`, shuffled per pairing, each
+    played twice with colours reversed.
+    """
+    if rules.needs_evaluator and evaluator is None:
+        raise MatchError(f"rules {rules} resign or adjudicate, which needs an evaluator")
+    if any(pairing.games < 0 for pairing in pairings):
+        raise MatchError("a pairing cannot have a negative number of games")
+    pending = _games(pairings, rng_seed)
+    active: list[_Game] = []
+    finished: list[GameRecord] = []
+    tiebreak_policies: dict[int, Policy] = {}
+    with ThreadPoolExecutor(thread_name_prefix="policy") as threads:
+        while True:
+            active.extend(itertools.islice(pending, max_in_flight - len(active)))
+            if not active:
+                break
+            still_playing = []
+            for game, termination in zip(active, _terminations(active, rules, evaluator), strict=True):
+                if termination is None:
+                    still_playing.append(game)
+                else:
+                    finished.append(_record(game, *termination, rules))
+            active = still_playing
+            _step(active, rules, tiebreak_policies, threads)
+    return sorted(finished, key=lambda record: (record.pairing, record.game))
+
+
+def _games(pairings: Sequence[Pairing], rng_seed: int) -> Iterator[_Game]:
+    """The games to play, created lazily (a long evaluation never holds all its boards at once)."""
+    book = opening_book()
+    for p, pairing in enumerate(pairings):
+        order = np.random.default_rng([rng_seed, p]).permutation(len(book))
+        for g in range(pairing.games):
+            opening = book[int(order[(g // 2) % len(book)])]
+            game = _Game(p, g, pairing.player, pairing.opponent, opening, np.random.default_rng([rng_seed, p, g, 1]))
+            for move in opening.moves:
+                game.board.push(move)
+            yield game
+
+
+def _terminations(games: Sequence[_Game], rules: Rules, evaluator: Evaluator | None) -> list[tuple[str, str] | None]:
+    """(result, termination) for each game that ends before its next move, else None."""
+    ended: list[tuple[str, str] | None] = [_ended_by_rule(game.board) for game in games]
+    evaluate = [
+        i
+        for i, game in enumerate(games)
+        if ended[i] is None
+        and (rules.resign_cp is not None or (rules.adjudicate_cp is not None and game.board.ply() >= rules.max_plies))
+    ]
+    values = (
+        dict(zip(evaluate, evaluator.evaluate([games[i].board for i in evaluate]), strict=True)) if evaluate else {}
+    )
+    for i, game in enumerate(games):
+        if ended[i] is not None:
+            continue
+        board, mover_loses = game.board, "0-1" if game.board.turn == chess.WHITE else "1-0"
+        if rules.resign_cp is not None:
+            losing = values[i] < float(win_probability(-rules.resign_cp))
+            game.losing_streak[board.turn] = game.losing_streak[board.turn] + 1 if losing else 0
+            if game.losing_streak[board.turn] >= rules.resign_plies:
+                ended[i] = (mover_loses, "resign")
+                continue
+        if board.ply() >= rules.max_plies:
+            if rules.adjudicate_cp is None:
+                ended[i] = ("1/2-1/2", "ply_cap")
+            elif values[i] > float(win_probability(rules.adjudicate_cp)):
+                ended[i] = ("1-0" if board.turn == chess.WHITE else "0-1", "adjudicated")
+            elif values[i] < float(win_probability(-rules.adjudicate_cp)):
+                ended[i] = (mover_loses, "adjudicated")
+            else:
+                ended[i] = ("1/2-1/2", "adjudicated")
+    return ended
+
+
+def _ended_by_rule(board: chess.Board) -> tuple[str, str] | None:
+    """The game's end by the laws of chess (draws claimed at once), in python-chess's order, or None."""
+    if board.is_checkmate():
+        return ("0-1" if board.turn == chess.WHITE else "1-0", "checkmate")
+    if board.is_insufficient_material():
+        return ("1/2-1/2", "insufficient")
+    if not any(board.generate_legal_moves()):
+        return ("1/2-1/2", "stalemate")
+    if board.halfmove_clock >= 100:
+        return ("1/2-1/2", "fifty_moves")
+    if board.is_repetition(3):
+        return ("1/2-1/2", "threefold")
+    return None
+
+
+def _step(
+    games: Sequence[_Game], rules: Rules, tiebreak_policies: dict[int, Policy], threads: ThreadPoolExecutor
+) -> None:
+    """One move in every game: one `distributions()` call per policy object, then a sample per game.
+
+    The calls of one step run concurrently, so a model's forward pass overlaps the Stockfish searches of the
+    games waiting on an opponent (engines and torch both release the GIL while they work).
+    """
+    groups: dict[int, tuple[Policy, list[_Game]]] = {}
+    for game in games:
+        mover = game.side(game.board.turn)
+        policy = mover.policy
+        if (
+            rules.tiebreak_temperature is not None
+            and mover is game.player
+            and isinstance(policy, ModelPolicy)
+            and game.board.is_repetition(2)
+        ):
+            if id(policy) not in tiebreak_policies:
+                tiebreak_policies[id(policy)] = policy.with_temperature(
+                    max(policy.temperature, rules.tiebreak_temperature)
+                )
+            policy = tiebreak_policies[id(policy)]
+            game.tiebreak_moves += 1
+        groups.setdefault(id(policy), (policy, []))[1].append(game)
+    calls = [(policy, [game.board for game in members]) for policy, members in groups.values()]
+    answers = list(threads.map(_ask, calls)) if len(calls) > 1 else [_ask(call) for call in calls]
+    for (_, members), (distributions, masses) in zip(groups.values(), answers, strict=True):
+        for i, (game, distribution) in enumerate(zip(members, distributions, strict=True)):
+            if masses is not None and game.side(game.board.turn) is game.player:
+                game.illegal_mass = (game.illegal_mass or 0.0) + masses[i]
+            game.board.push(_sample(distribution, game.rng))
+
+
+def _ask(call: tuple[Policy, list[chess.Board]]) -> tuple[list[dict[chess.Move, float]], list[float] | None]:
+    policy, boards = call
+    if isinstance(policy, ModelPolicy):
+        return policy.distributions_and_illegal_mass(boards)
+    return policy.distributions(boards), None
+
+
+def _sample(distribution: dict[chess.Move, float], rng: np.random.Generator) -> chess.Move:
+    moves = list(distribution)
+    probabilities = np.fromiter(distribution.values(), dtype=np.float64, count=len(moves))
+    index = int(np.searchsorted(np.cumsum(probabilities), rng.random() * probabilities.sum(), side="right"))
+    return moves[min(index, len(moves) - 1)]
+
+
+def _record(game: _Game, result: str, termination: str, rules: Rules) -> GameRecord:
+    white, black = game.side(chess.WHITE), game.side(chess.BLACK)
+    white_score = {"1-0": 1.0, "0-1": 0.0}.get(result, 0.5)
+    return GameRecord(
+        pairing=game.pairing,
+        game=game.index,
+        player=game.player.name,
+        player_kind=game.player.kind,
+        temperature=game.player.temperature,
+        opponent=game.opponent.name,
+        opponent_kind=game.opponent.kind,
+        opponent_rating=game.opponent.rating,
+        player_colour="white" if game.player_is_white else "black",
+        white=white.name,
+        black=black.name,
+        result=result,
+        score=white_score if game.player_is_white else 1.0 - white_score,
+        termination=termination,
+        plies=game.board.ply(),
+        opening_eco=game.opening.eco,
+        opening=game.opening.name,
+        moves=" ".join(move.uci() for move in game.board.move_stack),
+        pgn=_pgn(game, white, black, result, termination, rules),
+        illegal_mass=game.illegal_mass,
+        tiebreak_moves=game.tiebreak_moves,
+        remedy=rules.remedy,
+    )
+
+
+def _pgn(game: _Game, white: Player, black: Player, result: str, termination: str, rules: Rules) -> str:
+    pgn = chess.pgn.Game.from_board(game.board)
+    pgn.headers.update(
+        Event="transcend evaluation",
+        Site="?",
+        Round=f"{game.pairing}.{game.index + 1}",
+        White=white.name,
+        Black=black.name,
+        Result=result,
+        ECO=game.opening.eco,
+        Opening=game.opening.name,
+        Termination=termination,
+        Remedy=rules.remedy,
+    )
+    for tag, player in (("WhiteElo", white), ("BlackElo", black)):
+        if player.rating is not None:
+            pgn.headers[tag] = str(round(player.rating))
+    if game.player.temperature is not None:
+        pgn.headers["Temperature"] = f"{game.player.temperature:g}"
+    out = io.StringIO()
+    pgn.accept(chess.pgn.FileExporter(out, headers=True, comments=False, variations=False))
+    return out.getvalue().strip() + "\n"
+
+
+class ModelPolicy(Policy):
+    """A trained ChessFormer at temperature τ, through the model's one sampling function (masked to legal moves).
+
+    A move-feature head has no mass outside the legal moves by construction; a transcript head (full-vocabulary
+    logits) reports the mass it put on illegal tokens, which the reference code resampled and then forfeited.
+    """
+
+    def __init__(self, model: ChessFormer, temperature: float) -> None:
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        self.model = model.eval()  # play is inference: no dropout, whatever state training left it in
+        self.temperature = temperature
+
+    def __repr__(self) -> str:
+        return f"ModelPolicy(τ={self.temperature:g})"
+
+    def with_temperature(self, temperature: float) -> ModelPolicy:
+        return ModelPolicy(self.model, temperature)
+
+    def distributions(self, boards: Sequence[chess.Board]) -> list[dict[chess.Move, float]]:
+        return self.distributions_and_illegal_mass(boards)[0]
+
+    def distributions_and_illegal_mass(
+        self, boards: Sequence[chess.Board]
+    ) -> tuple[list[dict[chess.Move, float]], list[float]]:
+        """The distributions and, from the same forward pass, the mass a transcript head put on illegal tokens."""
+        from transcend_pipeline.model import legal_move_distribution
+
+        distribution = legal_move_distribution(self.model, boards, self.temperature)
+        if distribution.illegal_mass is None:
+            return distribution.as_dicts(), [0.0] * len(boards)
+        return distribution.as_dicts(), distribution.illegal_mass.tolist()
