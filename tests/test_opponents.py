@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 import chess
@@ -25,7 +26,7 @@ from transcend_pipeline.panel.engine import Engine
 from transcend_pipeline.panel.players import PanelConfig
 from transcend_pipeline.play import Pairing, Player, Rules, play_matches
 
-CONFIG = PanelConfig.for_profile("smoke")
+CONFIG = dataclasses.replace(PanelConfig.for_profile("smoke"), n_players=6)  # the tests rate six players by hand
 
 
 @pytest.fixture(scope="module")

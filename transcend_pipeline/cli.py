@@ -8,6 +8,7 @@ the data directory) so the UI shows them afterwards, and ends with a summary.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -42,20 +43,29 @@ def run(months: list[str] | None = None) -> int:
     import dagster as dg
 
     from transcend_pipeline.definitions import defs
+    from transcend_pipeline.experiments import load_experiments
 
     months = months or default_months(settings)
+    os.environ["TRANSCEND_MONTHS"] = ",".join(months)  # the experiments' default data window
     instance = dg.DagsterInstance.get()
     started = time.monotonic()
     print(f"transcend: source={settings.source} profile={settings.profile} home={settings.home} months={months}")
-    for month in months:
-        result = defs.get_job_def("ingest_month").execute_in_process(
-            partition_key=f"{month}-01", instance=instance, raise_on_error=False
+    stages = [("ingest_month", f"{month}-01") for month in months]
+    stages += [("train_experiment", name) for name in load_experiments()]
+    failed = []
+    for job, partition in stages:
+        print(f"\ntranscend: {job} [{partition}]", flush=True)
+        result = defs.get_job_def(job).execute_in_process(
+            partition_key=partition, instance=instance, raise_on_error=False
         )
         if not result.success:
-            print(f"transcend: ingestion of {month} failed; see the run {result.run_id} in `make ui`.", file=sys.stderr)
-            return 1
+            failed.append(f"{job}[{partition}] (run {result.run_id})")
+            if job == "ingest_month":
+                break
     print_summary(settings, time.monotonic() - started)
-    return 0
+    if failed:
+        print("transcend: failed: " + ", ".join(failed) + " — open `make ui` to see why.", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def print_summary(settings: Settings, seconds: float) -> None:
@@ -72,6 +82,12 @@ def print_summary(settings: Settings, seconds: float) -> None:
         for (table,) in tables:
             (rows,) = connection.execute(f'SELECT count(*) FROM "{table}"').fetchone()
             print(f"  table      {table:<24} {rows:>10,} rows   ({settings.warehouse_path.name})")
+    for metrics in sorted((settings.home / "checkpoints").glob("*/metrics.json")):
+        summary = json.loads(metrics.read_text())
+        print(
+            f"  model      {metrics.parent.name:<24} {summary['steps']:>6} steps, val top-1 "
+            f"{(summary['val_top1'] or 0):.1%}  ({Path(summary['checkpoint']).relative_to(settings.home)})"
+        )
     print(f"  run history {Path(os.environ['DAGSTER_HOME'])}  (browse it with `make ui`)")
 
 

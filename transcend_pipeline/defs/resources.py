@@ -126,6 +126,11 @@ class PanelSource(DumpSource):
             result.path, result.path.stat().st_size, result.sha256, f"panel:{self.profile}", result.seconds, True
         )
 
+    def ground_truth(self, month: str, dump_path: Path) -> list[dict]:
+        from transcend_pipeline.panel import PanelConfig, panel_players
+
+        return panel_players(PanelConfig.for_profile(self.profile), month, dump_path)
+
 
 def resources_from_env() -> dict[str, dg.ConfigurableResource]:
     """The resources for the current environment (see the README for every variable)."""

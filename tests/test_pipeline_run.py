@@ -1,0 +1,51 @@
+"""`make run`'s command end to end on the smoke panel: every stage materialises offline, records its runs and says where."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from transcend_pipeline.warehouse import open_warehouse
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_transcend_run_materialises_the_default_graph_on_the_smoke_panel(transcend_home: Path) -> None:
+    env = os.environ | {"TRANSCEND_PROFILE": "smoke", "TRANSCEND_SOURCE": "panel"}
+    env.pop("TRANSCEND_MONTHS", None)
+    completed = subprocess.run(
+        [sys.executable, "-m", "transcend_pipeline.cli", "run"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 0, output[-4000:]
+    assert f"Data directory: {transcend_home}" in output
+    assert "raw/panel-smoke/lichess_db_standard_rated_2025-01.pgn.zst" in output
+
+    with open_warehouse(transcend_home / "warehouse.duckdb", read_only=True) as connection:
+        read = connection.execute("SELECT count(*) FROM games").fetchone()[0]
+        quarantined = connection.execute("SELECT count(*) FROM games_quarantine").fetchone()[0]
+        players = connection.execute("SELECT count(*), count(rating) FROM panel_players").fetchone()
+        caps = connection.execute("SELECT cap FROM bucket_diversity ORDER BY cap").fetchall()
+    assert read > 0 and quarantined == 0  # the panel writes only games the ingestion accepts
+    assert players[0] > 0 and players[1] > 0
+    assert [cap for (cap,) in caps] == [1000, 1300, 1500]
+
+    import torch
+
+    for experiment in ("cap1000", "cap1300", "cap1500"):
+        checkpoint = transcend_home / "checkpoints" / experiment / "last.ckpt"
+        lineage = torch.load(checkpoint, map_location="cpu", weights_only=True)["transcend"]
+        assert lineage["experiment"] == experiment
+        assert f"model      {experiment}" in output
+    runs = list((transcend_home / "dagster").rglob("runs.db")) + list((transcend_home / "dagster").rglob("*.db"))
+    assert runs, "run history should live under $TRANSCEND_HOME/dagster"
