@@ -14,9 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from transcend_pipeline.settings import Settings, ensure_dagster_home
-
-DEFAULT_PANEL_MONTHS = ("2025-01",)
+from transcend_pipeline.settings import Settings, default_months, ensure_dagster_home
 
 
 def _prepare_environment() -> Settings:
@@ -25,17 +23,6 @@ def _prepare_environment() -> Settings:
     os.environ.setdefault("DAGSTER_HOME", str(ensure_dagster_home(settings.home)))
     settings.home.mkdir(parents=True, exist_ok=True)
     return settings
-
-
-def default_months(settings: Settings) -> list[str]:
-    """$TRANSCEND_MONTHS (comma-separated YYYY-MM), else the panel's demo month or Lichess's last complete month."""
-    if months := os.environ.get("TRANSCEND_MONTHS"):
-        return [month.strip() for month in months.split(",") if month.strip()]
-    if settings.source == "panel":
-        return list(DEFAULT_PANEL_MONTHS)
-    from transcend_pipeline.defs.partitions import monthly_partitions
-
-    return [monthly_partitions.get_last_partition_key()[:7]]
 
 
 def run(months: list[str] | None = None) -> int:
@@ -70,18 +57,20 @@ def run(months: list[str] | None = None) -> int:
 
 def print_summary(settings: Settings, seconds: float) -> None:
     """What was materialised and where it lives."""
+    from transcend_pipeline.defs.resources import TranscendHome
     from transcend_pipeline.warehouse import open_warehouse
 
+    home = TranscendHome(path=str(settings.home))
     print(f"\ntranscend: done in {seconds / 60:.1f} min. Data directory: {settings.home}")
-    for path in sorted(settings.raw_dir.rglob("*.pgn.zst")):
+    for path in sorted(home.raw_dir.rglob("*.pgn.zst")):
         print(f"  raw dump   {path.relative_to(settings.home)}  ({path.stat().st_size / 1e6:,.1f} MB)")
-    with open_warehouse(settings.warehouse_path, read_only=True) as connection:
+    with open_warehouse(home.warehouse_path, read_only=True) as connection:
         tables = connection.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' ORDER BY table_name"
         ).fetchall()
         for (table,) in tables:
             (rows,) = connection.execute(f'SELECT count(*) FROM "{table}"').fetchone()
-            print(f"  table      {table:<24} {rows:>10,} rows   ({settings.warehouse_path.name})")
+            print(f"  table      {table:<24} {rows:>10,} rows   ({home.warehouse_path.name})")
     for metrics in sorted((settings.home / "checkpoints").glob("*/metrics.json")):
         summary = json.loads(metrics.read_text())
         print(

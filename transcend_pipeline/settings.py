@@ -11,11 +11,14 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 DEFAULT_LICHESS_URL = "https://database.lichess.org/standard"
 SOURCES = ("panel", "lichess")
 PROFILES = ("demo", "smoke")
+DEFAULT_PANEL_MONTHS = ("2025-01",)
+DEBIAN_STOCKFISH = "/usr/games/stockfish"  # Debian's package installs it off PATH
 
 DAGSTER_YAML = """\
 # Written by transcend: run history lives next to the data it describes.
@@ -34,13 +37,17 @@ class StockfishNotFoundError(RuntimeError):
 
 
 def find_stockfish(configured: str | None = None) -> str:
-    """Return the Stockfish binary: `configured` (or $STOCKFISH_PATH), `stockfish` on PATH, else Debian's path."""
-    candidates = [configured or os.environ.get("STOCKFISH_PATH") or "", "stockfish", "/usr/games/stockfish"]
-    for candidate in candidates:
-        if candidate and (found := shutil.which(candidate)):
+    """Return the Stockfish binary: `configured` (or $STOCKFISH_PATH) if given, else `stockfish` on PATH or Debian's."""
+    explicit = configured or os.environ.get("STOCKFISH_PATH")
+    if explicit:
+        if found := shutil.which(explicit):
+            return found
+        raise StockfishNotFoundError(f"STOCKFISH_PATH={explicit!r} is not an executable Stockfish binary.")
+    for candidate in ("stockfish", DEBIAN_STOCKFISH):
+        if found := shutil.which(candidate):
             return found
     raise StockfishNotFoundError(
-        "Stockfish was not found (tried $STOCKFISH_PATH, `stockfish` on PATH and /usr/games/stockfish). "
+        "Stockfish was not found (tried `stockfish` on PATH and /usr/games/stockfish). "
         "Install it with `apt-get install -y stockfish` (Debian/Ubuntu) or `brew install stockfish`, "
         "or point STOCKFISH_PATH at the binary."
     )
@@ -72,17 +79,25 @@ class Settings:
             stockfish_path=os.environ.get("STOCKFISH_PATH", ""),
         )
 
-    @property
-    def raw_dir(self) -> Path:
-        return self.home / "raw"
 
-    @property
-    def warehouse_path(self) -> Path:
-        return self.home / "warehouse.duckdb"
+def last_complete_month(today: date | None = None) -> str:
+    """The newest month Lichess can have published: the one before `today`'s."""
+    today = today or datetime.now(UTC).date()
+    first = today.replace(day=1)
+    previous = (
+        first.replace(year=first.year - 1, month=12) if first.month == 1 else first.replace(month=first.month - 1)
+    )
+    return previous.strftime("%Y-%m")
 
-    @property
-    def dagster_home(self) -> Path:
-        return self.home / "dagster"
+
+def default_months(settings: Settings) -> list[str]:
+    """$TRANSCEND_MONTHS (comma-separated YYYY-MM), else the panel's demo month or Lichess's last complete month.
+
+    The panel's default is a fixed month so that `make run` is reproducible: its dump is a function of the month.
+    """
+    if months := os.environ.get("TRANSCEND_MONTHS"):
+        return [month.strip() for month in months.split(",") if month.strip()]
+    return list(DEFAULT_PANEL_MONTHS) if settings.source == "panel" else [last_complete_month()]
 
 
 def ensure_dagster_home(home: Path) -> Path:

@@ -111,8 +111,12 @@ class PanelSource(DumpSource):
         if target.exists():  # dumps are deterministic per (profile, month): an existing one is the same file
             return FetchedDump(target, target.stat().st_size, sha256_file(target), f"panel:{self.profile}", 0.0, False)
 
+        last_logged = [-1e9]
+
         def progress(games: int, seconds: float) -> None:
-            log.info(f"{month}: {games:,} panel games at {games / max(seconds, 1e-9):,.1f} games/s")
+            if seconds - last_logged[0] >= 10:  # a line every ten seconds, not one per chunk of games
+                last_logged[0] = seconds
+                log.info(f"{month}: {games:,} panel games at {games / max(seconds, 1e-9):,.1f} games/s")
 
         result = write_month_dump(
             PanelConfig.for_profile(self.profile),

@@ -8,6 +8,7 @@ import dagster as dg
 
 from transcend_pipeline.defs.resources import TranscendHome
 from transcend_pipeline.experiments import Experiment, load_experiments
+from transcend_pipeline.settings import Settings, default_months
 
 EXPERIMENTS = load_experiments()
 experiment_partitions = dg.StaticPartitionsDefinition(list(EXPERIMENTS))
@@ -30,7 +31,7 @@ class TrainingSettings(dg.ConfigurableResource):
     @classmethod
     def from_env(cls) -> "TrainingSettings":
         return cls(
-            profile=os.environ.get("TRANSCEND_PROFILE", "demo"),
+            profile=Settings.from_env().profile,
             devices=os.environ.get("TRANSCEND_DEVICES", "auto"),
             strategy=os.environ.get("TRANSCEND_STRATEGY", "auto"),
             num_nodes=int(os.environ.get("TRANSCEND_NUM_NODES", "1")),
@@ -38,9 +39,6 @@ class TrainingSettings(dg.ConfigurableResource):
 
 
 def experiment_months(experiment: Experiment) -> list[str]:
-    from transcend_pipeline.cli import default_months
-    from transcend_pipeline.settings import Settings
-
     return experiment.data_months(default_months(Settings.from_env()))
 
 

@@ -1,0 +1,63 @@
+"""Configuration from the environment: defaults, validation, and the months a run ingests."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from transcend_pipeline.settings import (
+    Settings,
+    StockfishNotFoundError,
+    default_months,
+    ensure_dagster_home,
+    find_stockfish,
+    last_complete_month,
+)
+
+
+def test_the_last_complete_month_is_the_one_before_today() -> None:
+    assert last_complete_month(date(2026, 11, 28)) == "2026-10"
+    assert last_complete_month(date(2026, 1, 1)) == "2025-12"
+
+
+def test_default_months_follow_the_source_unless_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("TRANSCEND_MONTHS", raising=False)
+    assert default_months(Settings(home=tmp_path, source="panel")) == ["2025-01"]
+    assert default_months(Settings(home=tmp_path, source="lichess")) == [last_complete_month()]
+    monkeypatch.setenv("TRANSCEND_MONTHS", "2024-01, 2024-02,")
+    assert default_months(Settings(home=tmp_path, source="lichess")) == ["2024-01", "2024-02"]
+
+
+def test_settings_validate_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("TRANSCEND_HOME", str(tmp_path / "h"))
+    monkeypatch.setenv("TRANSCEND_PROFILE", "Smoke")
+    settings = Settings.from_env()
+    assert (settings.home, settings.profile, settings.source) == (tmp_path / "h", "smoke", "panel")
+    monkeypatch.setenv("TRANSCEND_PROFILE", "huge")
+    with pytest.raises(ValueError, match="TRANSCEND_PROFILE must be one of"):
+        Settings.from_env()
+
+
+def test_stockfish_path_is_configurable_and_a_missing_binary_says_how_to_install(
+    monkeypatch: pytest.MonkeyPatch, stockfish_path: str, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("STOCKFISH_PATH", stockfish_path)
+    assert find_stockfish() == stockfish_path
+    monkeypatch.setenv("STOCKFISH_PATH", str(tmp_path / "nowhere"))
+    with pytest.raises(StockfishNotFoundError, match="nowhere"):
+        find_stockfish()
+    monkeypatch.delenv("STOCKFISH_PATH")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr("transcend_pipeline.settings.DEBIAN_STOCKFISH", str(tmp_path / "absent"))
+    with pytest.raises(StockfishNotFoundError, match="apt-get install -y stockfish"):
+        find_stockfish()
+
+
+def test_dagster_home_keeps_an_edited_config(tmp_path: Path) -> None:
+    config = ensure_dagster_home(tmp_path) / "dagster.yaml"
+    assert "enabled: false" in config.read_text()
+    config.write_text("telemetry:\n  enabled: false\n# edited\n")
+    ensure_dagster_home(tmp_path)
+    assert config.read_text().endswith("# edited\n")
