@@ -36,9 +36,24 @@ def test_transcend_run_materialises_the_default_graph_on_the_smoke_panel(transce
         quarantined = connection.execute("SELECT count(*) FROM games_quarantine").fetchone()[0]
         players = connection.execute("SELECT count(*), count(rating) FROM panel_players").fetchone()
         caps = connection.execute("SELECT cap FROM bucket_diversity ORDER BY cap").fetchall()
+        evaluated = connection.execute(
+            "SELECT experiment, count(*), count(DISTINCT temperature), bool_and(pgn LIKE '[Event%') "
+            "FROM evaluation_games WHERE player_kind = 'model' GROUP BY experiment ORDER BY experiment"
+        ).fetchall()
+        verdicts = connection.execute("SELECT experiment, cap, low <= high FROM transcendence ORDER BY cap").fetchall()
+        kinds = {kind for (kind,) in connection.execute("SELECT DISTINCT kind FROM ratings").fetchall()}
     assert read > 0 and quarantined == 0  # the panel writes only games the ingestion accepts
     assert players[0] > 0 and players[1] > 0
     assert [cap for (cap,) in caps] == [1000, 1300, 1500]
+    assert [(name, temperatures, pgn) for name, _, temperatures, pgn in evaluated] == [
+        ("cap1000", 2, True),
+        ("cap1300", 2, True),
+        ("cap1500", 2, True),
+    ]
+    assert verdicts == [("cap1000", 1000, True), ("cap1300", 1300, True), ("cap1500", 1500, True)]
+    assert {"model", "best_player", "clone", "consensus"} <= kinds
+    assert (transcend_home / "reports" / "transcendence.png").stat().st_size > 10_000
+    assert "transcends" in output and "reports/transcendence.md" in output
 
     import torch
 

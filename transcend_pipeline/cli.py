@@ -39,9 +39,10 @@ def run(months: list[str] | None = None) -> int:
     print(f"transcend: source={settings.source} profile={settings.profile} home={settings.home} months={months}")
     stages = [("ingest_month", f"{month}-01") for month in months]
     stages += [("train_experiment", name) for name in load_experiments()]
+    stages += [("report", None)]
     failed = []
     for job, partition in stages:
-        print(f"\ntranscend: {job} [{partition}]", flush=True)
+        print(f"\ntranscend: {job}{f' [{partition}]' if partition else ''}", flush=True)
         result = defs.get_job_def(job).execute_in_process(
             partition_key=partition, instance=instance, raise_on_error=False
         )
@@ -77,7 +78,28 @@ def print_summary(settings: Settings, seconds: float) -> None:
             f"  model      {metrics.parent.name:<24} {summary['steps']:>6} steps, val top-1 "
             f"{(summary['val_top1'] or 0):.1%}  ({Path(summary['checkpoint']).relative_to(settings.home)})"
         )
+    report = home.reports_dir / "transcendence.md"
+    if report.exists():
+        print_verdicts(home.warehouse_path)
+        print(f"  report     {report}  (figure: {report.with_suffix('.png')})")
     print(f"  run history {Path(os.environ['DAGSTER_HOME'])}  (browse it with `make ui`)")
+
+
+def print_verdicts(warehouse_path: Path) -> None:
+    """The transcendence table: each experiment's best temperature and whether its interval clears the bar."""
+    from transcend_pipeline.warehouse import open_warehouse
+
+    with open_warehouse(warehouse_path, read_only=True) as connection:
+        verdicts = connection.execute(
+            "SELECT experiment, cap, bar, best_temperature, rating, low, high, games, transcends "
+            "FROM transcendence ORDER BY cap, experiment"
+        ).fetchall()
+    print(f"\n  {'experiment':<14} {'cap':>5} {'bar':>6} {'best τ':>7} {'rating [95%]':>20} {'games':>6}  transcends")
+    for name, cap, bar, temperature, rating, low, high, games, transcends in verdicts:
+        interval = f"{rating:.0f} [{low:.0f}, {high:.0f}]"
+        print(
+            f"  {name:<14} {cap:>5.0f} {bar:>6.0f} {temperature:>7g} {interval:>20} {games:>6}  {'YES' if transcends else 'no'}"
+        )
 
 
 def ui(port: int) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from transcend_pipeline.defs import ingestion, operation, training, warehouse
+from transcend_pipeline.defs import evaluation, ingestion, operation, training, warehouse
 from transcend_pipeline.defs.resources import resources_from_env
 
 defs = dg.Definitions.merge(
@@ -18,9 +18,16 @@ defs = dg.Definitions.merge(
             *dg.load_assets_from_modules([ingestion]),
             *warehouse.sql_model_assets,
             *dg.load_assets_from_modules([training]),
+            evaluation.evaluation_games,
+            evaluation.ratings,
+            evaluation.transcendence_report,
         ],
         asset_checks=warehouse.quality_gates,
-        resources={**resources_from_env(), "training": training.TrainingSettings.from_env()},
+        resources={
+            **resources_from_env(),
+            "training": training.TrainingSettings.from_env(),
+            "evaluation": evaluation.evaluation_settings_from_env(),
+        },
     ),
     operation.defs,
 )

@@ -18,8 +18,17 @@ monthly_ingest_schedule = dg.build_schedule_from_partitioned_job(
 
 train_experiment_job = dg.define_asset_job(
     "train_experiment",
-    selection=dg.AssetSelection.groups("training"),
-    description="Build one experiment's training set (only if its bucket passed the quality gates) and train it.",
+    selection=dg.AssetSelection.groups("training") | dg.AssetSelection.assets("evaluation_games"),
+    description=(
+        "Build one experiment's training set (only if its bucket passed the quality gates), train it, and play it "
+        "at every temperature."
+    ),
 )
 
-defs = dg.Definitions(jobs=[ingest_month_job, train_experiment_job], schedules=[monthly_ingest_schedule])
+report_job = dg.define_asset_job(
+    "report",
+    selection=dg.AssetSelection.assets("ratings", "transcendence_report"),
+    description="Rate every evaluated experiment and write the transcendence report.",
+)
+
+defs = dg.Definitions(jobs=[ingest_month_job, train_experiment_job, report_job], schedules=[monthly_ingest_schedule])
