@@ -63,7 +63,15 @@ class PanelConfig:
         if profile == "demo":
             return cls()
         if profile == "smoke":
-            return cls(n_players=16, games_per_month=240, max_plies=60, resign_plies=2, chunk_games=10, rating_spread=2.5, pairing_window=150.0)
+            return cls(
+                n_players=16,
+                games_per_month=240,
+                max_plies=60,
+                resign_plies=2,
+                chunk_games=10,
+                rating_spread=2.5,
+                pairing_window=150.0,
+            )
         raise ValueError(f"unknown panel profile {profile!r}; expected one of {PROFILES}")
 
     def derived_seed(self, *parts: object) -> list[int]:
