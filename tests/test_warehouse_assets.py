@@ -19,6 +19,7 @@ from transcend_pipeline.lichess import dump_filename
 from transcend_pipeline.warehouse import open_warehouse
 
 MONTH = "2025-01"
+SAMPLE_2021_10 = "lichess_2021-10_dump_excerpt_999games.pgn"
 
 
 def random_game(rng: random.Random, white: str, black: str, white_elo: int, black_elo: int, index: int) -> str:
@@ -109,3 +110,31 @@ def test_a_one_player_bucket_fails_its_diversity_gate_and_cannot_be_trained_on(t
     metadata = allowed.asset_materializations_for_node("training_set")[0].metadata
     assert metadata["games_train"].value > 500
     assert (transcend_home / "training_sets" / "cap1300" / "manifest.json").exists()
+
+
+def test_a_backfill_of_a_month_range_runs_the_monthly_sql_models_in_one_run(
+    transcend_home: Path, lichess_samples: Path
+) -> None:
+    from transcend_pipeline.ingest import ingest_month
+
+    warehouse = transcend_home / "warehouse.duckdb"
+    for month, sample in (("2021-09", "lichess_2013-01_dump_excerpt_10games.pgn"), ("2021-10", SAMPLE_2021_10)):
+        ingest_month(lichess_samples / sample, month, warehouse, staging_dir=transcend_home / "staging")
+    (stg_games,) = [asset for asset in sql_model_assets if asset.key.path[-1] == "stg_games"]
+    assert stg_games.backfill_policy == dg.BackfillPolicy.single_run()
+
+    result = dg.materialize(
+        [stg_games],
+        resources={"home": TranscendHome(path=str(transcend_home)), "dump_source": PanelSource(profile="smoke")},
+        tags={"dagster/asset_partition_range_start": "2021-09-01", "dagster/asset_partition_range_end": "2021-10-01"},
+    )
+    assert result.success
+    assert {event.partition for event in result.asset_materializations_for_node("stg_games")} == {
+        "2021-09-01",
+        "2021-10-01",
+    }
+    with open_warehouse(warehouse, read_only=True) as connection:
+        months = dict(connection.execute("SELECT month, count(*) FROM stg_games GROUP BY month").fetchall())
+        staged = connection.execute("SELECT count(*) FROM games WHERE white_elo IS NOT NULL").fetchone()[0]
+    assert set(months) == {"2021-09", "2021-10"}
+    assert 0 < sum(months.values()) <= staged
