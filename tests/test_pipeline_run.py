@@ -62,5 +62,11 @@ def test_transcend_run_materialises_the_default_graph_on_the_smoke_panel(transce
         lineage = torch.load(checkpoint, map_location="cpu", weights_only=True)["transcend"]
         assert lineage["experiment"] == experiment
         assert f"model      {experiment}" in output
-    runs = list((transcend_home / "dagster").rglob("runs.db")) + list((transcend_home / "dagster").rglob("*.db"))
-    assert runs, "run history should live under $TRANSCEND_HOME/dagster"
+    import dagster as dg
+
+    instance = dg.DagsterInstance.get()  # the fixture's DAGSTER_HOME, inside the data directory: the run's history
+    key = dg.AssetCheckKey(dg.AssetKey("chessformer"), "quality_bar")
+    record = instance.event_log_storage.get_latest_asset_check_execution_by_key([key])[key]
+    metadata = record.evaluation.metadata
+    assert 0.0 <= metadata["model_agreement"].value <= 1.0
+    assert metadata["bar_q_regret"].value >= 0.0
