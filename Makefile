@@ -50,7 +50,7 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 
 validate: install
-	$(VENV)/bin/dagster definitions validate -w workspace.yaml
+	$(PY) -m transcend_pipeline.cli validate
 
 clean:
 	rm -rf $(TRANSCEND_HOME)

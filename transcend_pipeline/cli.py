@@ -102,11 +102,11 @@ def print_verdicts(warehouse_path: Path) -> None:
         )
 
 
-def ui(port: int) -> int:
-    """The Dagster UI on 127.0.0.1 with run history in the data directory; replaces this process."""
+def exec_dagster(*arguments: str) -> int:
+    """Run a `dagster` command with DAGSTER_HOME in the data directory (created first); replaces this process."""
     _prepare_environment()
     dagster = Path(sys.executable).with_name("dagster")
-    os.execv(dagster, [str(dagster), "dev", "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"])
+    os.execv(dagster, [str(dagster), *arguments])
     return 0  # unreachable: execv does not return
 
 
@@ -117,10 +117,13 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--month", action="append", help="YYYY-MM; repeat for several (default: see README)")
     ui_parser = commands.add_parser("ui", help="start the Dagster UI on 127.0.0.1")
     ui_parser.add_argument("--port", type=int, default=3000)
+    commands.add_parser("validate", help="`dagster definitions validate` on workspace.yaml")
     args = parser.parse_args(argv)
     if args.command == "run":
         return run(args.month)
-    return ui(args.port)
+    if args.command == "ui":
+        return exec_dagster("dev", "-h", "127.0.0.1", "-p", str(args.port), "-w", "workspace.yaml")
+    return exec_dagster("definitions", "validate", "-w", "workspace.yaml")
 
 
 if __name__ == "__main__":
