@@ -105,3 +105,18 @@ def replace_table(
         connection.execute("ROLLBACK")
         raise
     return int(count)
+
+
+def replace_with_rows(
+    connection: duckdb.DuckDBPyConnection, table: str, rows: list[dict], *, partition: tuple[str, str] | None = None
+) -> int:
+    """Write Python rows (dicts) atomically: the whole `table`, or one `(column, value)` partition of it."""
+    import pyarrow as pa
+
+    connection.register("python_rows", pa.Table.from_pylist(rows))
+    try:
+        if partition:
+            return replace_partition(connection, table, *partition, "SELECT * FROM python_rows")
+        return replace_table(connection, table, "SELECT * FROM python_rows")
+    finally:
+        connection.unregister("python_rows")

@@ -61,8 +61,6 @@ def evaluation_games(
     dump_source: DumpSource,
     evaluation: EvaluationSettings,
 ) -> dg.MaterializeResult:
-    import pyarrow as pa
-
     from transcend_pipeline.model import ChessFormer
     from transcend_pipeline.opponents import (
         EnginePool,
@@ -75,7 +73,7 @@ def evaluation_games(
     )
     from transcend_pipeline.panel import PanelConfig
     from transcend_pipeline.play import Pairing, Rules, play_matches, temperature_pairings
-    from transcend_pipeline.warehouse import open_warehouse, replace_partition
+    from transcend_pipeline.warehouse import open_warehouse, replace_with_rows
 
     experiment = EXPERIMENTS[context.partition_key]
     model = ChessFormer.from_checkpoint(str(home.root / "checkpoints" / experiment.name / "last.ckpt")).eval()
@@ -116,12 +114,9 @@ def evaluation_games(
             )
             records = play_matches(pairings, rules=rules, rng_seed=evaluation.seed)
 
-    table = pa.Table.from_pylist([{"experiment": experiment.name, **record.as_row()} for record in records])
+    rows = [{"experiment": experiment.name, **record.as_row()} for record in records]
     with open_warehouse(home.warehouse_path) as connection:
-        connection.register("game_rows", table)
-        count = replace_partition(
-            connection, "evaluation_games", "experiment", experiment.name, "SELECT * FROM game_rows"
-        )
+        count = replace_with_rows(connection, "evaluation_games", rows, partition=("experiment", experiment.name))
     terminations: dict[str, int] = {}
     for record in records:
         terminations[record.termination] = terminations.get(record.termination, 0) + 1
@@ -147,18 +142,15 @@ def evaluation_games(
     ),
 )
 def ratings(home: TranscendHome) -> dg.MaterializeResult:
-    import pyarrow as pa
-
     from transcend_pipeline.evaluation import ratings_table
-    from transcend_pipeline.warehouse import open_warehouse, replace_table
+    from transcend_pipeline.warehouse import open_warehouse, replace_with_rows
 
     with open_warehouse(home.warehouse_path) as connection:
         games = connection.execute("SELECT * FROM evaluation_games").fetch_arrow_table().to_pylist()
         rows = []
         for name in sorted({game["experiment"] for game in games}):
             rows += ratings_table([game for game in games if game["experiment"] == name], experiment=name)
-        connection.register("rating_rows", pa.Table.from_pylist(rows))
-        count = replace_table(connection, "ratings", "SELECT * FROM rating_rows")
+        count = replace_with_rows(connection, "ratings", rows)
     return dg.MaterializeResult(metadata={"dagster/row_count": count})
 
 
@@ -174,11 +166,9 @@ def ratings(home: TranscendHome) -> dg.MaterializeResult:
     ),
 )
 def transcendence_report(home: TranscendHome) -> dg.MaterializeResult:
-    import pyarrow as pa
-
     from transcend_pipeline.evaluation import markdown_report, plot_transcendence, verdict
     from transcend_pipeline.plots import Figure
-    from transcend_pipeline.warehouse import open_warehouse, replace_table
+    from transcend_pipeline.warehouse import open_warehouse, replace_with_rows
 
     with open_warehouse(home.warehouse_path) as connection:
         rows = connection.execute("SELECT * FROM ratings").fetch_arrow_table().to_pylist()
@@ -188,8 +178,7 @@ def transcendence_report(home: TranscendHome) -> dg.MaterializeResult:
             best_player = [row for row in mine if row["kind"] == "best_player"]
             best_rating = _best_player_rating(connection, best_player[0]["player"]) if best_player else None
             verdicts.append(verdict(mine, cap=EXPERIMENTS[name].cap, best_player_rating=best_rating))
-        connection.register("verdict_rows", pa.Table.from_pylist([v.as_row() for v in verdicts]))
-        replace_table(connection, "transcendence", "SELECT * FROM verdict_rows")
+        replace_with_rows(connection, "transcendence", [v.as_row() for v in verdicts])
     reports = home.reports_dir
     reports.mkdir(parents=True, exist_ok=True)
     figure = plot_transcendence(rows, verdicts, reports / "transcendence.png")

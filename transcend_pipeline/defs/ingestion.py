@@ -109,17 +109,14 @@ def games(
 def panel_players(
     context: dg.AssetExecutionContext, home: TranscendHome, dump_source: DumpSource
 ) -> dg.MaterializeResult:
-    import pyarrow as pa
-
     from transcend_pipeline.lichess import dump_filename
-    from transcend_pipeline.warehouse import open_warehouse, replace_partition
+    from transcend_pipeline.warehouse import open_warehouse, replace_with_rows
 
     month = month_of(context.partition_key)
     rows = dump_source.ground_truth(month, home.raw_dir / dump_source.label / dump_filename(month))
     if rows:
         with open_warehouse(home.warehouse_path) as connection:
-            connection.register("panel_rows", pa.Table.from_pylist(rows))
-            replace_partition(connection, "panel_players", "month", month, "SELECT * FROM panel_rows")
+            replace_with_rows(connection, "panel_players", rows, partition=("month", month))
     rated = sorted((row for row in rows if row["rating"] is not None), key=lambda row: -row["rating"])
     return dg.MaterializeResult(
         metadata={
