@@ -38,7 +38,9 @@ def run(months: list[str] | None = None) -> int:
     started = time.monotonic()
     print(f"transcend: source={settings.source} profile={settings.profile} home={settings.home} months={months}")
     stages = [("ingest_month", f"{month}-01") for month in months]
-    stages += [("train_experiment", name) for name in load_experiments()]
+    for name, experiment in load_experiments().items():
+        stages += [("build_ablation", name)] if experiment.variant else []
+        stages += [("train_experiment", name)]
     stages += [("report", None)]
     failed = []
     for job, partition in stages:
@@ -94,11 +96,11 @@ def print_verdicts(warehouse_path: Path) -> None:
             "SELECT experiment, cap, bar, best_temperature, rating, low, high, games, transcends "
             "FROM transcendence ORDER BY cap, experiment"
         ).fetchall()
-    print(f"\n  {'experiment':<14} {'cap':>5} {'bar':>6} {'best τ':>7} {'rating [95%]':>20} {'games':>6}  transcends")
+    print(f"\n  {'experiment':<16} {'cap':>5} {'bar':>6} {'best τ':>7} {'rating [95%]':>20} {'games':>6}  transcends")
     for name, cap, bar, temperature, rating, low, high, games, transcends in verdicts:
         interval = f"{rating:.0f} [{low:.0f}, {high:.0f}]"
         print(
-            f"  {name:<14} {cap:>5.0f} {bar:>6.0f} {temperature:>7g} {interval:>20} {games:>6}  {'YES' if transcends else 'no'}"
+            f"  {name:<16} {cap:>5.0f} {bar:>6.0f} {temperature:>7g} {interval:>20} {games:>6}  {'YES' if transcends else 'no'}"
         )
 
 

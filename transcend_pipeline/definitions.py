@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from transcend_pipeline.defs import evaluation, ingestion, operation, training, warehouse
+from transcend_pipeline.defs import ablation, evaluation, ingestion, operation, training, warehouse
 from transcend_pipeline.defs.resources import resources_from_env
 
 defs = dg.Definitions.merge(
@@ -18,6 +18,7 @@ defs = dg.Definitions.merge(
             *dg.load_assets_from_modules([ingestion]),
             *warehouse.sql_model_assets,
             *dg.load_assets_from_modules([training]),
+            ablation.ablation_games,
             evaluation.evaluation_games,
             evaluation.ratings,
             evaluation.transcendence_report,

@@ -168,8 +168,13 @@ def plot_transcendence(
     return path
 
 
-def markdown_report(verdicts: Sequence[Verdict], rows: Sequence[Mapping], figure: Path | None = None) -> str:
-    """The verdict table, then every rating row (baselines included), then the figure."""
+def markdown_report(
+    verdicts: Sequence[Verdict],
+    rows: Sequence[Mapping],
+    figure: Path | None = None,
+    sections: Sequence[str] = (),
+) -> str:
+    """The verdict table, the figure, the further `sections` (ablation, state analysis), then every rating row."""
     lines = [
         "# Transcendence report",
         "",
@@ -182,6 +187,10 @@ def markdown_report(verdicts: Sequence[Verdict], rows: Sequence[Mapping], figure
             f"| {v.experiment or v.player} | {v.cap:g} | {best_player} | {_fmt_temperature(v.best_temperature)} | "
             f"{v.rating:.0f} [{v.low:.0f}, {v.high:.0f}] | {v.games} | {'**yes**' if v.transcends else 'no'} |"
         )
+    if figure is not None:
+        lines += ["", f"![rating against temperature]({figure.name})"]
+    for section in sections:
+        lines += ["", section.rstrip()]
     lines += [
         "",
         "## Ratings",
@@ -197,8 +206,46 @@ def markdown_report(verdicts: Sequence[Verdict], rows: Sequence[Mapping], figure
             f"{row['wins']} / {row['draws']} / {row['losses']} | {row['repetition_draws']} | "
             f"{row['ply_cap_draws']} | {'—' if mass is None else f'{mass:.3g}'} |"
         )
+    return "\n".join(lines) + "\n"
+
+
+DIVERSITY_COLUMNS = ("games", "players", "top_player_share", "player_entropy", "opening_entropy")
+
+
+def diversity_section(
+    verdicts: Sequence[Verdict],
+    diversity: Mapping[str, Mapping],
+    buckets: Mapping[str, str],
+    figure: Path | None = None,
+) -> str:
+    """Does transcendence need diversity? Each experiment's bucket diversity beside its best rating and verdict.
+
+    `diversity` maps an experiment to its bucket's `bucket_diversity` row, `buckets` to a label of its bucket
+    ("full bucket", "clones of one player", ...). Reported as measured, whichever way it comes out.
+    """
+    lines = [
+        "## Does it need diversity? (the ablation)",
+        "",
+        "The same cap and number of games, played by fewer players. Diversity metrics come from the same SQL "
+        "models as every bucket; the ablations pass every quality gate except the diversity ones they waive.",
+        "",
+        "| experiment | bucket | games | players | top player share | player entropy | opening entropy "
+        "| best τ | rating [95%] | bar | transcends |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def cell(value: object) -> str:
+        return "—" if value is None else f"{value:.3f}" if isinstance(value, float) else f"{value}"
+
+    for v in verdicts:
+        row = diversity.get(v.experiment or "", {})
+        metrics = " | ".join(cell(row.get(column)) for column in DIVERSITY_COLUMNS)
+        lines.append(
+            f"| {v.experiment} | {buckets.get(v.experiment or '', '')} | {metrics} | {_fmt_temperature(v.best_temperature)} "
+            f"| {v.rating:.0f} [{v.low:.0f}, {v.high:.0f}] | {v.bar:.0f} | {'**yes**' if v.transcends else 'no'} |"
+        )
     if figure is not None:
-        lines += ["", f"![rating against temperature]({figure.name})"]
+        lines += ["", f"![rating against temperature, diversity ablation]({figure.name})"]
     return "\n".join(lines) + "\n"
 
 

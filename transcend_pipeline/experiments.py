@@ -21,13 +21,29 @@ class ExperimentError(ValueError):
 
 
 @dataclass(frozen=True)
+class Variant:
+    """A diversity ablation: the experiment's bucket is replaced by as many games played by only `players` players.
+
+    Such a bucket fails the diversity gates by design; `waive` names the expectations it may fail (and only those),
+    so the exception is explicit, per experiment, and shown in the UI, while every other guard still holds.
+    """
+
+    players: int
+    waive: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        return "clones of one player" if self.players == 1 else f"{self.players} players"
+
+
+@dataclass(frozen=True)
 class Experiment:
     name: str
     cap: int
     model: str
     minutes: dict[str, float]
     months: tuple[str, ...] | None = None
-    variant: str | None = None
+    variant: Variant | None = None
     description: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -65,8 +81,21 @@ def load_experiments(path: Path = EXPERIMENTS_FILE) -> dict[str, Experiment]:
             model=model,
             minutes={profile: float(value) for profile, value in minutes.items()},
             months=tuple(str(month) for month in months) if months else None,
-            variant=row.pop("variant", None),
+            variant=_variant(path, name, row.pop("variant", None)),
             description=row.pop("description", ""),
             extra=row,
         )
     return experiments
+
+
+def _variant(path: Path, name: str, value: dict | None) -> Variant | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("players"), int) or value["players"] < 1:
+        raise ExperimentError(
+            f"{path}: experiment {name!r} has variant {value!r}, expected {{players: k >= 1, waive: [...]}}"
+        )
+    unknown = set(value) - {"players", "waive"}
+    if unknown:
+        raise ExperimentError(f"{path}: experiment {name!r}: unknown variant keys {sorted(unknown)}")
+    return Variant(players=value["players"], waive=tuple(value.get("waive") or ()))

@@ -214,15 +214,22 @@ def sql_literal(value: object) -> str:
     raise SqlModelError(f"cannot render {value!r} ({type(value).__name__}) as a SQL literal")
 
 
-def render(model: SqlModel, variables: Mapping, *, month: str | None = None) -> str:
-    """The model's SQL with every template tag replaced; incremental models need the `month` they build."""
+def render(
+    model: SqlModel, variables: Mapping, *, month: str | None = None, relations: Mapping[str, str] | None = None
+) -> str:
+    """The model's SQL with every template tag replaced; incremental models need the `month` they build.
+
+    `relations` points refs and sources at other tables (name -> table), so that the same model can be built
+    over other rows: the diversity ablation builds its buckets with the very SQL of every bucket.
+    """
+    relations = relations or {}
     if model.partitioned_by_month and (month is None or not _MONTH.fullmatch(month)):
         raise SqlModelError(f"{model.name} is built one month at a time: pass month='YYYY-MM', not {month!r}")
 
     def substitute(match: re.Match) -> str:
         call = _parse_tag(match.group(1), model.path)
         if call.function in ("ref", "source"):
-            return call.args[0]
+            return relations.get(call.args[0], call.args[0])
         if call.function == "var":
             if call.args[0] not in variables:
                 raise UnknownVarError(

@@ -5,7 +5,13 @@ from pathlib import Path
 import dagster as dg
 
 from transcend_pipeline.defs.resources import DumpSource, PanelSource, TranscendHome
-from transcend_pipeline.defs.training import EXPERIMENTS, chessformer, experiment_months, experiment_partitions
+from transcend_pipeline.defs.training import (
+    EXPERIMENTS,
+    bucket_panel_players,
+    chessformer,
+    experiment_months,
+    experiment_partitions,
+)
 from transcend_pipeline.settings import Settings, find_stockfish
 
 PAPER_TEMPERATURES = [0.001, 0.01, 0.1, 0.3, 0.5, 0.75, 1.0, 1.5]
@@ -88,6 +94,7 @@ def evaluation_games(
         config = PanelConfig.for_profile(dump_source.profile)
         with open_warehouse(home.warehouse_path, read_only=True) as connection:
             rows = _latest_panel_rows(connection, experiment_months(experiment))
+            bucket_rows = bucket_panel_players(connection, experiment)
         with EnginePool.start(PooledQ.engine_factory(config, stockfish), size=2) as pool:
             q = PooledQ(pool)
             opponents = opponents_around(panel_opponents(config, rows, q), experiment.cap, evaluation.opponents)
@@ -95,7 +102,7 @@ def evaluation_games(
                 experiment.name, model, evaluation.temperatures, opponents, evaluation.games_per_cell
             )
             per_opponent = pairings[0].games
-            for baseline in panel_baselines(config, rows, q, experiment.cap):
+            for baseline in panel_baselines(config, bucket_rows, q, experiment.cap):
                 pairings += [
                     Pairing(baseline, opponent, per_opponent)
                     for opponent in opponents
@@ -166,31 +173,61 @@ def ratings(home: TranscendHome) -> dg.MaterializeResult:
     ),
 )
 def transcendence_report(home: TranscendHome) -> dg.MaterializeResult:
-    from transcend_pipeline.evaluation import markdown_report, plot_transcendence, verdict
+    from transcend_pipeline.evaluation import diversity_section, markdown_report, plot_transcendence, verdict
     from transcend_pipeline.plots import Figure
     from transcend_pipeline.warehouse import open_warehouse, replace_with_rows
 
     with open_warehouse(home.warehouse_path) as connection:
         rows = connection.execute("SELECT * FROM ratings").fetch_arrow_table().to_pylist()
         verdicts = []
-        for name in sorted({row["experiment"] for row in rows}):
+        for name in sorted({row["experiment"] for row in rows}, key=list(EXPERIMENTS).index):
             mine = [row for row in rows if row["experiment"] == name]
             best_player = [row for row in mine if row["kind"] == "best_player"]
             best_rating = _best_player_rating(connection, best_player[0]["player"]) if best_player else None
             verdicts.append(verdict(mine, cap=EXPERIMENTS[name].cap, best_player_rating=best_rating))
         replace_with_rows(connection, "transcendence", [v.as_row() for v in verdicts])
+        diversity = {v.experiment: _bucket_diversity(connection, EXPERIMENTS[v.experiment]) for v in verdicts}
     reports = home.reports_dir
     reports.mkdir(parents=True, exist_ok=True)
-    figure = plot_transcendence(rows, verdicts, reports / "transcendence.png")
-    (reports / "transcendence.md").write_text(markdown_report(verdicts, rows, Path(figure.name)))
+    main = [v for v in verdicts if not EXPERIMENTS[v.experiment].variant]
+    figure = plot_transcendence(rows, main, reports / "transcendence.png")
+    figures = {"figure": Figure(figure)}
+    sections, ui_sections = [], {}
+    ablated_caps = {EXPERIMENTS[v.experiment].cap for v in verdicts if EXPERIMENTS[v.experiment].variant}
+    if ablated_caps:
+        compared = [v for v in verdicts if EXPERIMENTS[v.experiment].cap in ablated_caps]
+        ablation_figure = plot_transcendence(rows, compared, reports / "diversity_ablation.png")
+        figures["ablation_figure"] = Figure(ablation_figure)
+        buckets = {
+            v.experiment: EXPERIMENTS[v.experiment].variant.label
+            if EXPERIMENTS[v.experiment].variant
+            else "full bucket"
+            for v in compared
+        }
+        sections.append(diversity_section(compared, diversity, buckets, Path(ablation_figure.name)))
+        ui_sections["diversity_ablation"] = diversity_section(compared, diversity, buckets)
+    (reports / "transcendence.md").write_text(markdown_report(main, rows, Path(figure.name), sections))
     return dg.MaterializeResult(
         metadata={
             "report": dg.MetadataValue.path(str(reports / "transcendence.md")),
-            "verdicts": dg.MetadataValue.md(markdown_report(verdicts, rows)),
-            "figure": dg.MetadataValue.md(Figure(figure).markdown),
+            "verdicts": dg.MetadataValue.md(markdown_report(main, rows)),
+            **{key: dg.MetadataValue.md(value.markdown) for key, value in figures.items()},
+            **{key: dg.MetadataValue.md(text) for key, text in ui_sections.items()},
             "transcends": dg.MetadataValue.json({v.experiment: v.transcends for v in verdicts}),
         }
     )
+
+
+def _bucket_diversity(connection, experiment) -> dict:
+    """The diversity row of the experiment's bucket: its cap's, or its ablation's own."""
+    table, column, key = (
+        ("ablation_bucket_diversity", "experiment", experiment.name)
+        if experiment.variant
+        else ("bucket_diversity", "cap", experiment.cap)
+    )
+    cursor = connection.execute(f"SELECT * FROM {table} WHERE {column} = ?", [key])
+    row = cursor.fetchone()
+    return dict(zip([c[0] for c in cursor.description], row, strict=True)) if row else {}
 
 
 def _best_player_rating(connection, player: str) -> float | None:

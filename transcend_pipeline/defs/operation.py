@@ -25,10 +25,19 @@ train_experiment_job = dg.define_asset_job(
     ),
 )
 
+ablation_job = dg.define_asset_job(
+    "build_ablation",
+    selection=dg.AssetSelection.groups("ablation"),
+    description=(
+        "Build a diversity ablation's bucket (its games, its diversity, its gates with the declared exceptions); "
+        "then `train_experiment` trains and plays it like any experiment."
+    ),
+)
+
 report_job = dg.define_asset_job(
     "report",
     selection=dg.AssetSelection.assets("ratings", "transcendence_report"),
     description="Rate every evaluated experiment and write the transcendence report.",
 )
 
-defs = dg.Definitions(jobs=[ingest_month_job, train_experiment_job, report_job], schedules=[monthly_ingest_schedule])
+defs = dg.Definitions(jobs=[ingest_month_job, ablation_job, train_experiment_job, report_job], schedules=[monthly_ingest_schedule])

@@ -12,6 +12,9 @@ from transcend_pipeline.settings import Settings, default_months, find_stockfish
 
 EXPERIMENTS = load_experiments()
 experiment_partitions = dg.StaticPartitionsDefinition(list(EXPERIMENTS))
+#: The diversity ablations: experiments whose bucket is replaced by games of a few players (`ablation_games`).
+ABLATIONS = [name for name, experiment in EXPERIMENTS.items() if experiment.variant]
+ablation_partitions = dg.StaticPartitionsDefinition(ABLATIONS)
 
 GATED_MODELS = ("bucket_games", "bucket_diversity")
 
@@ -42,30 +45,69 @@ def experiment_months(experiment: Experiment) -> list[str]:
     return experiment.data_months(default_months(Settings.from_env()))
 
 
-def _require_passing_gates(context: dg.AssetExecutionContext, cap: int) -> None:
-    """Training never starts on a bucket whose latest quality gate failed or never ran."""
+def _require_passing_gates(context: dg.AssetExecutionContext, experiment: Experiment) -> str:
+    """Training never starts on a bucket whose latest quality gate failed or never ran; returns the gate status.
+
+    A diversity ablation is gated by its own bucket's check (`ablation_games`), which waives only the
+    expectations its experiment row names — the exception is that experiment's, not a loosened gate.
+    """
+    if experiment.variant:
+        records = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("ablation_games"), asset_partitions=[experiment.name]), limit=1
+        ).records
+        metadata = records[0].asset_materialization.metadata if records else {}
+        status = metadata["gate"].value if "gate" in metadata else "never ran"
+        if status not in ("passed", "exception"):
+            raise dg.Failure(
+                f"The quality gate of ablation_games[{experiment.name}] {status}: it may not be trained on. "
+                f"Rematerialise ablation_games[{experiment.name}] and inspect its quality_gates check in the UI.",
+                metadata={"check": "ablation_games:quality_gates", "state": status},
+            )
+        return status if status == "passed" else metadata["gate_exception"].value
     for model in GATED_MODELS:
-        key = dg.AssetCheckKey(dg.AssetKey(model), f"cap_{cap}")
+        key = dg.AssetCheckKey(dg.AssetKey(model), f"cap_{experiment.cap}")
         record = context.instance.event_log_storage.get_latest_asset_check_execution_by_key([key]).get(key)
         evaluation = record.evaluation if record else None
         if evaluation is None or not evaluation.passed:
             state = "never ran" if evaluation is None else "failed"
             raise dg.Failure(
-                f"The quality gate {model}:cap_{cap} {state}: the {cap} bucket may not be trained on. "
-                f"Rematerialise {model} (its checks run with it) and inspect the failing expectations in the UI.",
-                metadata={"check": f"{model}:cap_{cap}", "state": state},
+                f"The quality gate {model}:cap_{experiment.cap} {state}: the {experiment.cap} bucket may not be "
+                f"trained on. Rematerialise {model} (its checks run with it) and inspect the failing expectations "
+                "in the UI.",
+                metadata={"check": f"{model}:cap_{experiment.cap}", "state": state},
             )
+    return "passed"
+
+
+def bucket_games_query(experiment: Experiment, split: str) -> tuple[str, list]:
+    """SQL and parameters for the moves of one split of the experiment's bucket (an ablation's own, if a variant)."""
+    if experiment.variant:
+        return (
+            "SELECT s.moves FROM ablation_bucket_games AS b JOIN ablation_staging AS s USING (experiment, game_id) "
+            "WHERE b.experiment = ? AND b.split = ? ORDER BY b.game_id",
+            [experiment.name, split],
+        )
+    return (
+        "SELECT s.moves FROM bucket_games AS b JOIN stg_games AS s USING (month, game_id) "
+        "WHERE b.cap = ? AND b.split = ? AND list_contains(?::VARCHAR[], b.month) ORDER BY b.month, b.game_id",
+        [experiment.cap, split, experiment_months(experiment)],
+    )
 
 
 @dg.asset(
-    deps=["bucket_games", "bucket_diversity", dg.AssetDep("stg_games", partition_mapping=dg.AllPartitionMapping())],
+    deps=[
+        "bucket_games",
+        "bucket_diversity",
+        dg.AssetDep("stg_games", partition_mapping=dg.AllPartitionMapping()),
+        dg.AssetDep("ablation_games", partition_mapping=dg.StaticPartitionMapping({name: name for name in ABLATIONS})),
+    ],
     partitions_def=experiment_partitions,
     group_name="training",
     kinds={"numpy"},
     description=(
-        "The experiment's bucket games (train and val splits, the experiment's months), tokenised into compact "
-        "memory-mapped shards of move tokens and legal-move features under $TRANSCEND_HOME/training_sets/. "
-        "Only built when the bucket's quality gates passed."
+        "The experiment's bucket games (train and val splits, the experiment's months; a diversity ablation's own "
+        "bucket from `ablation_games`), tokenised into compact memory-mapped shards of move tokens and legal-move "
+        "features under $TRANSCEND_HOME/training_sets/. Only built when the bucket's quality gates passed."
     ),
 )
 def training_set(context: dg.AssetExecutionContext, home: TranscendHome) -> dg.MaterializeResult:
@@ -73,20 +115,13 @@ def training_set(context: dg.AssetExecutionContext, home: TranscendHome) -> dg.M
     from transcend_pipeline.warehouse import open_warehouse
 
     experiment = EXPERIMENTS[context.partition_key]
-    _require_passing_gates(context, experiment.cap)
+    gate = _require_passing_gates(context, experiment)
     months = experiment_months(experiment)
     with open_warehouse(home.warehouse_path, read_only=True) as connection:
 
         def bucket_moves(split: str) -> Iterator[list[str]]:
             """The split's games streamed in batches, never the whole bucket in memory."""
-            cursor = connection.cursor().execute(
-                """
-                SELECT s.moves FROM bucket_games AS b JOIN stg_games AS s USING (month, game_id)
-                WHERE b.cap = ? AND b.split = ? AND list_contains(?::VARCHAR[], b.month)
-                ORDER BY b.month, b.game_id
-                """,
-                [experiment.cap, split, months],
-            )
+            cursor = connection.cursor().execute(*bucket_games_query(experiment, split))
             while rows := cursor.fetchmany(4096):
                 yield from (list(moves) for (moves,) in rows)
 
@@ -105,6 +140,7 @@ def training_set(context: dg.AssetExecutionContext, home: TranscendHome) -> dg.M
             "positions": positions,
             "tokens": positions,
             "months": dg.MetadataValue.json(months),
+            "quality_gate": gate,
             "content_hash": manifest.content_hash,
             "path": dg.MetadataValue.path(str(home.root / "training_sets" / experiment.name)),
         },
@@ -190,6 +226,26 @@ def _discard_checkpoint_of_other_data(out_dir: Path, data_hash: str, context: dg
         checkpoint.unlink()
 
 
+def bucket_panel_players(connection, experiment: Experiment) -> list[dict]:
+    """The panel's ground truth for the players of the experiment's bucket (an ablation's few, if a variant)."""
+    months = experiment_months(experiment)
+    rows = (
+        connection.execute(
+            "SELECT * FROM panel_players WHERE rating <= ? AND month = "
+            "(SELECT max(month) FROM panel_players WHERE list_contains(?::VARCHAR[], month))",
+            [experiment.cap, months],
+        )
+        .fetch_arrow_table()
+        .to_pylist()
+    )
+    if not experiment.variant:
+        return rows
+    (names,) = connection.execute(
+        "SELECT list(player) FROM ablation_bucket_players WHERE experiment = ?", [experiment.name]
+    ).fetchone()
+    return [row for row in rows if row["player"] in set(names or [])]
+
+
 def _quality_bar(
     home: TranscendHome, dump_source: DumpSource, experiment: Experiment, checkpoint: Path
 ) -> dg.AssetCheckResult:
@@ -210,25 +266,9 @@ def _quality_bar(
     from transcend_pipeline.panel import PanelConfig
     from transcend_pipeline.warehouse import open_warehouse
 
-    months = experiment_months(experiment)
     with open_warehouse(home.warehouse_path, read_only=True) as connection:
-        games = [
-            list(moves)
-            for (moves,) in connection.execute(
-                "SELECT s.moves FROM bucket_games AS b JOIN stg_games AS s USING (month, game_id) "
-                "WHERE b.cap = ? AND b.split = 'test' AND list_contains(?::VARCHAR[], b.month) ORDER BY b.game_id",
-                [experiment.cap, months],
-            ).fetchall()
-        ]
-        players = (
-            connection.execute(
-                "SELECT * FROM panel_players WHERE rating <= ? AND month = "
-                "(SELECT max(month) FROM panel_players WHERE list_contains(?::VARCHAR[], month))",
-                [experiment.cap, months],
-            )
-            .fetch_arrow_table()
-            .to_pylist()
-        )
+        games = [list(moves) for (moves,) in connection.execute(*bucket_games_query(experiment, "test")).fetchall()]
+        players = bucket_panel_players(connection, experiment)
     config = PanelConfig.for_profile(dump_source.profile)
     model = ChessFormer.from_checkpoint(str(checkpoint)).eval()
     with EnginePool.start(PooledQ.engine_factory(config, find_stockfish()), size=2) as pool:

@@ -28,9 +28,9 @@ import numpy as np
 import zstandard
 
 from transcend_pipeline.lichess import dump_filename, sha256_file
-from transcend_pipeline.panel.games import activity_weights, pair_at_random, pair_by_rating, play_game
-from transcend_pipeline.panel.players import Panel, PanelConfig, player
-from transcend_pipeline.panel.pool import chunked, worker_pool, worker_state
+from transcend_pipeline.panel.games import activity_weights, pair_at_random, pair_by_rating, play_pairs
+from transcend_pipeline.panel.players import Panel, PanelConfig
+from transcend_pipeline.panel.pool import chunked, worker_pool
 from transcend_pipeline.ratings import expected_score, fit_pool_ratings
 
 ZSTD_LEVEL = 10
@@ -192,15 +192,9 @@ def _written_ratings(config: PanelConfig, played: list[_GameText]) -> np.ndarray
 
 
 def _play_chunk(month: str, first_index: int, pairs: list[tuple[int, int]]) -> list[_GameText]:
-    """Play consecutive games of the month on this worker, from a cleared engine (see the module docstring)."""
-    worker = worker_state()
-    worker.q.reset()
+    """Play consecutive games of the month on this worker (see the module docstring)."""
     games = []
-    for offset, (white, black) in enumerate(pairs):
-        rng = np.random.default_rng(worker.config.derived_seed("game", month, first_index + offset))
-        game = play_game(
-            player(worker.panel, worker.q, white), player(worker.panel, worker.q, black), worker.q, worker.config, rng
-        )
+    for (white, black), (game, rng) in zip(pairs, play_pairs(month, first_index, pairs), strict=True):
         movetext, opening = _movetext(game.moves, game.result, rng)
         games.append(_GameText(white, black, game.result, game.termination, opening, movetext))
     return games

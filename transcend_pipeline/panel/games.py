@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import chess
 import numpy as np
 
-from transcend_pipeline.panel.players import PanelConfig, Policy, QSource
+from transcend_pipeline.panel.players import PanelConfig, Policy, QSource, player
+from transcend_pipeline.panel.pool import worker_state
 from transcend_pipeline.ratings import win_probability
 
 
@@ -62,6 +63,24 @@ def play_game(
         else:
             move = (white if board.turn == chess.WHITE else black).choose([board], rng)[0]
         board.push(move)
+
+
+def play_pairs(
+    seed_key: str, first_index: int, pairs: list[tuple[int, int]]
+) -> list[tuple[PlayedGame, np.random.Generator]]:
+    """Play consecutive (white, black) games on this panel worker, from a cleared engine.
+
+    Game `first_index + i` draws its randomness from (panel seed, 'game', seed_key, index): the result does not
+    depend on which worker played it. The game's generator is returned, for the caller's further draws.
+    """
+    worker = worker_state()
+    worker.q.reset()
+    played = []
+    for offset, (white, black) in enumerate(pairs):
+        rng = np.random.default_rng(worker.config.derived_seed("game", seed_key, first_index + offset))
+        white_policy, black_policy = (player(worker.panel, worker.q, index) for index in (white, black))
+        played.append((play_game(white_policy, black_policy, worker.q, worker.config, rng), rng))
+    return played
 
 
 def _finish(board: chess.Board, result: str, termination: str) -> PlayedGame:
