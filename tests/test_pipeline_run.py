@@ -40,17 +40,35 @@ def test_transcend_run_materialises_the_default_graph_on_the_smoke_panel(transce
             "SELECT experiment, count(*), count(DISTINCT temperature), bool_and(pgn LIKE '[Event%') "
             "FROM evaluation_games WHERE player_kind = 'model' GROUP BY experiment ORDER BY experiment"
         ).fetchall()
-        verdicts = connection.execute("SELECT experiment, cap, low <= high FROM transcendence ORDER BY cap").fetchall()
+        verdicts = connection.execute(
+            "SELECT experiment, cap, low <= high FROM transcendence ORDER BY cap, experiment"
+        ).fetchall()
+        ablations = connection.execute(
+            "SELECT experiment, players, top_player_share FROM ablation_bucket_diversity ORDER BY experiment"
+        ).fetchall()
+        (full_bucket,) = connection.execute("SELECT games FROM bucket_diversity WHERE cap = 1300").fetchone()
+        ablation_games = connection.execute(
+            "SELECT experiment, count(*) FROM ablation_bucket_games GROUP BY experiment ORDER BY experiment"
+        ).fetchall()
+        advantage = connection.execute(
+            "SELECT experiment, count(DISTINCT source), bool_and(temperature <> 1 OR mean_gain = 0) "
+            "FROM state_advantage GROUP BY experiment ORDER BY experiment"
+        ).fetchall()
         kinds = {kind for (kind,) in connection.execute("SELECT DISTINCT kind FROM ratings").fetchall()}
     assert read > 0 and quarantined == 0  # the panel writes only games the ingestion accepts
     assert players[0] > 0 and players[1] > 0
     assert [cap for (cap,) in caps] == [1000, 1300, 1500]
+    experiments = ["cap1000", "cap1300", "cap1300_clones", "cap1300_handful", "cap1500"]
     assert [(name, temperatures, pgn) for name, _, temperatures, pgn in evaluated] == [
-        ("cap1000", 2, True),
-        ("cap1300", 2, True),
-        ("cap1500", 2, True),
+        (name, 2, True) for name in experiments
     ]
-    assert verdicts == [("cap1000", 1000, True), ("cap1300", 1300, True), ("cap1500", 1500, True)]
+    assert [name for name, _, ordered in verdicts if ordered] == experiments
+    # The diversity ablation: the cap-1300 bucket's game count, by one player's clones and by four players.
+    assert ablations == [("cap1300_clones", 1, pytest.approx(1.0)), ("cap1300_handful", 4, pytest.approx(0.5, abs=0.2))]
+    assert ablation_games == [("cap1300_clones", full_bucket), ("cap1300_handful", full_bucket)]
+    assert advantage == [(name, 2, True) for name in experiments]
+    report = (transcend_home / "reports" / "transcendence.md").read_text()
+    assert "## Does it need diversity?" in report and "## Where the gain comes from" in report
     assert {"model", "best_player", "clone", "consensus"} <= kinds
     assert (transcend_home / "reports" / "transcendence.png").stat().st_size > 10_000
     assert "transcends" in output and "reports/transcendence.md" in output

@@ -162,7 +162,7 @@ def ratings(home: TranscendHome) -> dg.MaterializeResult:
 
 
 @dg.asset(
-    deps=[ratings],
+    deps=[ratings, dg.AssetDep("state_advantage", partition_mapping=dg.AllPartitionMapping())],
     group_name="evaluation",
     kinds={"duckdb", "markdown"},
     description=(
@@ -175,7 +175,8 @@ def ratings(home: TranscendHome) -> dg.MaterializeResult:
 def transcendence_report(home: TranscendHome) -> dg.MaterializeResult:
     from transcend_pipeline.evaluation import diversity_section, markdown_report, plot_transcendence, verdict
     from transcend_pipeline.plots import Figure
-    from transcend_pipeline.warehouse import open_warehouse, replace_with_rows
+    from transcend_pipeline.state_advantage import GainSummary, markdown_section
+    from transcend_pipeline.warehouse import open_warehouse, replace_with_rows, table_exists
 
     with open_warehouse(home.warehouse_path) as connection:
         rows = connection.execute("SELECT * FROM ratings").fetch_arrow_table().to_pylist()
@@ -187,6 +188,14 @@ def transcendence_report(home: TranscendHome) -> dg.MaterializeResult:
             verdicts.append(verdict(mine, cap=EXPERIMENTS[name].cap, best_player_rating=best_rating))
         replace_with_rows(connection, "transcendence", [v.as_row() for v in verdicts])
         diversity = {v.experiment: _bucket_diversity(connection, EXPERIMENTS[v.experiment]) for v in verdicts}
+        advantage = (
+            [
+                GainSummary(**row)
+                for row in connection.execute("SELECT * FROM state_advantage").fetch_arrow_table().to_pylist()
+            ]
+            if table_exists(connection, "state_advantage")
+            else []
+        )
     reports = home.reports_dir
     reports.mkdir(parents=True, exist_ok=True)
     main = [v for v in verdicts if not EXPERIMENTS[v.experiment].variant]
@@ -206,6 +215,17 @@ def transcendence_report(home: TranscendHome) -> dg.MaterializeResult:
         }
         sections.append(diversity_section(compared, diversity, buckets, Path(ablation_figure.name)))
         ui_sections["diversity_ablation"] = diversity_section(compared, diversity, buckets)
+    if advantage:
+        advantage.sort(key=lambda row: (list(EXPERIMENTS).index(row.experiment), row.source, row.temperature))
+        analysed = [name for name in EXPERIMENTS if any(row.experiment == name for row in advantage)]
+        links = {
+            f"{name}: {label}": f"state_advantage/{name}/{file}"
+            for name in analysed
+            if not EXPERIMENTS[name].variant
+            for label, file in ADVANTAGE_FIGURES.items()
+        }
+        sections.append(markdown_section(advantage, links))
+        ui_sections["state_advantage"] = markdown_section(advantage)
     (reports / "transcendence.md").write_text(markdown_report(main, rows, Path(figure.name), sections))
     return dg.MaterializeResult(
         metadata={
@@ -216,6 +236,14 @@ def transcendence_report(home: TranscendHome) -> dg.MaterializeResult:
             "transcends": dg.MetadataValue.json({v.experiment: v.transcends for v in verdicts}),
         }
     )
+
+
+#: The figures `state_advantage` writes for each experiment, linked from the report.
+ADVANTAGE_FIGURES = {
+    "gain per position": "gain_histogram.png",
+    "where the gain sits": "gain_concentration.png",
+    "largest gains": "top_positions.png",
+}
 
 
 def _bucket_diversity(connection, experiment) -> dict:

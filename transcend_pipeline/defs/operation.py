@@ -18,10 +18,10 @@ monthly_ingest_schedule = dg.build_schedule_from_partitioned_job(
 
 train_experiment_job = dg.define_asset_job(
     "train_experiment",
-    selection=dg.AssetSelection.groups("training") | dg.AssetSelection.assets("evaluation_games"),
+    selection=dg.AssetSelection.groups("training", "analysis") | dg.AssetSelection.assets("evaluation_games"),
     description=(
-        "Build one experiment's training set (only if its bucket passed the quality gates), train it, and play it "
-        "at every temperature."
+        "Build one experiment's training set (only if its bucket passed the quality gates), train it, play it "
+        "at every temperature, and measure where its low-temperature gain comes from (state advantage)."
     ),
 )
 
@@ -40,4 +40,6 @@ report_job = dg.define_asset_job(
     description="Rate every evaluated experiment and write the transcendence report.",
 )
 
-defs = dg.Definitions(jobs=[ingest_month_job, ablation_job, train_experiment_job, report_job], schedules=[monthly_ingest_schedule])
+defs = dg.Definitions(
+    jobs=[ingest_month_job, ablation_job, train_experiment_job, report_job], schedules=[monthly_ingest_schedule]
+)

@@ -1,0 +1,458 @@
+"""Where the low-temperature gain comes from: the exact expected reward of the model's policy, position by position.
+
+Stockfish scores every legal move of a position; the reward R(a) is the mover's Lichess win probability after it.
+From the model's distribution over the legal moves at temperature τ the expected reward is exact,
+E_τ = Σ p_τ(a)·R(a) (the paper sampled 100 moves per position instead), and the gain F_τ = E_τ − E_1 says how much
+sharpening the policy helps in that position. The paper's claim, which this module measures rather than assumes:
+the mean gain is positive at low τ, and most of it sits in a small share of the positions.
+
+Positions come from the model's own evaluation games (only those where the model is to move, as in the paper) and
+from the bucket's held-out test games. Each keeps its history, because the model's context is the game so far.
+
+>>> analyses = analyse_positions(model, positions, stockfish, temperatures=(0.001, 1.0), depth=8)
+>>> summarise(analyses, 0.001, experiment="cap1000", source="own_games").mean_gain
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import chess
+import numpy as np
+
+from transcend_pipeline.evaluation import TEMPERATURES
+from transcend_pipeline.plots import Figure
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from transcend_pipeline.model import ChessFormer
+    from transcend_pipeline.panel.engine import Engine
+
+OWN_GAMES = "own_games"
+HELD_OUT = "held_out"
+SOURCES = (OWN_GAMES, HELD_OUT)
+
+#: MultiPV that lists every legal move (a chess position has at most 218).
+ALL_MOVES = 256
+
+
+@dataclass(frozen=True)
+class Position:
+    """A position to be judged, with the game that led to it (`board.move_stack` from the standard start)."""
+
+    source: str
+    game: str
+    board: chess.Board
+
+    @property
+    def ply(self) -> int:
+        return len(self.board.move_stack)
+
+    @property
+    def history(self) -> str:
+        return " ".join(move.uci() for move in self.board.move_stack)
+
+
+@dataclass(frozen=True)
+class SourceGame:
+    """A game that positions are drawn from: its UCI moves, and the side whose positions count (None: both)."""
+
+    game: str
+    moves: Sequence[str]
+    colour: chess.Color | None = None
+
+
+def sample_positions(games: Iterable[SourceGame], source: str, size: int, *, seed: int) -> list[Position]:
+    """A seeded sample of `size` distinct positions (distinct histories: low-τ games repeat their openings) in
+    which the game's `colour` (anyone, when None) is to move; only the chosen ones are replayed into boards."""
+    games = list(games)
+    candidates: dict[int, tuple[int, int]] = {}  # history key -> (game, ply) of its first occurrence
+    for index, game in enumerate(games):
+        history = 0
+        for ply, uci in enumerate(game.moves):
+            if game.colour is None or (ply % 2 == 0) == (game.colour == chess.WHITE):  # games start from the start
+                candidates.setdefault(history, (index, ply))
+            history = hash((history, uci))
+    places = list(candidates.values())
+    chosen = np.random.default_rng(seed).choice(len(places), size=min(size, len(places)), replace=False)
+    return [_replay(games[index], ply, source) for index, ply in (places[i] for i in sorted(chosen.tolist()))]
+
+
+def _replay(game: SourceGame, ply: int, source: str) -> Position:
+    board = chess.Board()
+    for uci in game.moves[:ply]:
+        board.push_uci(uci)
+    return Position(source, game.game, board)
+
+
+def load_source_games(
+    connection: duckdb.DuckDBPyConnection, experiment: str, cap: int, months: Sequence[str], *, held_out_games: int
+) -> dict[str, list[SourceGame]]:
+    """The model's evaluation games (its own side) and up to `held_out_games` of the bucket's test-split games
+    (both sides), by source. The held-out games are a stable pseudo-random pick (by the hash of their id), so a
+    real month's test split is never read whole."""
+    own = [
+        SourceGame(f"pairing {pairing} game {index}", moves.split(), chess.WHITE if colour == "white" else chess.BLACK)
+        for pairing, index, moves, colour in connection.execute(
+            "SELECT pairing, game, moves, player_colour FROM evaluation_games "
+            "WHERE experiment = ? AND player_kind = 'model' ORDER BY pairing, game",
+            [experiment],
+        ).fetchall()
+    ]
+    held_out = [
+        SourceGame(f"{month}/{game_id}", list(moves))
+        for month, game_id, moves in connection.execute(
+            "SELECT b.month, b.game_id, s.moves FROM bucket_games AS b JOIN stg_games AS s USING (month, game_id) "
+            "WHERE b.cap = ? AND b.split = 'test' AND list_contains(?::VARCHAR[], b.month) "
+            "ORDER BY md5(b.month || b.game_id) LIMIT ?",
+            [cap, list(months), held_out_games],
+        ).fetchall()
+    ]
+    return {OWN_GAMES: own, HELD_OUT: held_out}
+
+
+def score_positions(
+    boards: Sequence[chess.Board], stockfish_path: str, *, depth: int, workers: int = 2
+) -> list[dict[chess.Move, float]]:
+    """R(a) for every legal move of each board (the mover's win probability), on `workers` engines at once.
+
+    Each position is scored after `ucinewgame`, so a score does not depend on which engine had which position
+    before it: reruns and any number of workers give the same rewards.
+    """
+    from transcend_pipeline.opponents import EnginePool
+    from transcend_pipeline.panel.engine import Engine
+
+    with EnginePool.start(lambda: Engine(stockfish_path, depth=depth, multipv=ALL_MOVES), size=workers) as pool:
+        return pool.map(_fresh_scores, list(boards))
+
+
+def _fresh_scores(engine: Engine, board: chess.Board) -> dict[chess.Move, float]:
+    engine.new_game()
+    return engine.score_moves(board)
+
+
+@dataclass(frozen=True)
+class PositionAnalysis:
+    """One position's legal moves, their rewards and the model's probabilities per temperature (aligned arrays)."""
+
+    position: Position
+    moves: list[chess.Move]
+    rewards: np.ndarray
+    probs: Mapping[float, np.ndarray]
+
+    def expected_reward(self, temperature: float) -> float:
+        return float(self.probs[temperature] @ self.rewards)
+
+    def gain(self, temperature: float) -> float:
+        """F_τ = E_τ − E_1: what sharpening (or flattening) the policy to τ earns here; exactly 0 at τ = 1."""
+        return self.expected_reward(temperature) - self.expected_reward(1.0)
+
+    @property
+    def best_move(self) -> chess.Move:
+        return self.moves[int(np.argmax(self.rewards))]
+
+    @property
+    def model_move(self) -> chess.Move:
+        """The model's argmax (the same at every τ > 0: temperature rescales the logits, it does not reorder them)."""
+        return self.moves[int(np.argmax(self.probs[1.0]))]
+
+    @property
+    def agrees(self) -> bool:
+        """The model's argmax is a move Stockfish scores best (ties, common at low depth, all count as best)."""
+        return bool(self.rewards[self.moves.index(self.model_move)] >= self.rewards.max())
+
+
+def analyse_positions(
+    model: ChessFormer,
+    positions: Sequence[Position],
+    stockfish_path: str,
+    *,
+    temperatures: Sequence[float] = TEMPERATURES,
+    depth: int = 8,
+    workers: int = 2,
+    batch_size: int = 128,
+) -> list[PositionAnalysis]:
+    """Rewards from Stockfish and the model's masked distributions (batched) for every position."""
+    rewards = score_positions([position.board for position in positions], stockfish_path, depth=depth, workers=workers)
+    probs = model_probabilities(model, [position.board for position in positions], temperatures, batch_size)
+    analyses = []
+    for i, (position, scores) in enumerate(zip(positions, rewards, strict=True)):
+        moves = probs[1.0][i][0]
+        analyses.append(
+            PositionAnalysis(
+                position,
+                moves,
+                np.array([scores[move] for move in moves]),
+                {temperature: probs[temperature][i][1] for temperature in probs},
+            )
+        )
+    return analyses
+
+
+def model_probabilities(
+    model: ChessFormer, boards: Sequence[chess.Board], temperatures: Sequence[float], batch_size: int = 128
+) -> dict[float, list[tuple[list[chess.Move], np.ndarray]]]:
+    """Per temperature (τ = 1 always included, it is the baseline), each board's legal moves and p_τ over them."""
+    from transcend_pipeline.model import legal_move_distribution
+
+    result: dict[float, list[tuple[list[chess.Move], np.ndarray]]] = {}
+    for temperature in sorted({*temperatures, 1.0}):
+        rows = result[temperature] = []
+        for start in range(0, len(boards), batch_size):
+            distribution = legal_move_distribution(model, boards[start : start + batch_size], temperature)
+            probs = distribution.probs.double().cpu().numpy()
+            rows += [(moves, row[: len(moves)]) for moves, row in zip(distribution.moves, probs, strict=True)]
+    return result
+
+
+def bootstrap_mean_interval(
+    values: Sequence[float], *, seed: int, resamples: int = 2000, level: float = 0.95
+) -> tuple[float, float]:
+    """The percentile bootstrap interval of the mean (seeded, so a rerun reports the same interval)."""
+    values = np.asarray(values, dtype=float)
+    if len(values) == 0:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), size=(resamples, len(values)))].mean(axis=1)
+    tail = (1.0 - level) / 2
+    low, high = np.quantile(means, [tail, 1.0 - tail])
+    return float(low), float(high)
+
+
+def top_share(gains: Sequence[float], fraction: float = 0.1) -> float | None:
+    """The share of the total gain carried by the `fraction` of positions with the largest gains (None when the
+    total is not positive: a share of a loss means nothing). Above 1 when the rest lose in sum."""
+    gains = np.sort(np.asarray(gains, dtype=float))[::-1]
+    total = gains.sum()
+    if len(gains) == 0 or total <= 0:
+        return None
+    return float(gains[: max(1, math.ceil(fraction * len(gains)))].sum() / total)
+
+
+@dataclass(frozen=True)
+class GainSummary:
+    """One (experiment, source, temperature) cell; rewards and gains in win probability (0..1)."""
+
+    experiment: str
+    source: str
+    temperature: float
+    positions: int
+    mean_reward: float
+    mean_gain: float
+    gain_low: float
+    gain_high: float
+    top10_share: float | None
+    agreement: float
+
+    def as_row(self) -> dict:
+        return asdict(self)
+
+
+def summarise(
+    analyses: Sequence[PositionAnalysis], temperature: float, *, experiment: str, source: str, seed: int = 0
+) -> GainSummary:
+    gains = [analysis.gain(temperature) for analysis in analyses]
+    low, high = bootstrap_mean_interval(gains, seed=seed)
+    return GainSummary(
+        experiment=experiment,
+        source=source,
+        temperature=temperature,
+        positions=len(analyses),
+        mean_reward=float(np.mean([analysis.expected_reward(temperature) for analysis in analyses])),
+        mean_gain=float(np.mean(gains)),
+        gain_low=low,
+        gain_high=high,
+        top10_share=top_share(gains),
+        agreement=float(np.mean([analysis.agrees for analysis in analyses])),
+    )
+
+
+def summary_table(analyses: Sequence[PositionAnalysis], *, experiment: str, seed: int = 0) -> list[GainSummary]:
+    """Every (source, temperature) cell of one experiment, sources in `SOURCES` order, τ ascending."""
+    table = []
+    for source in SOURCES:
+        mine = [analysis for analysis in analyses if analysis.position.source == source]
+        if mine:
+            table += [
+                summarise(mine, temperature, experiment=experiment, source=source, seed=seed)
+                for temperature in sorted(mine[0].probs)
+            ]
+    return table
+
+
+def position_rows(analyses: Sequence[PositionAnalysis], *, experiment: str) -> list[dict]:
+    """One row per (position, temperature), for the warehouse."""
+    rows = []
+    for index, analysis in enumerate(analyses):
+        position = analysis.position
+        common = {
+            "experiment": experiment,
+            "source": position.source,
+            "position": index,
+            "game": position.game,
+            "ply": position.ply,
+            "fen": position.board.fen(),
+            "history": position.history,
+            "legal_moves": len(analysis.moves),
+            "best_move": analysis.best_move.uci(),
+            "best_reward": float(analysis.rewards.max()),
+            "model_move": analysis.model_move.uci(),
+            "agrees": analysis.agrees,
+        }
+        rows += [
+            {**common, "temperature": t, "expected_reward": analysis.expected_reward(t), "gain": analysis.gain(t)}
+            for t in sorted(analysis.probs)
+        ]
+    return rows
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(figure, path: Path) -> Figure:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(path, format="png")
+    _pyplot().close(figure)
+    return Figure(path)
+
+
+def plot_gain_histogram(
+    analyses: Sequence[PositionAnalysis], temperatures: Sequence[float], path: Path, *, title: str
+) -> Figure:
+    """The paper's figure: the distribution of F_τ over positions for a few low temperatures, overlaid."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(6.5, 4), dpi=110)
+    gains = {t: 100 * np.array([analysis.gain(t) for analysis in analyses]) for t in temperatures}
+    everything = np.concatenate(list(gains.values()))
+    bins = np.linspace(min(everything.min(), 0.0), max(everything.max(), 0.0) + 1e-9, 41)
+    for t, values in gains.items():
+        axes.hist(values, bins=bins, alpha=0.45, label=f"τ = {t:g} (mean {values.mean():+.2f})")
+    axes.axvline(0, color="black", linewidth=0.8)
+    axes.set_yscale("log")
+    axes.set(xlabel="gain F_τ = E_τ − E_1 (win-probability points)", ylabel="positions", title=title)
+    axes.legend(fontsize="small")
+    axes.grid(alpha=0.3)
+    return _save(figure, path)
+
+
+def plot_gain_concentration(
+    analyses: Sequence[PositionAnalysis], temperatures: Sequence[float], path: Path, *, title: str
+) -> Figure:
+    """Cumulative share of the total gain against the share of positions, sorted by gain (largest first)."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(5.5, 4), dpi=110)
+    for t in temperatures:
+        gains = np.sort([analysis.gain(t) for analysis in analyses])[::-1]
+        if gains.sum() > 0:  # a share of a net loss means nothing
+            share = np.arange(1, len(gains) + 1) / len(gains)
+            axes.plot(np.r_[0, share], np.r_[0, np.cumsum(gains) / gains.sum()], label=f"τ = {t:g}")
+    if axes.lines:
+        axes.legend(fontsize="small")
+    axes.axvline(0.1, color="grey", linestyle=":", linewidth=1)
+    axes.axhline(1.0, color="grey", linewidth=0.8)
+    axes.set(xlabel="share of positions (largest gain first)", ylabel="share of total gain", title=title)
+    axes.grid(alpha=0.3)
+    return _save(figure, path)
+
+
+GLYPHS = dict(zip("KQRBNPkqrbnp", "♔♕♖♗♘♙♚♛♜♝♞♟", strict=True))
+
+
+def _draw_board(axes, board: chess.Board, arrows: Sequence[tuple[chess.Move, str]]) -> None:
+    """An 8×8 diagram (White at the bottom) with unicode pieces and coloured arrows for the given moves."""
+    for square in chess.SQUARES:
+        file, rank = chess.square_file(square), chess.square_rank(square)
+        light = (file + rank) % 2 == 1
+        axes.add_patch(_pyplot().Rectangle((file, rank), 1, 1, color="#f0d9b5" if light else "#b58863"))
+        piece = board.piece_at(square)
+        if piece:
+            axes.text(file + 0.5, rank + 0.45, GLYPHS[piece.symbol()], ha="center", va="center", fontsize=19)
+    for move, colour in arrows:
+        start, end = move.from_square, move.to_square
+        x, y = chess.square_file(start) + 0.5, chess.square_rank(start) + 0.5
+        dx, dy = chess.square_file(end) + 0.5 - x, chess.square_rank(end) + 0.5 - y
+        axes.arrow(x, y, dx, dy, width=0.08, color=colour, alpha=0.7, length_includes_head=True)
+    axes.set_xlim(0, 8)
+    axes.set_ylim(0, 8)
+    axes.set_xticks(np.arange(8) + 0.5, list("abcdefgh"))
+    axes.set_yticks(np.arange(8) + 0.5, list("12345678"))
+    axes.tick_params(length=0, labelsize=7)
+    axes.set_aspect("equal")
+
+
+def plot_top_positions(
+    analyses: Sequence[PositionAnalysis], temperature: float, path: Path, *, count: int = 3, moves: int = 6
+) -> Figure:
+    """The `count` positions with the largest gain at `temperature`: the board (green: Stockfish's best move,
+    red: the model's argmax) beside the model's top moves at τ = 1 and at `temperature`, each with its reward."""
+    plt = _pyplot()
+    top = sorted(analyses, key=lambda analysis: analysis.gain(temperature), reverse=True)[:count]
+    figure, grid = plt.subplots(max(1, len(top)), 2, figsize=(9, 0.4 + 3.2 * max(1, len(top))), dpi=100, squeeze=False)
+    figure.suptitle(
+        f"Largest gains at τ = {temperature:g}. Arrows: Stockfish's best move (green), the model's argmax (red, on top)",
+        fontsize=10,
+    )
+    for (board_axes, bar_axes), analysis in zip(grid, top, strict=False):
+        board = analysis.position.board
+        _draw_board(board_axes, board, [(analysis.best_move, "green"), (analysis.model_move, "red")])
+        side = "White" if board.turn == chess.WHITE else "Black"
+        board_axes.set_title(f"{side} to move, ply {analysis.position.ply}", fontsize=9)
+        order = np.argsort(-np.maximum(analysis.probs[1.0], analysis.probs[temperature]))[:moves][::-1]
+        labels = [f"{board.san(analysis.moves[i])}  R={analysis.rewards[i]:.2f}" for i in order]
+        y = np.arange(len(order))
+        bar_axes.barh(y + 0.2, analysis.probs[1.0][order], height=0.4, label="τ = 1")
+        bar_axes.barh(y - 0.2, analysis.probs[temperature][order], height=0.4, label=f"τ = {temperature:g}")
+        bar_axes.set_yticks(y, labels, fontsize=8)
+        bar_axes.set_xlim(0, 1)
+        bar_axes.set_xlabel("model probability")
+        bar_axes.set_title(
+            f"E_1 = {analysis.expected_reward(1.0):.3f} → E_τ = {analysis.expected_reward(temperature):.3f} "
+            f"(gain {100 * analysis.gain(temperature):+.1f} pts)",
+            fontsize=9,
+        )
+        bar_axes.legend(fontsize="x-small", loc="lower right")
+    for board_axes, bar_axes in grid[len(top) :]:
+        board_axes.axis("off")
+        bar_axes.axis("off")
+    return _save(figure, path)
+
+
+def markdown_section(summaries: Sequence[GainSummary], figures: Mapping[str, str | Path] | None = None) -> str:
+    """The report's section: per experiment, mean gain with its 95% interval, the top-10% share and the agreement
+    for each source and temperature other than 1 (the baseline, its gain is 0 by definition), then the figures
+    (label → link target) as images. Rows read back from the `state_advantage` table: `GainSummary(**row)`."""
+    lines = [
+        "## Where the gain comes from (state advantage)",
+        "",
+        "Per position, Stockfish scores every legal move as the mover's win probability R(a); the model's exact "
+        "expected reward at temperature τ is E_τ = Σ p_τ(a)·R(a) and its gain is F_τ = E_τ − E_1 (in win-probability "
+        "points). *Top-10% share*: the part of the total gain carried by the 10% of positions that gain most "
+        "(above 100% when the other positions lose in sum). *Agreement*: the model's argmax is Stockfish's best move.",
+        "",
+        "| experiment | positions from | τ | positions | mean gain (95% interval) | top-10% share | agreement |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in summaries:
+        if row.temperature == 1.0:
+            continue
+        share = "—" if row.top10_share is None else f"{row.top10_share:.0%}"
+        lines.append(
+            f"| {row.experiment} | {row.source.replace('_', ' ')} | {row.temperature:g} | {row.positions} | "
+            f"{100 * row.mean_gain:+.2f} ({100 * row.gain_low:+.2f}, {100 * row.gain_high:+.2f}) | {share} | "
+            f"{row.agreement:.0%} |"
+        )
+    for label, target in (figures or {}).items():
+        lines += ["", f"![{label}]({target})"]
+    return "\n".join(lines) + "\n"
