@@ -40,6 +40,16 @@ report_job = dg.define_asset_job(
     description="Rate every evaluated experiment and write the transcendence report.",
 )
 
+# Evaluates the bucket tables' automation conditions (they rebuild when a month they read changes); on by default,
+# unlike Dagster's default_automation_condition_sensor, so that the UI keeps them up to date with no toggle.
+bucket_rebuild_sensor = dg.AutomationConditionSensorDefinition(
+    "rebuild_buckets_when_a_month_changes",
+    target=dg.AssetSelection.groups("marts"),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+
 defs = dg.Definitions(
-    jobs=[ingest_month_job, ablation_job, train_experiment_job, report_job], schedules=[monthly_ingest_schedule]
+    jobs=[ingest_month_job, ablation_job, train_experiment_job, report_job],
+    schedules=[monthly_ingest_schedule],
+    sensors=[bucket_rebuild_sensor],
 )

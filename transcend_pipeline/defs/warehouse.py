@@ -21,6 +21,12 @@ MODELS = discover_models(DBT_ROOT)
 EXPECTATIONS = load_expectations(DBT_ROOT)
 CAPS = [int(cap) for cap in load_vars(DBT_ROOT)["caps"]]
 
+# Dagster's stale status does not cross a monthly -> whole-table edge (an AllPartitionMapping; dagster-io/dagster
+# #21146), so the UI would show the bucket tables as fresh after a month is rebuilt on its own. Instead they rebuild
+# themselves (with their gates) when a month they read changes; `any_deps_missing` is dropped, or every month never
+# ingested would block them forever. The monthly job rebuilds them in the same run, which this does not repeat.
+REBUILD_WHEN_A_MONTH_CHANGES = dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing())
+
 
 def check_name(cap: int | None) -> str:
     """`cap_1000` for a bucket's gate, `expectations` for a model checked as a whole."""
@@ -45,6 +51,7 @@ def _sql_asset(model: SqlModel) -> dg.AssetsDefinition:
         pool="warehouse",
         description=model.description or f"SQL model {model.path.name}",
         code_version=hashlib.sha256(model.sql.encode()).hexdigest()[:16],
+        automation_condition=None if partitioned else REBUILD_WHEN_A_MONTH_CHANGES,
         metadata={"path": dg.MetadataValue.path(str(model.path))},
     )
     def sql_model(
@@ -78,6 +85,7 @@ def _quality_gate(model: SqlModel, expectations: list[dict]) -> dg.AssetChecksDe
             check_name(cap),
             asset=model.name,
             blocking=True,
+            automation_condition=REBUILD_WHEN_A_MONTH_CHANGES if not model.partitioned_by_month else None,
             description=f"GX suite for {model.name}{f' (bucket {cap})' if cap else ''}: "
             + ", ".join(expectation["name"] for expectation in expectations),
         )
