@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from transcend_pipeline import vocab
-from transcend_pipeline.features import BOARD_CODES, MOVE_FEATURES, board_planes, featurise
+from transcend_pipeline.features import BOARD_CODES, MOVE_FEATURES, FeatureBuilder, board_planes, featurise
 
 VALUES = {chess.PAWN: 1, chess.KNIGHT: 3, chess.BISHOP: 3, chess.ROOK: 5, chess.QUEEN: 9}
 
@@ -137,3 +137,38 @@ def test_positions_without_legal_moves_have_no_rows() -> None:
     features = featurise([mate, chess.Board()])
     assert features.legal_offsets.tolist() == [0, 0, 20]
     assert features.moves[0] == []
+
+
+EDGE_CASES = [
+    "r3k2r/8/8/8/8/8/8/R3K2R w KQkq - 0 1",  # castling both ways, both colours
+    "r3k2r/8/8/8/8/8/8/R3K2R b KQkq - 0 1",
+    "r3k2r/8/8/8/8/5q2/8/R3K2R w KQkq - 0 1",  # castling through an attacked square
+    "r3k2r/8/8/8/8/8/8/RN2K1NR w KQkq - 0 1",  # castling blocked
+    "r3k3/8/8/8/8/8/8/R3K2R w Kq - 0 1",  # a right without its rook on the board
+    "8/8/8/KPp4r/8/8/8/7k w - c6 0 2",  # en passant exposing the king along the rank
+    "8/8/8/2k5/3Pp3/8/8/4K3 b - d3 0 1",  # en passant out of check by the pushed pawn
+    "4k3/8/8/8/8/8/4r3/R3K3 w Q - 0 1",  # in check: king moves first, castling gone
+    "4k3/8/8/8/1b6/8/8/r3K3 w - - 0 1",  # double check: only king moves
+    "1n2k3/P7/8/8/8/8/8/4K3 w - - 0 1",  # promotions, with a capture
+    "4k3/8/8/8/8/8/p7/1N2K3 b - - 0 1",
+    "rnb1kbnr/pppp1ppp/8/4p3/6Pq/5P2/PPPPP2P/RNBQKBNR w KQkq - 1 3",  # checkmate: no moves
+    "7k/5Q2/6K1/8/8/8/8/8 b - - 0 1",  # stalemate: no moves
+]
+
+
+def test_vectorised_featurise_equals_the_python_chess_builder() -> None:
+    """`featurise` generates the legal moves itself; every output must equal the builder's, which takes python-chess's
+    moves, on many random positions and on the rare cases (castling rules, en passant pins, checks, promotions)."""
+    positions = random_positions(40, seed=11) + [chess.Board(fen) for fen in EDGE_CASES]
+    fast = featurise(positions)
+    builder = FeatureBuilder()
+    for board in positions:
+        builder.add(board)
+    reference = builder.build()
+    for name in ("boards", "state", "legal_offsets", "legal_tokens", "move_features"):
+        got, expected = getattr(fast, name), getattr(reference, name)
+        assert got.dtype == expected.dtype and got.shape == expected.shape and (got == expected).all(), name
+    assert fast.moves == reference.moves
+    double_check, promotions, _, mate, stalemate = fast.moves[-5:]
+    assert not mate and not stalemate and len(promotions) == 5 + 2 * 4  # the king's five, two squares x four pieces
+    assert double_check and all(move.from_square == chess.E1 for move in double_check)

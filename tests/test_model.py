@@ -219,3 +219,78 @@ def test_a_board_reset_to_another_position_is_refused_after_scoring(model: Chess
     board.set_fen("4k3/8/8/8/8/8/8/4K2R w K - 0 1")
     with pytest.raises(ValueError, match="standard starting position"):
         legal_move_distribution(model, [board], temperature=1.0)
+
+
+def _random_play(model: ChessFormer, boards: list[chess.Board], rng: random.Random, calls: int) -> float:
+    """Plays random moves on the boards (one to three plies between calls, a take-back now and then, a game
+    sometimes sitting out a call) and returns the largest gap between the cached and the recomputed probabilities."""
+    worst = 0.0
+    for call in range(calls):
+        live = [board for board in boards if any(board.legal_moves) and rng.random() < 0.85]
+        if live:
+            cached = legal_move_distribution(model, live, temperature=1.0).probs
+            full = legal_move_distribution(model, live, temperature=1.0, incremental=False).probs
+            worst = max(worst, (cached - full).abs().max().item())
+        for board in boards:
+            if call % 7 == 6 and len(board.move_stack) > 2:
+                board.pop()
+            for _ in range(rng.randint(1, 3)):
+                if any(board.legal_moves):
+                    board.push(rng.choice(list(board.legal_moves)))
+    return worst
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"n_layer": 2},
+        {"n_layer": 2, "board_input": False},
+        {"n_layer": 2, "move_features": False},
+        {"n_layer": 2, "board_input": False, "move_features": False},
+        {"n_layer": 2, "block_size": 24},  # games outgrow the window: those rows are recomputed
+    ],
+    ids=lambda overrides: ",".join(f"{k}={v}" for k, v in overrides.items()) or "tiny",
+)
+def test_cached_keys_and_values_give_the_full_recompute(overrides: dict) -> None:
+    torch.manual_seed(1)
+    model = ChessFormer(config_for("tiny", **overrides))
+    with torch.no_grad():  # sharpen the random init so a wrong context would change the distribution visibly
+        for parameter in model.parameters():
+            parameter.mul_(4)
+    boards = [chess.Board() for _ in range(4)]
+    assert _random_play(model, boards, random.Random(11), calls=20) < 1e-5
+    assert max(len(board.move_stack) for board in boards) > 30
+
+
+def test_cache_evicts_and_follows_weight_changes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past its memory budget the cache reuses the slots of games not in the call, which are recomputed when they
+    come back; changed weights drop it; the slots of games that are gone are freed."""
+    torch.manual_seed(2)
+    model = ChessFormer(config_for("tiny", n_layer=2))
+    monkeypatch.setattr(model_module, "KV_CACHE_BYTES", 1)  # one slot, grown only as far as a call needs
+    rng = random.Random(5)
+    boards = [chess.Board() for _ in range(4)]
+    _random_play(model, boards, rng, calls=3)
+    cache = model_module._kv_cache(model)
+
+    def agrees(group: list[chess.Board]) -> bool:
+        cached = legal_move_distribution(model, group, temperature=1.0).probs
+        return torch.allclose(cached, legal_move_distribution(model, group, 1.0, incremental=False).probs, atol=1e-5)
+
+    for group in (boards[:2], boards[2:], boards[:2], boards):  # the second and third evict the idle pair
+        assert agrees(group)
+        for board in group:
+            board.push(rng.choice(list(board.legal_moves)))
+    assert cache.max_slots == 1 and len(cache.owners) == len(boards)
+    with torch.no_grad():
+        model.h[0].mlp.c_fc.weight.mul_(3)  # as an optimiser step would
+    assert agrees(boards) and model_module._kv_cache(model) is not cache
+    cache = model_module._kv_cache(model)
+    assert sum(owner is not None for owner in cache.owners) == len(boards)
+    del boards, group, board
+    gc.collect()
+    assert sorted(slot for slot, _ in cache.released) == list(range(len(cache.owners)))  # all four games are gone
+    fresh = [chess.Board() for _ in range(4)]
+    legal_move_distribution(model, fresh, temperature=1.0)
+    assert not cache.released and not cache.free and len(cache.owners) == 4  # their slots were reused

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from transcend_pipeline import play
 from transcend_pipeline.model import ChessFormer, config_for, legal_move_distribution
 from transcend_pipeline.opponents import RandomPolicy
 from transcend_pipeline.panel.players import Policy
@@ -285,3 +286,23 @@ def test_temperature_pairings_share_one_policy_per_temperature_and_balance_colou
     assert [pairing.player.temperature for pairing in pairings] == [0.001] * 3 + [1.0] * 3
     assert len({id(pairing.player.policy) for pairing in pairings}) == 2  # one batch per temperature and step
     assert {pairing.player.kind for pairing in pairings} == {"model"}
+
+
+def test_the_repetition_shortcut_answers_as_python_chess() -> None:
+    """Games that shuffle pieces back and forth (and now and then push a pawn or capture) repeat often; the check
+    that skips python-chess's scan while too few reversible plies were played must agree with it on every ply."""
+    rng = np.random.default_rng(4)
+    repeats = Counter()
+    for _ in range(6):
+        board = chess.Board()
+        for _ in range(120):
+            moves = list(board.legal_moves)
+            if not moves:
+                break
+            back = [m for m in moves if board.move_stack[-2:-1] and m.to_square == board.move_stack[-2].from_square]
+            pool = back if back and rng.random() < 0.7 else moves
+            board.push(pool[int(rng.integers(len(pool)))])
+            for count in (2, 3):
+                assert play._repeated(board, count) == board.is_repetition(count)
+                repeats[count] += board.is_repetition(count)
+    assert repeats[2] > 10 and repeats[3] > 3

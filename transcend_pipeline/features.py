@@ -5,9 +5,11 @@ whether it gives check and what it leaves hanging learns in CPU minutes the tact
 do not (design §5). Everything is computed from the mover's side (the board flipped when Black is to move), so one
 set of weights serves both colours.
 
-python-chess generates the legal moves (one Python loop per position, unavoidable); everything else is numpy over
-uint64 bitboards for all positions and moves of a batch at once: set-wise attack maps (Kogge-Stone fills for
-sliders) before and after each move, with the occupancy each move leaves behind.
+Everything is numpy over uint64 bitboards for all positions and moves of a batch at once: set-wise attack maps
+(Kogge-Stone fills for sliders) before and after each move, with the occupancy each move leaves behind.
+:func:`featurise` generates the legal moves the same way (pseudo-legal moves, kept when they leave the king
+unattacked, in python-chess's order), as python-chess's move generator was the largest cost of a batched model call
+in play; :class:`FeatureBuilder`, which must return each position's moves as it is added, asks python-chess.
 
 >>> features = featurise([chess.Board()])
 >>> features.legal_offsets.tolist(), features.move_features.shape
@@ -57,6 +59,16 @@ _NOT_AB = _U(0xFCFC_FCFC_FCFC_FCFC)
 _NOT_GH = _U(0x3F3F_3F3F_3F3F_3F3F)
 _BISHOP_DIRECTIONS = ((9, _NOT_A), (7, _NOT_H), (-7, _NOT_A), (-9, _NOT_H))
 _ROOK_DIRECTIONS = ((8, _FULL), (-8, _FULL), (1, _NOT_A), (-1, _NOT_H))
+_SLIDER_DIRECTIONS = (_BISHOP_DIRECTIONS, _ROOK_DIRECTIONS)
+#: Castling from the mover's side: (rook square, squares that must be empty, squares the king passes, king's target).
+_CASTLING = (
+    (chess.H1, _U(chess.BB_F1 | chess.BB_G1), _U(chess.BB_E1 | chess.BB_F1 | chess.BB_G1), chess.G1),
+    (chess.A1, _U(chess.BB_B1 | chess.BB_C1 | chess.BB_D1), _U(chess.BB_E1 | chess.BB_D1 | chess.BB_C1), chess.C1),
+)
+#: Pawn move kinds in :func:`_pseudo_legal_moves`: captures to the left and right, single and double pushes, en
+#: passant to the left and right; how far behind the target the pawn stands, and python-chess's generation group.
+_PAWN_OFFSETS = np.array([7, 9, 8, 16, 7, 9])
+_PAWN_GROUPS = np.array([3, 3, 4, 5, 6, 6])
 _PIECE_VALUES = np.array([0, 1, 3, 3, 5, 9], dtype=np.int8)  # by piece type; the king is never "hanging"
 _SQUARE_BITS = np.array([1 << square for square in range(64)], dtype=np.uint64)
 
@@ -73,6 +85,20 @@ def _token_table() -> np.ndarray:
 _TOKENS = _token_table()
 
 
+def _move_objects() -> np.ndarray:
+    """One shared ``chess.Move`` per (from, to, promotion) of the vocabulary, so featurising creates none."""
+    table = np.full((64, 64, 7), None, dtype=object)
+    for uci in vocab.MOVES:
+        move = chess.Move.from_uci(uci)
+        table[move.from_square, move.to_square, move.promotion or 0] = move
+    return table
+
+
+_MOVE_OBJECTS = _move_objects()
+_KNIGHT_ATTACKS = np.array(chess.BB_KNIGHT_ATTACKS, dtype=np.uint64)
+_KING_ATTACKS = np.array(chess.BB_KING_ATTACKS, dtype=np.uint64)
+
+
 @dataclass(frozen=True)
 class PositionFeatures:
     """Features of N positions and their M legal moves (ragged: position i owns moves legal_offsets[i:i+2])."""
@@ -86,11 +112,31 @@ class PositionFeatures:
 
 
 def featurise(boards: Iterable[chess.Board]) -> PositionFeatures:
-    """Features for the given positions (standard chess; the boards are read, not changed)."""
-    builder = FeatureBuilder()
-    for board in boards:
-        builder.add(board)
-    return builder.build()
+    """Features for the given positions (standard chess; the boards are read, not changed), with their legal moves
+    generated here, vectorised: the same moves in the same order as ``board.legal_moves`` (tested)."""
+    us, them, castling, ep_bits, black = _oriented_bitboards([position_bitboards(board) for board in boards])
+    boards_codes = _board_codes(us, them)
+    maps = _attack_maps(us, them, _occupied(us, them))
+    moves = _pseudo_legal_moves(us, them, maps[1], boards_codes, castling, ep_bits)
+    position, from_sq, to_sq, promotion, group = moves
+    columns, legal = _move_features(us, them, maps, boards_codes, ep_bits, position, from_sq, to_sq, promotion)
+    flip = np.where(black[position], 56, 0)
+    from_abs, to_abs = from_sq ^ flip, to_sq ^ flip
+    # python-chess's order: (king moves first when in check), pieces, castling, pawn captures, single and double
+    # pushes, en passant; within each, from-square and to-square descending and promotions queen to knight.
+    order = np.lexsort((-promotion, -to_abs, -from_abs, group, position))
+    order = order[legal[order]]
+    position, from_abs, to_abs, promotion = position[order], from_abs[order], to_abs[order], promotion[order]
+    offsets = np.searchsorted(position, np.arange(len(black) + 1))
+    flat = _MOVE_OBJECTS[from_abs, to_abs, promotion].tolist()
+    return PositionFeatures(
+        boards=boards_codes,
+        state=_state(castling, ep_bits, black),
+        legal_offsets=offsets.astype(np.int64),
+        legal_tokens=_TOKENS[from_abs, to_abs, promotion],
+        move_features=columns[order],
+        moves=[flat[start:end] for start, end in zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True)],
+    )
 
 
 class FeatureBuilder:
@@ -105,7 +151,7 @@ class FeatureBuilder:
 
     def add(self, board: chess.Board) -> list[chess.Move]:
         """Record a position; returns its legal moves in feature order."""
-        self._bitboards.append(_bitboards(board))
+        self._bitboards.append(position_bitboards(board))
         moves = list(board.generate_legal_moves())
         self._moves.append(moves)
         return moves
@@ -119,23 +165,31 @@ class FeatureBuilder:
         flip = np.where(black[position], 56, 0)
         from_sq, to_sq, promotion = absolute[:, 0] ^ flip, absolute[:, 1] ^ flip, absolute[:, 2]
         boards = _board_codes(us, them)
+        maps = _attack_maps(us, them, _occupied(us, them))
         return PositionFeatures(
             boards=boards,
             state=_state(castling, ep_bits, black),
             legal_offsets=np.concatenate([[0], np.cumsum(lengths)]),
             legal_tokens=_TOKENS[absolute[:, 0], absolute[:, 1], promotion],
-            move_features=_move_features(us, them, boards, ep_bits, position, from_sq, to_sq, promotion),
+            move_features=_move_features(us, them, maps, boards, ep_bits, position, from_sq, to_sq, promotion)[0],
             moves=self._moves,
         )
 
 
 def board_planes(boards: Iterable[chess.Board]) -> tuple[np.ndarray, np.ndarray]:
     """Only the board codes [N, 64] and state [N, 3] (no legal moves): the cheap per-ply input of a game's history."""
-    us, them, castling, ep_bits, black = _oriented_bitboards([_bitboards(board) for board in boards])
+    return planes_of_bitboards([position_bitboards(board) for board in boards])
+
+
+def planes_of_bitboards(rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`board_planes` of positions read with :func:`position_bitboards` (a replayed game needs no copies)."""
+    us, them, castling, ep_bits, black = _oriented_bitboards(rows)
     return _board_codes(us, them), _state(castling, ep_bits, black)
 
 
-def _bitboards(board: chess.Board) -> list[int]:
+def position_bitboards(board: chess.Board) -> list[int]:
+    """The integers every feature of a position is computed from: each side's pieces by type, castling rights,
+    the en-passant square and the side to move."""
     us, them = board.occupied_co[board.turn], board.occupied_co[not board.turn]
     by_type = (board.pawns, board.knights, board.bishops, board.rooks, board.queens, board.kings)
     ep = board.ep_square
@@ -188,13 +242,12 @@ def _slide(sources: np.ndarray, empty: np.ndarray, directions: tuple) -> np.ndar
     return attacks
 
 
-def _attack_maps(pieces: np.ndarray, occupied: np.ndarray, north: bool) -> np.ndarray:
-    """[6, K] squares attacked by each piece type of one side (pawns capture towards `north` or south)."""
-    pawns, knights, bishops, rooks, queens, kings = pieces
-    if north:
-        pawn_attacks = ((pawns << _U(9)) & _NOT_A) | ((pawns << _U(7)) & _NOT_H)
-    else:
-        pawn_attacks = ((pawns >> _U(7)) & _NOT_A) | ((pawns >> _U(9)) & _NOT_H)
+def _attack_maps(us: np.ndarray, them: np.ndarray, occupied: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """[6, K] squares attacked by each piece type of the mover (whose pawns capture north) and of the opponent.
+    Both sides' sliders share one fill per direction set: the number of numpy calls is what a small batch pays."""
+    pawns, knights, bishops, rooks, queens, kings = np.stack([us, them], axis=1)  # each [2 sides, K]
+    north = ((pawns[0] << _U(9)) & _NOT_A) | ((pawns[0] << _U(7)) & _NOT_H)
+    south = ((pawns[1] >> _U(7)) & _NOT_A) | ((pawns[1] >> _U(9)) & _NOT_H)
     one = ((knights >> _U(1)) & _NOT_H) | ((knights << _U(1)) & _NOT_A)
     two = ((knights >> _U(2)) & _NOT_GH) | ((knights << _U(2)) & _NOT_AB)
     knight_attacks = (one << _U(16)) | (one >> _U(16)) | (two << _U(8)) | (two >> _U(8))
@@ -202,10 +255,11 @@ def _attack_maps(pieces: np.ndarray, occupied: np.ndarray, north: bool) -> np.nd
     row = kings | sideways
     king_attacks = sideways | (row << _U(8)) | (row >> _U(8))
     empty = ~occupied
-    diagonal = _slide(bishops, empty, _BISHOP_DIRECTIONS)
-    straight = _slide(rooks, empty, _ROOK_DIRECTIONS)
-    queen = _slide(queens, empty, _BISHOP_DIRECTIONS) | _slide(queens, empty, _ROOK_DIRECTIONS)
-    return np.stack([pawn_attacks, knight_attacks, diagonal, straight, queen, king_attacks])
+    diagonal = _slide(np.stack([bishops, queens]), empty, _BISHOP_DIRECTIONS)
+    straight = _slide(np.stack([rooks, queens]), empty, _ROOK_DIRECTIONS)
+    pawn_attacks = np.stack([north, south])
+    maps = np.stack([pawn_attacks, knight_attacks, diagonal[0], straight[0], diagonal[1] | straight[1], king_attacks])
+    return maps[:, 0], maps[:, 1]
 
 
 def _lowest_attacker(maps: np.ndarray, squares: np.ndarray) -> np.ndarray:
@@ -227,9 +281,76 @@ def _highest_hanging(pieces: np.ndarray, own_maps: np.ndarray, enemy_maps: np.nd
     return np.where(hanging.any(axis=0), 5 - hanging.argmax(axis=0), 0)
 
 
-def _move_features(us, them, boards, ep_bits, position, from_sq, to_sq, promotion) -> np.ndarray:
-    occupied = np.bitwise_or.reduce(us, axis=0) | np.bitwise_or.reduce(them, axis=0)
-    our_maps, their_maps = _attack_maps(us, occupied, north=True), _attack_maps(them, occupied, north=False)
+def _occupied(us: np.ndarray, them: np.ndarray) -> np.ndarray:
+    return np.bitwise_or.reduce(us, axis=0) | np.bitwise_or.reduce(them, axis=0)
+
+
+def _squares_of(bitboards: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row, square) of every set bit of a uint64 array, by row then square ascending."""
+    bits = np.unpackbits(bitboards.astype("<u8").view(np.uint8).reshape(-1, 8), axis=1, bitorder="little")
+    return np.nonzero(bits.reshape(len(bitboards), 64))
+
+
+def _pseudo_legal_moves(us, them, their_maps, boards, castling, ep_bits) -> tuple[np.ndarray, ...]:
+    """Every pseudo-legal move of each position, seen from the mover (who moves north): position, from, to,
+    promotion and python-chess's generation group (0 king moves when in check, 1 other pieces' moves, 2 castling,
+    3 pawn captures, 4 single and 5 double pushes, 6 en passant). Castling is checked in full here (path empty and
+    not attacked); the rest is legal when it leaves the king unattacked, which :func:`_move_features` reports."""
+    ours, theirs = np.bitwise_or.reduce(us, axis=0), np.bitwise_or.reduce(them, axis=0)
+    occupied = ours | theirs
+    empty = ~occupied
+    attacked = np.bitwise_or.reduce(their_maps, axis=0)
+    in_check = (attacked & us[chess.KING - 1]) != 0
+
+    # Knights, bishops, rooks, queens and the king, each piece on its own.
+    position, square = np.nonzero((boards >= chess.KNIGHT) & (boards <= chess.KING))
+    piece = boards[position, square]
+    single = _SQUARE_BITS[square]
+    diagonal, straight = (_slide(single, empty[position], directions) for directions in _SLIDER_DIRECTIONS)
+    targets = (
+        np.select(
+            [piece == chess.KNIGHT, piece == chess.BISHOP, piece == chess.ROOK, piece == chess.QUEEN],
+            [_KNIGHT_ATTACKS[square], diagonal, straight, diagonal | straight],
+            _KING_ATTACKS[square],
+        )
+        & ~ours[position]
+    )
+    row, to = _squares_of(targets)
+    group = np.where((piece[row] == chess.KING) & in_check[position[row]], 0, 1)
+    moves = [(position[row], square[row], to, group)]
+
+    # Castling: the rook and king at home with the right, the squares between empty, the king's path not attacked.
+    home = (us[chess.KING - 1] & _SQUARE_BITS[chess.E1]) != 0
+    for rook, between, path, king_to in _CASTLING:
+        rook_bit = _SQUARE_BITS[rook]
+        can = home & ((castling & us[chess.ROOK - 1] & rook_bit) != 0) & ((occupied & between | attacked & path) == 0)
+        (where,) = np.nonzero(can)
+        moves.append((where, np.full_like(where, chess.E1), np.full_like(where, king_to), np.full_like(where, 2)))
+
+    # Pawns: captures, pushes and en passant, each kind with its from-square a fixed distance behind.
+    pawns = us[chess.PAWN - 1]
+    single_push = (pawns << _U(8)) & empty
+    left, right = (pawns << _U(7)) & _NOT_H, (pawns << _U(9)) & _NOT_A
+    double_push = ((single_push & _U(chess.BB_RANK_3)) << _U(8)) & empty
+    kinds = np.stack([left & theirs, right & theirs, single_push, double_push, left & ep_bits, right & ep_bits])
+    row, to = _squares_of(kinds.reshape(-1))
+    kind, position = np.divmod(row, len(pawns))
+    pawn_moves = (position, to - _PAWN_OFFSETS[kind], to, _PAWN_GROUPS[kind])
+    promoting = to >= chess.A8
+    repeats = np.where(promoting, 4, 1)
+    first = np.repeat(np.cumsum(repeats) - repeats, repeats)
+    promotion = np.where(np.repeat(promoting, repeats), chess.QUEEN - (np.arange(repeats.sum()) - first), 0)
+    moves.append(tuple(np.repeat(column, repeats) for column in pawn_moves))
+
+    position, from_sq, to_sq, group = (np.concatenate(column).astype(np.int64) for column in zip(*moves, strict=True))
+    promotion = np.concatenate([np.zeros(len(position) - len(promotion), dtype=np.int64), promotion])
+    return position, from_sq, to_sq, promotion, group
+
+
+def _move_features(us, them, maps, boards, ep_bits, position, from_sq, to_sq, promotion) -> tuple[np.ndarray, ...]:
+    """The feature columns of each (pseudo-legal) move, and whether it is legal (leaves its king unattacked);
+    ``maps`` are both sides' attack maps before the moves (:func:`_attack_maps`)."""
+    our_maps, their_maps = maps
     moves = np.arange(len(position))
     piece = boards[position, from_sq].astype(np.int64)
     target = boards[position, to_sq].astype(np.int64)
@@ -248,12 +369,12 @@ def _move_features(us, them, boards, ep_bits, position, from_sq, to_sq, promotio
     rook_jump = np.where(to_sq > from_sq, _SQUARE_BITS[chess.H1] | _SQUARE_BITS[chess.F1], 0)
     rook_jump = np.where(to_sq < from_sq, _SQUARE_BITS[chess.A1] | _SQUARE_BITS[chess.D1], rook_jump).astype(np.uint64)
     us_after[chess.ROOK - 1] ^= np.where(castles, rook_jump, _U(0))
-    occupied_after = np.bitwise_or.reduce(us_after, axis=0) | np.bitwise_or.reduce(them_after, axis=0)
-    our_after = _attack_maps(us_after, occupied_after, north=True)
-    their_after = _attack_maps(them_after, occupied_after, north=False)
+    occupied_after = _occupied(us_after, them_after)
+    our_after, their_after = _attack_maps(us_after, them_after, occupied_after)
 
     their_king = them_after[chess.KING - 1]
     gives_check = (np.bitwise_or.reduce(our_after, axis=0) & their_king) != 0
+    legal = (np.bitwise_or.reduce(their_after, axis=0) & us_after[chess.KING - 1]) == 0
     columns = [
         piece,
         from_sq,
@@ -269,4 +390,4 @@ def _move_features(us, them, boards, ep_bits, position, from_sq, to_sq, promotio
         _highest_hanging(us_after, our_after, their_after),
         _highest_hanging(them_after, their_after, our_after),
     ]
-    return np.stack(columns, axis=1).astype(np.uint8).reshape(len(position), len(MOVE_FEATURES))
+    return np.stack(columns, axis=1).astype(np.uint8).reshape(len(position), len(MOVE_FEATURES)), legal

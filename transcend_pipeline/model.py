@@ -1,7 +1,8 @@
 """ChessFormer: a causal transformer over a game's move tokens with a legal-move scoring head, in one file.
 
 Read top to bottom: the config (sizes ``tiny`` and ``paper``), the trunk (nanoGPT's blocks), the two heads, the
-optimiser and MFU helpers, then the one sampling function used everywhere later, :func:`legal_move_distribution`.
+optimiser and MFU helpers, then the one sampling function used everywhere later, :func:`legal_move_distribution`,
+with the key/value cache that lets play run the trunk on the plies new since a game's last call only.
 
 Position i of a game (the board before its i-th move) sees the token of move i-1 (``<bos>`` at the start), its
 ply, and optionally the board itself; the trunk's output there scores move i.
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import threading
 import weakref
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -81,11 +83,15 @@ class CausalSelfAttention(nn.Module):
         self.resid_dropout = nn.Dropout(config.dropout)
         self.n_head, self.dropout = config.n_head, config.dropout
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: _LayerCache | None = None) -> torch.Tensor:
         B, T, C = x.size()
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in self.c_attn(x).split(C, 2))
-        dropout = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
+        if cache is None:
+            dropout = self.dropout if self.training else 0.0
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
+        else:  # inference on the new plies of games whose earlier keys and values are cached
+            k, v = cache.extend(k, v)
+            y = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=cache.mask)
         return self.resid_dropout(self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C)))
 
 
@@ -108,8 +114,8 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x))
+    def forward(self, x: torch.Tensor, cache: _LayerCache | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), cache)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -195,25 +201,36 @@ class ChessFormer(nn.Module):
         count = sum(p.numel() for p in self.parameters())
         return count - self.wpe.weight.numel() if non_embedding else count
 
-    def trunk(self, batch: dict) -> torch.Tensor:
-        """Context vectors [B, T, C] for every position of every game."""
+    def trunk(self, batch: dict, cache: _CacheStep | None = None) -> torch.Tensor:
+        """Context vectors [B, T, C] for every position of every game.
+
+        With a ``cache`` the tokens are the plies new since each game's last call, at the plies in
+        ``batch["positions"]`` [B, T], attending to the keys and values the cache holds for the earlier ones.
+        """
         tokens = batch["tokens"]
         B, T = tokens.shape
-        if self.config.block_size < T:
-            raise ValueError(f"sequence of {T} plies exceeds block_size {self.config.block_size}")
-        x = self.wte(tokens) + self.wpe(torch.arange(T, device=tokens.device))
+        if cache is None:
+            if self.config.block_size < T:
+                raise ValueError(f"sequence of {T} plies exceeds block_size {self.config.block_size}")
+            positions = torch.arange(T, device=tokens.device)
+        else:
+            positions = batch["positions"]
+        x = self.wte(tokens) + self.wpe(positions)
         if self.config.board_input:
             ids = torch.cat([batch["boards"].long(), batch["state"].long()], dim=-1).view(B * T, -1)
             x = x + self.board_embedding(ids + self.board_offsets).view(B, T, -1)
         x = self.drop(x)
-        for block in self.h:
-            x = block(x)
+        for layer, block in enumerate(self.h):
+            x = block(x, None if cache is None else cache.layer(layer))
         return self.ln_f(x)
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits of the queried positions' legal moves [P, max_legal] (-inf in empty slots), and with the
         transcript head also the full-vocabulary logits [P, vocab_size] (None with the move head)."""
-        context = self.trunk(batch).flatten(0, 1)[batch["query"]]
+        return self.heads(self.trunk(batch).flatten(0, 1)[batch["query"]], batch)
+
+    def heads(self, context: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`forward`'s logits from the context vectors [P, C] of the queried positions."""
         if self.config.move_features:
             vocab_logits = None
             legal = self.move_head(context, batch)
@@ -327,15 +344,16 @@ class _GameInputs:
             and board.move_stack[:seen] == self.moves  # identical Move objects compare at C speed
         )
 
-    def catch_up(self, board: chess.Board) -> list[chess.Board]:
-        """Take in the moves played since; returns the positions they reach, whose planes :meth:`add_planes` takes."""
+    def catch_up(self, board: chess.Board) -> list[list[int]]:
+        """Take in the moves played since; returns the bitboards of the positions they reach, whose planes
+        :meth:`add_planes` takes."""
         positions = []
         for move in board.move_stack[len(self.moves) :]:
             self.moves.append(move)
             self.tokens.append(vocab.token_of(move))
             if self.replay is not None:
                 self.replay.push(move)
-                positions.append(self.replay.copy(stack=False))
+                positions.append(features.position_bitboards(self.replay))
         if self.replay is not None:
             self.replay.clear_stack()  # the game's own board keeps the history; this one only moves on from it
         return positions
@@ -360,7 +378,7 @@ def _game_inputs(boards: Sequence[chess.Board], with_planes: bool) -> list[_Game
         positions.extend(new)
         counts.append(len(new))
     if positions:
-        planes, state = features.board_planes(positions)
+        planes, state = features.planes_of_bitboards(positions)
         ends = np.cumsum(counts)
         for game, start, end in zip(games, ends - counts, ends, strict=True):
             if end > start:
@@ -371,57 +389,266 @@ def _game_inputs(boards: Sequence[chess.Board], with_planes: bool) -> list[_Game
 def position_batch(model: ChessFormer, boards: Sequence[chess.Board]) -> tuple[dict, list[list[chess.Move]]]:
     """The batch that scores the current position of each game (its history read from ``board.move_stack``,
     cropped to the last ``block_size`` plies; only the plies new since the game's last call are featurised)."""
-    config, device = model.config, next(model.parameters()).device
-    games = _game_inputs(boards, with_planes=config.board_input)
+    device = next(model.parameters()).device
+    history = _history_batch(model, _game_inputs(boards, with_planes=model.config.board_input), device)
+    legal, moves = _legal_batch(boards, device)
+    return {**history, **legal}, moves
+
+
+def _history_batch(model: ChessFormer, games: Sequence[_GameInputs], device: torch.device) -> dict:
+    """Tokens (and board planes) of each game's whole history, cropped to ``block_size``; ``query`` is its last."""
+    config = model.config
     plies = [min(len(game.tokens), config.block_size) for game in games]
     length = max(plies)
-    tokens = np.zeros((len(boards), length), dtype=np.int64)
+    tokens = np.zeros((len(games), length), dtype=np.int64)
     for row, (game, n) in enumerate(zip(games, plies, strict=True)):
         tokens[row, :n] = game.tokens[-n:]
+    batch = {"tokens": tokens, "query": np.arange(len(games)) * length + np.array(plies) - 1}
+    if config.board_input:
+        batch["boards"] = np.zeros((len(games), length, 64), dtype=np.int8)
+        batch["state"] = np.zeros((len(games), length, len(features.STATE_FEATURES)), dtype=np.int8)
+        for row, (game, n) in enumerate(zip(games, plies, strict=True)):
+            batch["boards"][row, :n], batch["state"][row, :n] = game.planes[-n:], game.state[-n:]
+    return {key: torch.as_tensor(value, device=device) for key, value in batch.items()}
+
+
+def _legal_batch(boards: Sequence[chess.Board], device: torch.device) -> tuple[dict, list[list[chess.Move]]]:
+    """The legal moves of each current position, flattened as the heads take them, and the moves themselves."""
     current = features.featurise(boards)
     counts = np.diff(current.legal_offsets)
     if (counts == 0).any():
         raise ValueError("a position without legal moves has no move distribution (the game is over)")
     batch = {
-        "tokens": tokens,
-        "query": np.arange(len(boards)) * length + np.array(plies) - 1,
         "legal_query": np.repeat(np.arange(len(boards)), counts),
         "legal_slot": np.arange(counts.sum()) - np.repeat(current.legal_offsets[:-1], counts),
         "legal_tokens": current.legal_tokens.astype(np.int64),
         "move_features": current.move_features.astype(np.int64),
     }
-    if config.board_input:
-        batch["boards"] = np.zeros((len(boards), length, 64), dtype=np.int8)
-        batch["state"] = np.zeros((len(boards), length, len(features.STATE_FEATURES)), dtype=np.int8)
-        for row, (game, n) in enumerate(zip(games, plies, strict=True)):
-            batch["boards"][row, :n], batch["state"][row, :n] = game.planes[-n:], game.state[-n:]
     tensors = {key: torch.as_tensor(value, device=device) for key, value in batch.items()}
     return {**tensors, "max_legal": int(counts.max())}, current.moves
 
 
+#: Memory one model's key/value cache may fill before it evicts the least recently scored games (a call whose own
+#: games need more takes more): ~8,000 games of `tiny` (fp32), ~120 of `paper` in bf16 at block_size 256.
+KV_CACHE_BYTES = 1 << 30
+
+
+class KVCache:
+    """Every layer's keys and values for the plies each game in play has been through, so that a call runs the
+    trunk on the plies new since the game's last call only (the reference code recomputed the whole history on
+    every move, and so did we: 4-6x instead of 10x over batch size 1).
+
+    Games own slots of one tensor per model; a slot is freed with its game's inputs (when the board is dropped or
+    taken back to another line), or, past :data:`KV_CACHE_BYTES`, taken from the least recently scored game, which
+    is then recomputed if it comes back. Games longer than ``block_size`` (cropped, so their positions shift) are
+    not cached. The cache holds for unchanged weights only: :func:`_kv_cache` drops it when any parameter is
+    modified in place (an optimiser step, ``load_state_dict``) or moved.
+    """
+
+    def __init__(self, model: ChessFormer) -> None:
+        config, parameter = model.config, next(model.parameters())
+        self.fingerprint = _weights_fingerprint(model)
+        self.lock = threading.Lock()  # a model shared by policies whose calls run in threads fills one cache
+        shape = (config.n_layer, 0, config.n_head, config.block_size, config.n_embd // config.n_head)
+        self.keys, self.values = parameter.new_zeros(shape), parameter.new_zeros(shape)
+        slot_bytes = 2 * math.prod(shape[:1] + shape[2:]) * parameter.element_size()
+        self.max_slots = max(1, KV_CACHE_BYTES // slot_bytes)
+        self.slot_of: weakref.WeakKeyDictionary[_GameInputs, int] = weakref.WeakKeyDictionary()
+        self.owners: list[weakref.ref | None] = []
+        self.done: list[int] = []  # plies of its game already in each slot
+        self.last_used: list[int] = []
+        self.free: list[int] = []
+        self.released: list[tuple[int, weakref.ref]] = []  # appended by the owners' weakref callbacks, any thread
+        self.calls = 0
+
+    def step(self, games: Sequence[_GameInputs], device: torch.device) -> tuple[dict, _CacheStep]:
+        """The batch of each game's uncached plies (at least its last, so a repeated call still scores it) and
+        the step that lets the trunk read and extend the cache; :meth:`commit` it once the trunk has run."""
+        self.calls += 1
+        slots = [self.slot_of.get(game) for game in games]
+        for slot in slots:
+            if slot is not None:
+                self.last_used[slot] = self.calls  # not to be evicted by this call's new games
+        for row, game in enumerate(games):
+            if slots[row] is None:
+                slots[row] = self._allocate(game)
+        lengths = np.array([len(game.tokens) for game in games])
+        starts = np.minimum([self.done[slot] for slot in slots], lengths - 1)
+        counts = lengths - starts
+        width = int(counts.max())
+        rows, columns = np.nonzero(np.arange(width) < counts[:, None])
+        positions = starts[:, None] + np.arange(width)
+
+        def new_plies(per_game: list) -> np.ndarray:
+            return np.concatenate([values[start:] for values, start in zip(per_game, starts, strict=True)])
+
+        tokens = np.zeros((len(games), width), dtype=np.int64)
+        tokens[rows, columns] = new_plies([game.tokens for game in games])
+        block_size = self.keys.shape[3]
+        batch = {"tokens": tokens, "positions": np.minimum(positions, block_size - 1)}  # padding stays in range
+        if games[0].planes is not None:
+            batch["boards"] = np.zeros((len(games), width, 64), dtype=np.int8)
+            batch["state"] = np.zeros((len(games), width, len(features.STATE_FEATURES)), dtype=np.int8)
+            batch["boards"][rows, columns] = new_plies([game.planes for game in games])
+            batch["state"][rows, columns] = new_plies([game.state for game in games])
+        length = int((starts + counts).max())
+        step = _CacheStep(
+            cache=self,
+            slots=torch.as_tensor(slots, device=device),
+            write=tuple(torch.as_tensor(i, device=device) for i in (np.array(slots)[rows], positions[rows, columns])),
+            new=(torch.as_tensor(rows, device=device), torch.as_tensor(columns, device=device)),
+            length=length,
+            mask=torch.as_tensor(np.arange(length) <= positions[:, None, :, None], device=device),
+            last=torch.as_tensor(counts - 1, device=device),
+            plies=list(zip(slots, lengths.tolist(), strict=True)),
+        )
+        return {key: torch.as_tensor(value, device=device) for key, value in batch.items()}, step
+
+    def commit(self, step: _CacheStep) -> None:
+        """Count the step's plies as cached (after the trunk wrote them, so a failed call leaves no holes)."""
+        for slot, plies in step.plies:
+            self.done[slot] = plies
+
+    def _allocate(self, game: _GameInputs) -> int:
+        while self.released:  # a slot goes back to the free list only here, under the cache's lock
+            slot, owner = self.released.pop()
+            if self.owners[slot] is owner:  # not handed to another game since
+                self.owners[slot] = None
+                self.free.append(slot)
+        if self.free:
+            slot = self.free.pop()
+        else:
+            idle = [slot for slot, used in enumerate(self.last_used) if used < self.calls]
+            if len(self.owners) < self.max_slots or not idle:
+                self._grow()
+                slot = self.free.pop()
+            else:  # evict the least recently scored game
+                slot = min(idle, key=self.last_used.__getitem__)
+                owner = self.owners[slot]()
+                if owner is not None:
+                    del self.slot_of[owner]
+        self.owners[slot] = weakref.ref(game, lambda ref, slot=slot: self.released.append((slot, ref)))
+        self.slot_of[game] = slot
+        self.done[slot], self.last_used[slot] = 0, self.calls
+        return slot
+
+    def _grow(self) -> None:
+        old = len(self.owners)
+        new = max(old + 1, min(max(8, 2 * old), self.max_slots))
+        extra = list(self.keys.shape)
+        extra[1] = new - old
+        self.keys = torch.cat([self.keys, self.keys.new_zeros(extra)], dim=1)
+        self.values = torch.cat([self.values, self.values.new_zeros(extra)], dim=1)
+        self.owners += [None] * (new - old)
+        self.done += [0] * (new - old)
+        self.last_used += [0] * (new - old)
+        self.free += reversed(range(old, new))
+
+
+@dataclass(frozen=True)
+class _CacheStep:
+    """One call's view of a :class:`KVCache`: which slots its games use, where their new plies go, and the mask
+    that lets each new ply see its game's plies up to itself (padding rows see the first ply and are ignored)."""
+
+    cache: KVCache
+    slots: torch.Tensor  # [B]
+    write: tuple[torch.Tensor, torch.Tensor]  # slot and ply of each new ply
+    new: tuple[torch.Tensor, torch.Tensor]  # its row and column in the batch
+    length: int  # plies to read back
+    mask: torch.Tensor  # [B, 1, T, length]
+    last: torch.Tensor  # [B] the column of each game's current position
+    plies: list[tuple[int, int]]  # (slot, plies of its game) once the step has run
+
+    def layer(self, index: int) -> _LayerCache:
+        return _LayerCache(self, self.cache.keys[index], self.cache.values[index])
+
+
+@dataclass(frozen=True)
+class _LayerCache:
+    step: _CacheStep
+    keys: torch.Tensor  # [slots, n_head, block_size, head size]
+    values: torch.Tensor
+
+    @property
+    def mask(self) -> torch.Tensor:
+        return self.step.mask
+
+    def extend(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store the new plies' keys and values [B, H, T, D]; return all of the games' [B, H, length, D]."""
+        step, (rows, columns) = self.step, self.step.new
+        self.keys[step.write[0], :, step.write[1]] = k[rows, :, columns].to(self.keys.dtype)
+        self.values[step.write[0], :, step.write[1]] = v[rows, :, columns].to(self.values.dtype)
+        return self.keys[step.slots, :, : step.length], self.values[step.slots, :, : step.length]
+
+
+def _weights_fingerprint(model: ChessFormer) -> tuple:
+    """Changes when any parameter is modified in place (its version counter) or replaced (its storage)."""
+    return tuple((parameter.data_ptr(), parameter._version) for parameter in model.parameters())
+
+
+#: Each model's cache; it goes with the model.
+_KV_CACHES: weakref.WeakKeyDictionary[ChessFormer, KVCache] = weakref.WeakKeyDictionary()
+_KV_CACHES_LOCK = threading.Lock()
+
+
+def _kv_cache(model: ChessFormer) -> KVCache:
+    with _KV_CACHES_LOCK:
+        cache = _KV_CACHES.get(model)
+        if cache is None or cache.fingerprint != _weights_fingerprint(model):
+            cache = _KV_CACHES[model] = KVCache(model)
+        return cache
+
+
+def _contexts(
+    model: ChessFormer, games: Sequence[_GameInputs], device: torch.device, incremental: bool
+) -> torch.Tensor:
+    """The trunk's output [B, C] at each game's current position: through the cache for games within
+    ``block_size`` (when ``incremental``), else by recomputing the whole (cropped) history."""
+    cached = [row for row, game in enumerate(games) if incremental and len(game.tokens) <= model.config.block_size]
+    full = sorted(set(range(len(games))) - set(cached))
+    parts = []
+    if cached:
+        cache = _kv_cache(model)
+        with cache.lock:
+            batch, step = cache.step([games[row] for row in cached], device)
+            x = model.trunk(batch, step)
+            cache.commit(step)
+        parts.append(x[torch.arange(len(cached), device=device), step.last])
+    if full:
+        batch = _history_batch(model, [games[row] for row in full], device)
+        parts.append(model.trunk(batch).flatten(0, 1)[batch["query"]])
+    if not (cached and full):
+        return parts[0]
+    return torch.cat(parts)[torch.as_tensor(np.argsort(cached + full), device=device)]
+
+
 @torch.inference_mode()
 def legal_move_distribution(
-    model: ChessFormer, boards: Sequence[chess.Board], temperature: float
+    model: ChessFormer, boards: Sequence[chess.Board], temperature: float, *, incremental: bool = True
 ) -> LegalMoveDistribution:
     """The model's distribution over each position's legal moves at temperature τ, in one batched forward pass.
 
     τ = 0 is the argmax (all mass on the highest logit; the first legal move on ties); small τ approaches it.
     Games must start from the standard position; their history (``board.move_stack``) is the model's context.
+    With ``incremental`` (the default) each game's earlier plies come from the model's :class:`KVCache`;
+    ``incremental=False`` recomputes every history, as the reference code did (the benchmark's baseline).
     """
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
+    device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     try:
-        batch, moves = position_batch(model, boards)
-        logits, vocab_logits = model(batch)
+        games = _game_inputs(boards, with_planes=model.config.board_input)
+        legal, moves = _legal_batch(boards, device)
+        logits, vocab_logits = model.heads(_contexts(model, games, device, incremental), legal)
     finally:
         model.train(was_training)
     probs, illegal_mass = _sample_probs(logits.float(), temperature), None
     if vocab_logits is not None:
-        legal = torch.zeros_like(vocab_logits, dtype=torch.bool)
-        legal[batch["legal_query"], batch["legal_tokens"]] = True
-        illegal_mass = 1.0 - (_sample_probs(vocab_logits.float(), temperature) * legal).sum(dim=-1).clamp(max=1.0)
+        mask = torch.zeros_like(vocab_logits, dtype=torch.bool)
+        mask[legal["legal_query"], legal["legal_tokens"]] = True
+        illegal_mass = 1.0 - (_sample_probs(vocab_logits.float(), temperature) * mask).sum(dim=-1).clamp(max=1.0)
     return LegalMoveDistribution(moves=moves, probs=probs, illegal_mass=illegal_mass)
 
 

@@ -245,8 +245,8 @@ def play_matches(
 
     Each step, the games waiting on one policy object are scored in one `distributions()` call; moves are
     sampled with each game's own generator (seeded by `rng_seed`, pairing and game index), so a game does not
-    depend on which others shared its batches (Stockfish's skill levels draw their own randomness). Openings come from `opening_book()`, shuffled per pairing, each
-    played twice with colours reversed.
+    depend on which others shared its batches (Stockfish's skill levels draw their own randomness). Openings come
+    from `opening_book()`, shuffled per pairing, each played twice with colours reversed.
     """
     if rules.needs_evaluator and evaluator is None:
         raise MatchError(f"rules {rules} resign or adjudicate, which needs an evaluator")
@@ -329,9 +329,15 @@ def _ended_by_rule(board: chess.Board) -> tuple[str, str] | None:
         return ("1/2-1/2", "stalemate")
     if board.halfmove_clock >= 100:
         return ("1/2-1/2", "fifty_moves")
-    if board.is_repetition(3):
+    if _repeated(board, 3):
         return ("1/2-1/2", "threefold")
     return None
+
+
+def _repeated(board: chess.Board, count: int) -> bool:
+    """``board.is_repetition(count)``, answered at once while too few reversible plies have been played for it: a
+    position recurs after at least four of them (python-chess scans the whole game otherwise, on every ply)."""
+    return board.halfmove_clock >= 4 * (count - 1) and board.is_repetition(count)
 
 
 def _step(
@@ -350,7 +356,7 @@ def _step(
             rules.tiebreak_temperature is not None
             and mover is game.player
             and isinstance(policy, ModelPolicy)
-            and game.board.is_repetition(2)
+            and _repeated(game.board, 2)
         ):
             if id(policy) not in tiebreak_policies:
                 tiebreak_policies[id(policy)] = policy.with_temperature(
@@ -442,17 +448,18 @@ class ModelPolicy(Policy):
     logits) reports the mass it put on illegal tokens, which the reference code resampled and then forfeited.
     """
 
-    def __init__(self, model: ChessFormer, temperature: float) -> None:
+    def __init__(self, model: ChessFormer, temperature: float, *, incremental: bool = True) -> None:
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
         self.model = model.eval()  # play is inference: no dropout, whatever state training left it in
         self.temperature = temperature
+        self.incremental = incremental  # False recomputes every game's history per call, as the reference code
 
     def __repr__(self) -> str:
         return f"ModelPolicy(τ={self.temperature:g})"
 
     def with_temperature(self, temperature: float) -> ModelPolicy:
-        return ModelPolicy(self.model, temperature)
+        return ModelPolicy(self.model, temperature, incremental=self.incremental)
 
     def distributions(self, boards: Sequence[chess.Board]) -> list[dict[chess.Move, float]]:
         return self.distributions_and_illegal_mass(boards)[0]
@@ -463,7 +470,7 @@ class ModelPolicy(Policy):
         """The distributions and, from the same forward pass, the mass a transcript head put on illegal tokens."""
         from transcend_pipeline.model import legal_move_distribution
 
-        distribution = legal_move_distribution(self.model, boards, self.temperature)
+        distribution = legal_move_distribution(self.model, boards, self.temperature, incremental=self.incremental)
         if distribution.illegal_mass is None:
             return distribution.as_dicts(), [0.0] * len(boards)
         return distribution.as_dicts(), distribution.illegal_mass.tolist()
