@@ -5,8 +5,8 @@ rewritten to be unique, and is compressed as multi-frame zstd like Lichess's
 `pzstd` files — at level 3, not Lichess's 19, only because 19 takes minutes to
 build; decompression speed hardly depends on the level.
 
-    .venv/bin/python benchmarks/bench_ingest.py            # 100k games
-    .venv/bin/python benchmarks/bench_ingest.py --quick    # 10k games, a smoke run
+    .venv/bin/python benchmarks/bench_ingest.py            # 100k games, medians of 3 runs
+    .venv/bin/python benchmarks/bench_ingest.py --quick    # 10k games, one run: a smoke run
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import os
 import re
 import resource
 import shutil
+import statistics
 import subprocess
 import tempfile
 import time
@@ -136,11 +137,13 @@ def row(name: str, games: int, seconds: float, cpu_seconds: float, pgn_bytes: fl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="10k games instead of 100k (a smoke run)")
+    parser.add_argument("--quick", action="store_true", help="10k games, one repeat (a smoke run)")
     parser.add_argument("--games", type=int, help="corpus size (overrides --quick)")
+    parser.add_argument("--repeat", type=int, help="runs of each ingest, interleaved; medians are printed (default 3)")
     parser.add_argument("--moves-max-elo", type=int, default=1500, help="the cap for the bucket-only runs")
     args = parser.parse_args()
     games = args.games or (10_000 if args.quick else 100_000)
+    repeat = args.repeat or (1 if args.quick else 3)
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         work = Path(tmp)
         started = time.perf_counter()
@@ -149,10 +152,12 @@ def main() -> None:
         print(
             f"corpus: {games:,} games, {pgn_bytes / 1e6:.1f} MB of PGN, {dump.stat().st_size / 1e6:.1f} MB as "
             f"zstd level 3, built in {time.perf_counter() - started:.1f} s; {os.cpu_count()} cores, "
-            f"load average {os.getloadavg()[0]:.1f} (wall-clock rates suffer from load, per-CPU-second ones less)"
+            f"load average {_load()} (wall-clock rates suffer from load, per-CPU-second ones less); "
+            f"medians of {repeat} interleaved runs"
         )
         chess_games = min(PYTHON_CHESS_GAMES, games // 5)
-        chess_wall, chess_cpu = run_python_chess(dump, chess_games)
+        chess_runs = [run_python_chess(dump, chess_games) for _ in range(repeat)]
+        chess_wall, chess_cpu = (statistics.median(values) for values in zip(*chess_runs, strict=True))
         baseline = chess_games / chess_cpu
         print(HEADER)
         row(
@@ -165,31 +170,55 @@ def main() -> None:
             "",
         )
         print(f"{'pgn-extract':<46} {run_pgn_extract(dump)}")
-        for cap in (None, args.moves_max_elo):
-            one, two = (measure_ingest(dump, work, workers, cap)[0] for workers in (1, 2))
-            pair = measure_ingest(dump, work, 1, cap, copies=2)
+        for cap in (args.moves_max_elo, None):
+            runs: dict[str, list] = collections.defaultdict(list)
+            for _ in range(repeat):
+                for workers in (1, 2):
+                    runs[f"workers={workers}"].append(measure_ingest(dump, work, workers, cap)[0])
+                runs["pair"].append(measure_ingest(dump, work, 1, cap, copies=2))
+            one, two = (_median_run(runs[f"workers={workers}"]) for workers in (1, 2))
             for run in (one, two):
-                result = run.result
-                row(run.label, games, result.seconds, run.cpu_seconds, pgn_bytes, baseline, f"{run.peak_rss_mb:.0f} MB")
-            window = max(run.finished_at for run in pair) - min(run.finished_at - run.result.seconds for run in pair)
-            pair_cpu = sum(run.cpu_seconds for run in pair)
-            pair_rss = f"{max(run.peak_rss_mb for run in pair):.0f} MB"
-            row(
-                "  two months at once, workers=1 each",
-                2 * games,
-                window,
-                pair_cpu,
-                2 * pgn_bytes,
-                baseline,
-                pair_rss,
-            )
+                row(
+                    run.label,
+                    games,
+                    run.result.seconds,
+                    run.cpu_seconds,
+                    pgn_bytes,
+                    baseline,
+                    f"{run.peak_rss_mb:.0f} MB",
+                )
+            windows = [_window(pair) for pair in runs["pair"]]
+            window = statistics.median(windows)
+            pair_cpu = statistics.median(sum(run.cpu_seconds for run in pair) for pair in runs["pair"])
+            pair_rss = f"{max(run.peak_rss_mb for pair in runs['pair'] for run in pair):.0f} MB"
+            row("  two months at once, workers=1 each", 2 * games, window, pair_cpu, 2 * pgn_bytes, baseline, pair_rss)
+            speedups = [
+                a.result.seconds / b.result.seconds for a, b in zip(runs["workers=1"], runs["workers=2"], strict=True)
+            ]
             per_core = games / one.cpu_seconds
             print(
-                f"{'':<46} 2 workers {one.result.seconds / two.result.seconds:.2f}x one, two months at once "
+                f"{'':<46} 2 workers {one.result.seconds / two.result.seconds:.2f}x one (run by run: "
+                f"{', '.join(f'{x:.2f}' for x in speedups)}), two months at once "
                 f"{2 * games / window / (games / one.result.seconds):.2f}x one; 96M games: "
                 f"{RECENT_MONTH_GAMES / per_core / 3600:.2f} h per core (CPU-time based), "
+                f"{RECENT_MONTH_GAMES / (games / two.result.seconds) / 3600:.2f} h with 2 workers, "
                 f"{RECENT_MONTH_GAMES / (2 * games / window) / 3600:.2f} h at the two-month wall rate"
             )
+        print(f"load average at the end: {_load()}")
+
+
+def _median_run(runs: list[Measured]) -> Measured:
+    """The run with the median wall time (the upper median when there are two)."""
+    return sorted(runs, key=lambda run: run.result.seconds)[len(runs) // 2]
+
+
+def _window(pair: list[Measured]) -> float:
+    """Wall seconds from the first start to the last finish of runs that overlap."""
+    return max(run.finished_at for run in pair) - min(run.finished_at - run.result.seconds for run in pair)
+
+
+def _load() -> str:
+    return " ".join(f"{load:.1f}" for load in os.getloadavg())
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import zstandard
 
 from transcend_pipeline import ingest as ingest_module
 from transcend_pipeline.ingest import DumpReadError, IngestResult, ingest_month
-from transcend_pipeline.pgn import split_games
+from transcend_pipeline.pgn import game_aligned_chunks
 from transcend_pipeline.warehouse import open_warehouse
 
 DUMP_2021 = "lichess_2021-10_dump_excerpt_999games.pgn"
@@ -131,17 +131,25 @@ def test_moves_max_elo_stores_moves_only_for_bucket_candidates(lichess_samples: 
 def test_two_workers_write_the_same_rows_as_one(
     lichess_samples: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Small batches, so that both this process and the helper parse some.
-    monkeypatch.setattr(ingest_module, "split_games", functools.partial(split_games, batch_games=50))
-    dump = compress(lichess_samples / DUMP_2021, tmp_path / "dump.pgn.zst")
-    rows = []
+    # Small chunks, so that both this process and the helper parse some, and quarantined games lie in several.
+    monkeypatch.setattr(
+        ingest_module, "game_aligned_chunks", functools.partial(game_aligned_chunks, chunk_bytes=50_000)
+    )
+    source = tmp_path / "both.pgn"
+    source.write_bytes((lichess_samples / API_EXPORT).read_bytes() + (lichess_samples / DUMP_2021).read_bytes())
+    dump = compress(source, tmp_path / "dump.pgn.zst")
+    tables = []
     for workers in (1, 2):
         warehouse = tmp_path / f"w{workers}.duckdb"
-        ingest(dump, "2021-10", warehouse, tmp_path / "staging", workers=workers)
+        result = ingest(dump, "2021-10", warehouse, tmp_path / "staging", workers=workers, moves_max_elo=1500)
         with open_warehouse(warehouse, read_only=True) as connection:
-            rows.append(connection.execute("SELECT * FROM games ORDER BY game_id").fetchall())
-    assert len(rows[0]) == 999 and rows[0] == rows[1]
-    assert len({row[1] for row in rows[1]}) == 999  # game_id: every game once
+            games = connection.execute("SELECT * FROM games ORDER BY game_id").fetchall()
+            quarantine = connection.execute("SELECT * FROM games_quarantine ORDER BY position").fetchall()
+        tables.append((games, quarantine, result.games_read, result.quarantine_reasons))
+    assert len(tables[0][0]) == 791 + 999 and len(tables[0][1]) == 75
+    assert tables[0] == tables[1]
+    assert len({row[1] for row in tables[1][0]}) == 791 + 999  # game_id: every game once
+    assert {row[1] for row in tables[1][1]} < set(range(866))  # positions count from the dump's first game
 
 
 def _ingest_in_child(dump: str, month: str, warehouse: str, staging: str) -> None:

@@ -4,9 +4,11 @@ The SAN -> legal-move work is done by `rust_pgn_reader_python_binding` (about
 50k games/s on one core here, against ~350 for python-chess `read_game`, with
 the same UCI moves on every sample game); this module feeds it one batch of
 movetexts at a time and turns its flat move arrays into Arrow columns without a
-Python loop per move. Tags are parsed here, one regex per game, so that a broken
-tag line is caught (the Rust parser silently stops at it), and converted to
-typed columns with Arrow compute.
+Python loop per move. Tags are parsed here, so that a broken tag line is caught
+(the Rust parser silently stops at it): the tag lines of a whole batch are
+matched and pivoted into typed columns by Arrow compute, and only games that
+fail a check are looked at one by one. A stream is cut into game-aligned chunks
+(`game_aligned_chunks`) that parse alike in any process (`parse_chunk`).
 
 A game is either accepted into `games` or quarantined with one of these reasons:
 
@@ -37,9 +39,12 @@ import rust_pgn_reader_python_binding as rust_pgn
 GAME_START = b"\n[Event "
 BYTE_ORDER_MARK = b"\xef\xbb\xbf"
 EXCERPT_CHARS = 300
+CHUNK_BYTES = 4 << 20  # ~1,700 Lichess games: small enough to keep two cores evenly busy to the end
+BATCH_GAMES = 5000
 MAX_GAME_BYTES = 32 << 20  # far above any real game; past it the input is not PGN, and memory must stay bounded
 
 TAG_LINE = re.compile(r'^\[([A-Za-z0-9_]+) "([^"\\]*(?:\\.[^"\\]*)*)"\][ \t]*$', re.MULTILINE)
+TAG_LINE_RE2 = r'^\[(?P<name>[A-Za-z0-9_]+) "(?P<value>[^"\\]*(?:\\.[^"\\]*)*)"\][ \t]*$'  # TAG_LINE, for Arrow
 RESULT_AT_END = re.compile(r"(?:^|\s)(1-0|0-1|1/2-1/2|\*)$")
 RESULTS = ("1-0", "0-1", "1/2-1/2", "*")
 
@@ -105,10 +110,11 @@ INT_COLUMNS = {
     "black_rating_diff": "BlackRatingDiff",
 }
 
-# Every tag the columns are built from, converted to Arrow in one call per batch.
+# Every tag the columns are built from, as Arrow columns pivoted from the batch's tag lines.
 TAGS_STRUCT = pa.struct(
     [(tag, pa.string()) for tag in [*TEXT_COLUMNS.values(), *INT_COLUMNS.values()]]
     + [(tag, pa.string()) for tag in ("Variant", "TimeControl", "UTCDate", "UTCTime")]
+    + [("has_clock", pa.bool_()), ("has_eval", pa.bool_())]  # not tags: whether the movetext has [%clk / [%eval
 )
 
 
@@ -130,6 +136,63 @@ class PgnFormatError(ValueError):
 
 
 @dataclass(frozen=True)
+class PgnChunk:
+    """A run of whole games cut from a stream, to be split and parsed on its own, in any process."""
+
+    text: bytes
+    ends_stream: bool
+
+
+def game_aligned_chunks(chunks: Iterable[bytes], chunk_bytes: int = CHUNK_BYTES) -> Iterator[PgnChunk]:
+    """Regroup a PGN byte stream into chunks of about `chunk_bytes` that `split_games` reads as the whole stream.
+
+    Finding the cuts costs two `bytes.find`s per chunk, so the process reading
+    the dump stays far from a bottleneck. A chunk ends just before an `[Event `
+    line that starts a game for `split_games`: one not preceded by a game with an
+    open `{ comment }` (a piece's own braces decide that, as in
+    `_join_open_comments`). The byte-order mark is removed here, where the
+    stream's first bytes are known.
+    """
+    buffer = b"\n"  # as in split_games, so that a game on the first line is found by GAME_START
+    at_start = True
+    for chunk in chunks:
+        buffer += chunk
+        if at_start and len(buffer) > len(BYTE_ORDER_MARK):  # the mark may come in pieces
+            buffer = b"\n" + buffer[1:].removeprefix(BYTE_ORDER_MARK)
+            at_start = False
+        start = 0
+        while len(buffer) - start >= chunk_bytes and (cut := _game_boundary(buffer, start + chunk_bytes)) != -1:
+            yield PgnChunk(buffer[start:cut], ends_stream=False)
+            start = cut
+        buffer = buffer[start:]
+        if len(buffer) > chunk_bytes + MAX_GAME_BYTES:
+            raise PgnFormatError(f"no game ends (before a line beginning '[Event ') in {len(buffer):,} bytes")
+    yield PgnChunk(buffer, ends_stream=True)
+
+
+def _game_boundary(buffer: bytes, after: int) -> int:
+    """The first GAME_START at or after `after` that the game before it does not hide in an open comment, or -1."""
+    cut = buffer.find(GAME_START, after)
+    while cut != -1:
+        previous = buffer.rfind(GAME_START, 0, cut)
+        if previous == -1 or buffer.rfind(b"{", previous, cut) <= buffer.rfind(b"}", previous, cut):
+            return cut
+        cut = buffer.find(GAME_START, cut + 1)
+    return -1
+
+
+def parse_chunk(chunk: PgnChunk, month: str, moves_max_elo: int | None = None) -> tuple[pa.Table, pa.Table]:
+    """Split and parse one chunk: (accepted games, quarantined games), positions counted from the chunk's first game."""
+    parsed = [
+        parse_batch(batch, month, moves_max_elo)
+        for batch in split_games([chunk.text], batch_games=BATCH_GAMES, ends_stream=chunk.ends_stream)
+    ]
+    return pa.Table.from_batches([games for games, _ in parsed], GAMES_SCHEMA), pa.Table.from_batches(
+        [quarantined for _, quarantined in parsed], QUARANTINE_SCHEMA
+    )
+
+
+@dataclass(frozen=True)
 class GameBatch:
     """Consecutive raw games of one stream: `start` is the position of the first, 0-based."""
 
@@ -138,13 +201,17 @@ class GameBatch:
     ends_stream: bool
 
 
-def split_games(chunks: Iterable[bytes], batch_games: int = 5000) -> Iterator[GameBatch]:
+def split_games(
+    chunks: Iterable[bytes], batch_games: int = BATCH_GAMES, *, ends_stream: bool = True
+) -> Iterator[GameBatch]:
     """Cut a stream of PGN bytes into batches of single-game texts, holding only one partial game between chunks.
 
     A game starts at a line beginning with `[Event ` (always the first tag of a
     Lichess game) unless that line lies inside an open `{ comment }`. CRLF line
     ends and a leading byte-order mark are normalised away here. Text before the
     first game, if any, is passed on as a game of its own (it will not parse).
+    `ends_stream=False` says the input stops where a game ends (a chunk from
+    `game_aligned_chunks`), so its last game cannot be `truncated`.
     """
     pending = b"\n"  # so that the first game, too, is found by GAME_START
     at_start = True
@@ -177,7 +244,7 @@ def split_games(chunks: Iterable[bytes], batch_games: int = 5000) -> Iterator[Ga
         batch.append(preamble.strip())
     if games:
         batch.extend((b"[Event " + game).rstrip() for game in _join_open_comments(games, tail_is_partial=False))
-    yield GameBatch(start, batch, ends_stream=True)
+    yield GameBatch(start, batch, ends_stream=ends_stream)
 
 
 def _join_open_comments(parts: list[bytes], *, tail_is_partial: bool) -> Iterator[bytes]:
@@ -226,14 +293,14 @@ def parse_batch(
     tags alone, with NULL moves and ply_count (storing and legality-checking
     moves is most of the cost, and those games can never enter a rating bucket).
     """
-    kept, kept_tags, movetexts, rejected = _read_tags(batch)
-    tags = pa.array(kept_tags, TAGS_STRUCT)
-    columns, bad_values = _games_columns(tags, movetexts, month)
+    kept, tags, movetexts, rejected = _read_tags(batch)
+    sites = tags.field("Site")
+    columns, bad_values = _games_columns(tags, month)
     accepted = np.ones(len(kept), dtype=bool)
     for slot, detail in bad_values:
         accepted[slot] = False
         rejected.append(
-            Rejection(kept[slot], kept_tags[slot].get("Site"), _text(batch, kept[slot]), "broken_tags", detail)
+            Rejection(int(kept[slot]), sites[slot].as_py(), _text(batch, kept[slot]), "broken_tags", detail)
         )
 
     wants_moves = accepted.copy()
@@ -241,13 +308,13 @@ def parse_batch(
         max_elo = pc.max_element_wise(columns["white_elo"], columns["black_elo"], skip_nulls=False)
         wants_moves &= np.asarray(pc.fill_null(pc.less_equal(max_elo, moves_max_elo), False), dtype=bool)
     parsed_slots = np.flatnonzero(wants_moves)
-    moves, valid, errors = _parse_moves([movetexts[slot] for slot in parsed_slots])
+    moves, valid, errors = _parse_moves(movetexts.take(parsed_slots))
     for parsed in np.flatnonzero(~valid):
         slot = parsed_slots[parsed]
         accepted[slot] = False
         reason = "illegal_move" if errors[parsed].startswith("illegal move") else "unparsable_movetext"
         rejected.append(
-            Rejection(kept[slot], kept_tags[slot].get("Site"), _text(batch, kept[slot]), reason, errors[parsed])
+            Rejection(int(kept[slot]), sites[slot].as_py(), _text(batch, kept[slot]), reason, errors[parsed])
         )
 
     moves_at = np.full(len(kept), -1, dtype=np.int64)
@@ -267,44 +334,97 @@ def parse_batch(
     return games, pa.RecordBatch.from_pydict(quarantine, schema=QUARANTINE_SCHEMA)
 
 
-def _read_tags(batch: GameBatch) -> tuple[list[int], list[dict[str, str]], list[str], list[Rejection]]:
-    """The per-game pass, kept minimal: (indices, tags, movetexts) of games whose tags and result look right."""
-    kept: list[int] = []
-    kept_tags: list[dict[str, str]] = []
+def _read_tags(batch: GameBatch) -> tuple[np.ndarray, pa.StructArray, pa.LargeStringArray, list[Rejection]]:
+    """(indices, tags, movetexts) of the games whose tags and result look right, and the other games' rejections.
+
+    The tag lines of the whole batch are matched and pivoted into columns by
+    Arrow in a few calls; only the few games that fail a check go through
+    `_rejection`, the per-game rules that also word the detail.
+    """
+    texts = [raw.decode("utf-8", errors="replace") for raw in batch.texts]
+    heads: list[str] = []
     movetexts: list[str] = []
-    rejected: list[Rejection] = []
-    last = len(batch.texts) - 1 if batch.ends_stream else -1
-    for index, raw in enumerate(batch.texts):
-        text = raw.decode("utf-8", errors="replace")
+    finals: list[str | None] = []
+    clocks: list[bool] = []
+    evals: list[bool] = []
+    for text in texts:  # str's `in` beats Arrow's kernel: it stops at the clock of the first move
         head, _, movetext = text.partition("\n\n")
+        heads.append(head)
+        movetexts.append(movetext)
         final = RESULT_AT_END.search(text[-8:])
-        if final is None and index == last:
-            rejected.append(Rejection(index, _site_of(head), text, "truncated", "the stream ends inside this game"))
-            continue
-        pairs = TAG_LINE.findall(head)
-        tags = dict(pairs)
-        if len(pairs) != head.count("\n") + 1:
-            bad = next((line for line in head.split("\n") if not TAG_LINE.fullmatch(line)), head)
-            rejected.append(Rejection(index, tags.get("Site"), text, "broken_tags", f"not a tag line: {bad[:80]!r}"))
-        elif tags.get("Variant", "Standard") != "Standard" or "FEN" in tags or "SetUp" in tags:
-            detail = f"Variant {tags.get('Variant', 'Standard')!r}, FEN {tags.get('FEN')!r}"
-            rejected.append(Rejection(index, tags.get("Site"), text, "non_standard_start", detail))
-        elif tags.get("Result") not in RESULTS:
-            rejected.append(
-                Rejection(index, tags.get("Site"), text, "missing_result", f"Result tag {tags.get('Result')!r}")
-            )
-        elif final is None:
-            rejected.append(
-                Rejection(index, tags["Site"], text, "missing_result", "the movetext ends without a result")
-            )
-        elif final.group(1) != tags["Result"]:
-            detail = f"Result tag {tags['Result']} but the movetext ends {final.group(1)}"
-            rejected.append(Rejection(index, tags.get("Site"), text, "result_mismatch", detail))
+        finals.append(final and final.group(1))
+        clocks.append("[%clk" in movetext)
+        evals.append("[%eval" in movetext)
+    lines = pc.split_pattern(pa.array(heads, pa.string()), "\n")
+    line_game = np.asarray(pc.list_parent_indices(lines))
+    pairs = pc.extract_regex(lines.flatten(), TAG_LINE_RE2)
+    broken = np.zeros(len(texts), dtype=bool)
+    broken[line_game[np.asarray(pairs.is_null())]] = True
+    tags = _pivot_tags(pc.struct_field(pairs, [0]), pc.struct_field(pairs, [1]), line_game, len(texts))
+    variant, result = tags["Variant"], tags["Result"]
+    suspect = (
+        broken
+        | np.asarray(pc.fill_null(pc.not_equal(variant, "Standard"), False))
+        | np.asarray(tags.pop("FEN").is_valid())
+        | np.asarray(tags.pop("SetUp").is_valid())
+        | ~np.asarray(pc.fill_null(pc.equal(result, pa.array(finals, pa.string())), False))
+    )
+    if batch.ends_stream and texts:
+        suspect[-1] = True
+    rejected: list[Rejection] = []
+    for index in np.flatnonzero(suspect):
+        rejection = _rejection(int(index), texts[index], last=batch.ends_stream and index == len(texts) - 1)
+        if rejection is None:
+            suspect[index] = False
         else:
-            kept.append(index)
-            kept_tags.append(tags)
-            movetexts.append(movetext)
-    return kept, kept_tags, movetexts, rejected
+            rejected.append(rejection)
+    kept = np.flatnonzero(~suspect)
+    tags["has_clock"], tags["has_eval"] = pa.array(clocks, pa.bool_()), pa.array(evals, pa.bool_())
+    struct = pa.StructArray.from_arrays(
+        [tags[field.name].take(kept) for field in TAGS_STRUCT], fields=list(TAGS_STRUCT)
+    )
+    return kept, struct, pa.array(movetexts, pa.large_string()).take(kept), rejected
+
+
+def _pivot_tags(names: pa.Array, values: pa.Array, line_game: np.ndarray, games: int) -> dict[str, pa.Array]:
+    """One column per tag that the columns or checks need: the value of each game's tag line, NULL if it has none.
+
+    A tag given twice keeps its last value, as a dict built from the lines would.
+    """
+    names = pc.dictionary_encode(names)
+    codes = np.asarray(pc.fill_null(names.indices, -1))
+    columns: dict[str, pa.Array] = {}
+    for tag in [field.name for field in TAGS_STRUCT if field.type == pa.string()] + ["FEN", "SetUp"]:
+        code = pc.index(names.dictionary, tag).as_py()
+        lines = np.flatnonzero(codes == code) if code >= 0 else np.zeros(0, dtype=np.int64)
+        line_of_game = np.full(games, -1, dtype=np.int64)
+        line_of_game[line_game[lines]] = lines  # in order, so a repeated tag's last line wins
+        columns[tag] = values.take(pa.array(line_of_game, mask=line_of_game < 0))
+    return columns
+
+
+def _rejection(index: int, text: str, *, last: bool) -> Rejection | None:
+    """Why one game is quarantined, by the rules in the module docstring, or None if it is not."""
+    head, _, _ = text.partition("\n\n")
+    final = RESULT_AT_END.search(text[-8:])
+    if final is None and last:
+        return Rejection(index, _site_of(head), text, "truncated", "the stream ends inside this game")
+    pairs = TAG_LINE.findall(head)
+    tags = dict(pairs)
+    if len(pairs) != head.count("\n") + 1:
+        bad = next((line for line in head.split("\n") if not TAG_LINE.fullmatch(line)), head)
+        return Rejection(index, tags.get("Site"), text, "broken_tags", f"not a tag line: {bad[:80]!r}")
+    if tags.get("Variant", "Standard") != "Standard" or "FEN" in tags or "SetUp" in tags:
+        detail = f"Variant {tags.get('Variant', 'Standard')!r}, FEN {tags.get('FEN')!r}"
+        return Rejection(index, tags.get("Site"), text, "non_standard_start", detail)
+    if tags.get("Result") not in RESULTS:
+        return Rejection(index, tags.get("Site"), text, "missing_result", f"Result tag {tags.get('Result')!r}")
+    if final is None:
+        return Rejection(index, tags["Site"], text, "missing_result", "the movetext ends without a result")
+    if final.group(1) != tags["Result"]:
+        detail = f"Result tag {tags['Result']} but the movetext ends {final.group(1)}"
+        return Rejection(index, tags.get("Site"), text, "result_mismatch", detail)
+    return None
 
 
 def _text(batch: GameBatch, index: int) -> str:
@@ -316,11 +436,11 @@ def _site_of(head: str) -> str | None:
     return match.group(1) if match else None
 
 
-def _parse_moves(movetexts: list[str]) -> tuple[pa.ListArray, np.ndarray, list[str | None]]:
+def _parse_moves(movetexts: pa.LargeStringArray) -> tuple[pa.ListArray, np.ndarray, list[str | None]]:
     """Legal-move check movetexts in Rust; return (UCI move lists, valid flags, error messages), one per text."""
     if not movetexts:
         return pa.array([], pa.list_(pa.string())), np.zeros(0, dtype=bool), []
-    parsed = rust_pgn.parse_games(pa.chunked_array([pa.array(movetexts, pa.large_string())]), num_threads=1)
+    parsed = rust_pgn.parse_games(pa.chunked_array([movetexts]), num_threads=1)
     if len(parsed) != len(movetexts):  # some text read as several games, or none: find it game by game
         return _parse_moves_one_by_one(movetexts)
     chunks = parsed.chunks
@@ -337,12 +457,12 @@ def _parse_moves(movetexts: list[str]) -> tuple[pa.ListArray, np.ndarray, list[s
     return moves, valid, errors
 
 
-def _parse_moves_one_by_one(movetexts: list[str]) -> tuple[pa.ListArray, np.ndarray, list[str | None]]:
+def _parse_moves_one_by_one(movetexts: pa.LargeStringArray) -> tuple[pa.ListArray, np.ndarray, list[str | None]]:
     """Slow path: parse each text alone so one text that is not exactly one game cannot shift the others."""
     moves: list[list[str]] = []
     valid: list[bool] = []
     errors: list[str | None] = []
-    for movetext in movetexts:
+    for movetext in movetexts.to_pylist():
         parsed = rust_pgn.parse_games_from_strings([movetext], num_threads=1)
         if len(parsed) == 1:
             moves.append(parsed[0].moves_uci())
@@ -355,9 +475,7 @@ def _parse_moves_one_by_one(movetexts: list[str]) -> tuple[pa.ListArray, np.ndar
     return pa.array(moves, pa.list_(pa.string())), np.array(valid, dtype=bool), errors
 
 
-def _games_columns(
-    tags: pa.StructArray, movetexts: list[str], month: str
-) -> tuple[dict[str, pa.Array], list[tuple[int, str]]]:
+def _games_columns(tags: pa.StructArray, month: str) -> tuple[dict[str, pa.Array], list[tuple[int, str]]]:
     """Every `games` column but the moves, built column-wise from the tags, and the (row, detail) of malformed values."""
     columns: dict[str, pa.Array] = {name: tags.field(tag) for name, tag in TEXT_COLUMNS.items()}
     columns["month"] = pa.array([month] * len(tags), pa.string())
@@ -378,9 +496,8 @@ def _games_columns(
     malformed.append(("TimeControl", pc.if_else(pc.equal(time_control, "-"), None, time_control), parts))
     stamp = pc.binary_join_element_wise(tags.field("UTCDate"), tags.field("UTCTime"), " ")
     columns["utc_time"] = pc.strptime(stamp, format="%Y.%m.%d %H:%M:%S", unit="s", error_is_null=True)
-    movetext = pa.array(movetexts, pa.large_string())
-    columns["has_clock"] = pc.match_substring(movetext, "[%clk")
-    columns["has_eval"] = pc.match_substring(movetext, "[%eval")
+    columns["has_clock"] = tags.field("has_clock")
+    columns["has_eval"] = tags.field("has_eval")
     bad: dict[int, str] = {}
     for tag, raw, parsed in malformed:
         for row in np.flatnonzero(np.asarray(pc.and_(pc.is_valid(raw), pc.is_null(parsed)))):
