@@ -1,8 +1,8 @@
-"""Batched match engine vs a sequential batch-size-1 loop like the reference code's, in one run.
+"""Batched match engine vs a sequential batch-size-1 loop like the reference code's, in one run, at two sizes.
 
-Both sides play the same ChessFormer (`tiny`, random weights: a trained one costs the same per move) against the
-same Stockfish opponent through the same engine pool; the sequential baseline is the same engine with one game
-in flight (`max_in_flight=1`), i.e. one forward pass per model move and one engine busy at a time, and like the
+Both sides play the same ChessFormer (random weights: a trained one costs the same per move) against the same
+Stockfish opponent through the same engine pool; the sequential baseline is the same engine with one game in
+flight (`max_in_flight=1`), i.e. one forward pass per model move and one engine busy at a time, and like the
 reference code it recomputes the whole history at every move (`incremental=False`). The batched engine reads the
 earlier plies from the model's key/value cache; a third row, sequential with that cache, shows how much of the
 gain is the cache and how much the batching. The runs alternate `--repeats` times and the fastest of each is
@@ -10,21 +10,31 @@ reported: on a shared 2-core machine the minimum is the figure least disturbed b
 per move (its calling thread's) is printed too: it shows the batching gain without the overlapping Stockfish
 searches and the machine's other load.
 
+Two sizes, each with its own baseline: `tiny` (~650k parameters, what the pipeline trains on CPU), where Stockfish
+and the Python match loop cost more than the model per move and so cap the ratio, and `paper` (`config_for("paper")`:
+the reference's 16 layers x 8 heads x 512, ~50M parameters), where the model dominates as it did in the reference.
+The paper size plays fewer games (a batch-1 move there recomputes up to 160 plies of a 50M-parameter model) and
+keeps 64 games in flight, as many as the key/value cache holds at that size (`KV_CACHE_BYTES`, 16 MiB a game); a
+model call scores the games where it is the model's turn, about half of those in flight.
+
 The batched engine plays more games than it keeps in flight, as a full evaluation does, so its batches stay full
 until the last games (with exactly as many games as slots, the long games' tail runs at tiny batch sizes). CPU
 per model move is split into the model's calls, the rest of this process (the match loop: rules, sampling, PGN,
 engine I/O) and the Stockfish processes (read from /proc), which says what limits each mode.
 
-    .venv/bin/python benchmarks/bench_play.py            # 512 batched games (256 in flight) vs 12 sequential
-    .venv/bin/python benchmarks/bench_play.py --quick    # smoke run: 8 (4 in flight) vs 2
+    .venv/bin/python benchmarks/bench_play.py                # tiny: 512 (256 in flight) vs 12; paper: 128 (64) vs 8
+    .venv/bin/python benchmarks/bench_play.py --model paper  # one size
+    .venv/bin/python benchmarks/bench_play.py --quick        # smoke run: a few short games of each size
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import chess
@@ -91,46 +101,40 @@ def measure(label: str, pairing: Pairing, rules: Rules, max_in_flight: int, pool
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="a few games only (CI smoke run)")
-    parser.add_argument("--games", type=int, default=512, help="games for the batched engine")
-    parser.add_argument("--in-flight", type=int, default=256, help="games in flight (play_matches' default)")
-    parser.add_argument("--sequential-games", type=int, default=12, help="games for the batch-size-1 baseline")
-    parser.add_argument("--opponent", choices=("stockfish", "random"), default="stockfish")
-    parser.add_argument("--level", type=int, default=1, help="Stockfish Skill Level (depth level + 1)")
-    parser.add_argument("--engines", type=int, default=2, help="Stockfish processes in the pool")
-    parser.add_argument("--max-plies", type=int, default=160)
-    parser.add_argument("--torch-threads", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=3, help="alternate runs of each; the fastest is reported")
-    args = parser.parse_args()
-    if args.quick:
-        args.games, args.in_flight, args.sequential_games, args.max_plies, args.repeats = 8, 4, 2, 60, 1
-    torch.set_num_threads(args.torch_threads)
+@dataclass(frozen=True)
+class Size:
+    """How much each mode plays at one model size: enough batched games to keep the batches full, few sequential."""
+
+    games: int
+    in_flight: int
+    sequential_games: int
+    repeats: int
+
+
+SIZES = {"tiny": Size(512, 256, 12, 3), "paper": Size(128, 64, 8, 1)}
+QUICK = {"tiny": Size(8, 4, 2, 1), "paper": Size(4, 4, 1, 1)}
+
+
+def compare(size: str, plan: Size, opponent: Player, rules: Rules, pool: EnginePool) -> tuple[dict, dict, dict]:
+    """The fastest of `plan.repeats` runs of each mode at one model size: recomputed and cached batch-1, batched."""
     torch.manual_seed(0)
-    model = ChessFormer(config_for("tiny"))
-    player = Player("chessformer-tiny", TimedModelPolicy(model, 1.0), temperature=1.0)
-    reference = Player("chessformer-tiny", TimedModelPolicy(model, 1.0, incremental=False), temperature=1.0)
-    rules = Rules(max_plies=args.max_plies)
+    model = ChessFormer(config_for(size))
+    player = Player(f"chessformer-{size}", TimedModelPolicy(model, 1.0), temperature=1.0)
+    reference = Player(f"chessformer-{size}", TimedModelPolicy(model, 1.0, incremental=False), temperature=1.0)
     print(
-        f"ChessFormer tiny ({sum(p.numel() for p in model.parameters()):,} parameters, random weights, τ=1) "
-        f"vs {args.opponent}; torch threads {args.torch_threads}; ply cap {args.max_plies}; best of {args.repeats}"
+        f"\nChessFormer {size} ({sum(p.numel() for p in model.parameters()):,} parameters, random weights, τ=1) "
+        f"vs {opponent.name}; ply cap {rules.max_plies}; best of {plan.repeats}"
     )
-    with EnginePool.start(lambda: SkillEngine(find_stockfish()), size=args.engines) as pool:
-        if args.opponent == "stockfish":
-            opponent = stockfish_opponents(pool, anchors={args.level: 1554.0})[0]
-        else:
-            opponent = Player("random", RandomPolicy(), "random", 0.0)
-        configurations = {
-            "sequential, recomputed": (reference, args.sequential_games, 1),
-            "sequential, KV cache": (player, args.sequential_games, 1),
-            f"batched ({args.in_flight} in flight), KV cache": (player, args.games, args.in_flight),
-        }
-        runs: dict[str, list[dict]] = {label: [] for label in configurations}
-        for _ in range(args.repeats):
-            for label, (side, games, in_flight) in configurations.items():
-                runs[label].append(measure(label, Pairing(side, opponent, games), rules, in_flight, pool))
-        sequential, cached, batched = (max(runs[label], key=lambda row: row["model_moves_per_s"]) for label in runs)
+    configurations = {
+        "sequential, recomputed": (reference, plan.sequential_games, 1),
+        "sequential, KV cache": (player, plan.sequential_games, 1),
+        f"batched ({plan.in_flight} in flight), KV cache": (player, plan.games, plan.in_flight),
+    }
+    runs: dict[str, list[dict]] = {label: [] for label in configurations}
+    for _ in range(plan.repeats):
+        for label, (side, games, in_flight) in configurations.items():
+            runs[label].append(measure(label, Pairing(side, opponent, games), rules, in_flight, pool))
+    sequential, cached, batched = (max(runs[label], key=lambda row: row["model_moves_per_s"]) for label in runs)
     print(
         f"{'':32} {'games':>6} {'plies':>6} {'model moves':>12} {'wall s':>8} {'moves/s':>9} {'games/min':>10} "
         f"{'model %':>8} {'model ms/move':>14} {'model CPU ms/move':>18}  CPU ms/move: model / loop / Stockfish"
@@ -152,6 +156,56 @@ def main() -> None:
         f"over sequential with the KV cache: {batched['model_moves_per_s'] / cached['model_moves_per_s']:.1f}x "
         f"model moves/s, {batched['games_per_min'] / cached['games_per_min']:.1f}x games/min"
     )
+    return sequential, cached, batched
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=tuple(SIZES), action="append", help="model size(s); default: both")
+    parser.add_argument("--quick", action="store_true", help="a few short games of each size (CI smoke run)")
+    parser.add_argument("--games", type=int, help="games for the batched engine (default: per size)")
+    parser.add_argument("--in-flight", type=int, help="games in flight (default: per size)")
+    parser.add_argument("--sequential-games", type=int, help="games for the batch-size-1 baselines (default: per size)")
+    parser.add_argument("--repeats", type=int, help="alternate runs of each, the fastest reported (default: per size)")
+    parser.add_argument("--opponent", choices=("stockfish", "random"), default="stockfish")
+    parser.add_argument("--level", type=int, default=1, help="Stockfish Skill Level (depth level + 1)")
+    parser.add_argument("--engines", type=int, default=2, help="Stockfish processes in the pool")
+    parser.add_argument("--max-plies", type=int, help="ply cap, the same for every mode (default: 160, quick: 40)")
+    parser.add_argument("--torch-threads", type=int, default=1)
+    args = parser.parse_args()
+    overrides = {
+        field: value
+        for field in ("games", "in_flight", "sequential_games", "repeats")
+        if (value := getattr(args, field)) is not None
+    }
+    plans = {
+        size: dataclasses.replace((QUICK if args.quick else SIZES)[size], **overrides) for size in args.model or SIZES
+    }
+    rules = Rules(max_plies=args.max_plies or (40 if args.quick else 160))
+    torch.set_num_threads(args.torch_threads)
+    print(
+        f"torch threads {args.torch_threads}; {args.engines} Stockfish processes; load average {' '.join(f'{load:.1f}' for load in os.getloadavg())}"
+    )
+    results = {}
+    with EnginePool.start(lambda: SkillEngine(find_stockfish()), size=args.engines) as pool:
+        if args.opponent == "stockfish":
+            opponent = stockfish_opponents(pool, anchors={args.level: 1554.0})[0]
+        else:
+            opponent = Player("random", RandomPolicy(), "random", 0.0)
+        for size, plan in plans.items():
+            results[size] = compare(size, plan, opponent, rules, pool)
+    print(f"\nsummary (random weights, vs {opponent.name}): batch-1 recomputed baseline vs batched with the KV cache")
+    print(
+        f"{'model':6} {'baseline moves/s':>17} {'batched moves/s':>16} {'speed-up':>9} "
+        f"{'baseline games/min':>19} {'batched games/min':>18} {'speed-up':>9}"
+    )
+    for size, (sequential, _, batched) in results.items():
+        print(
+            f"{size:6} {sequential['model_moves_per_s']:17.1f} {batched['model_moves_per_s']:16.1f} "
+            f"{batched['model_moves_per_s'] / sequential['model_moves_per_s']:8.1f}x "
+            f"{sequential['games_per_min']:19.2f} {batched['games_per_min']:18.2f} "
+            f"{batched['games_per_min'] / sequential['games_per_min']:8.1f}x"
+        )
 
 
 if __name__ == "__main__":

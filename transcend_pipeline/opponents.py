@@ -91,9 +91,7 @@ class SkillEngine(Engine):
         if skill_level != self.skill_level:
             self._send(f"setoption name Skill Level value {skill_level}")
             self.skill_level = skill_level
-        root = board.root()
-        moves = " ".join(move.uci() for move in board.move_stack)
-        self._send(f"position fen {root.fen()}" + (f" moves {moves}" if moves else ""))
+        self._send(_position_command(board))
         self._send(go)
         while True:  # Engine._read_until drops the line it stops at, and here that line is the answer
             line = self._process.stdout.readline()
@@ -101,6 +99,20 @@ class SkillEngine(Engine):
                 raise EngineError(f"Stockfish (pid {self.pid}) closed its output during a search")
             if line.startswith("bestmove"):
                 return chess.Move.from_uci(line.split()[1])
+
+
+_STANDARD_START = chess.Board()
+
+
+def _position_command(board: chess.Board) -> str:
+    """The UCI `position` of `board` with its game's moves (Stockfish's repetition draws need them).
+
+    A game from the standard start says `startpos`: python-chess's `fen()` costs more than the move list, and
+    the engine is asked once per opponent move."""
+    root = board.root()
+    start = "startpos" if root == _STANDARD_START else f"fen {root.fen()}"
+    moves = " ".join(map(chess.Move.uci, board.move_stack))
+    return f"position {start}" + (f" moves {moves}" if moves else "")
 
 
 class StockfishPolicy(Policy):
