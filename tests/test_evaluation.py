@@ -9,6 +9,7 @@ import pytest
 
 from transcend_pipeline.evaluation import (
     TEMPERATURES,
+    diversity_section,
     markdown_report,
     plot_transcendence,
     ratings_table,
@@ -148,3 +149,25 @@ def test_figure_and_report_are_written(tmp_path: Path):
     assert "| cap1500 | 1500 | — |" in report and "| no |" in report
     assert report.count("\n| cap1500 | model | model |") == len(TEMPERATURES)
     assert "![rating against temperature](transcendence.png)" in report
+
+
+def test_the_diversity_section_puts_each_bucket_beside_its_rating_and_the_best_players_argmax():
+    full = [rating_row(0.1, 1600), rating_row(0.0, 1450, kind="clone")]
+    clones = [{**row, "experiment": "clones"} for row in (rating_row(0.001, 1440), rating_row(0.0, 1460, kind="clone"))]
+    verdicts = [verdict(full, cap=1300), verdict(clones, cap=1300)]
+    diversity = {
+        "cap1000": {"games": 6000, "players": 26, "top_player_share": 0.1, "player_entropy": 0.98},
+        "clones": {"games": 6000, "players": 1, "top_player_share": 1.0, "player_entropy": 0.0},
+    }
+    section = diversity_section(
+        verdicts, full + clones, diversity, {"cap1000": "full bucket", "clones": "clones of one player"}
+    )
+    lines = section.splitlines()
+    full_line = next(line for line in lines if line.startswith("| cap1000 |"))
+    clone_line = next(line for line in lines if line.startswith("| clones |"))
+    assert (
+        "| full bucket | 6000 | 26 | 0.100 | 0.980 | — | 0.1 | 1600 [1550, 1650] | 1300 | 1450 [1400, 1500] |"
+        in full_line
+    )
+    assert "| clones of one player | 6000 | 1 | 1.000 | 0.000 | — | 0.001 | 1440 [1390, 1490] |" in clone_line
+    assert clone_line.endswith("| 1460 [1410, 1510] | **yes** |")

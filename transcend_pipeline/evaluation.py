@@ -214,25 +214,31 @@ DIVERSITY_COLUMNS = ("games", "players", "top_player_share", "player_entropy", "
 
 def diversity_section(
     verdicts: Sequence[Verdict],
+    rows: Sequence[Mapping],
     diversity: Mapping[str, Mapping],
     buckets: Mapping[str, str],
     figure: Path | None = None,
 ) -> str:
     """Does transcendence need diversity? Each experiment's bucket diversity beside its best rating and verdict.
 
-    `diversity` maps an experiment to its bucket's `bucket_diversity` row, `buckets` to a label of its bucket
-    ("full bucket", "clones of one player", ...). Reported as measured, whichever way it comes out.
+    `rows` are the ratings rows (for the best player's argmax, rated in each experiment's games), `diversity` maps
+    an experiment to its bucket's `bucket_diversity` row, `buckets` to a label of its bucket ("full bucket",
+    "clones of one player", ...). Reported as measured, whichever way it comes out.
     """
     lines = [
         "## Does it need diversity? (the ablation)",
         "",
         "The same cap and number of games, played by fewer players. Diversity metrics come from the same SQL "
-        "models as every bucket; the ablations pass every quality gate except the diversity ones they waive.",
+        "models as every bucket; the ablations pass every quality gate except the diversity ones they waive. "
+        "Low temperature also strips a single player's own sampling noise, so beside the verdict's bar (the cap, "
+        "or the best player's rating) the table shows that player's argmax — what a model of one expert's clones "
+        "can at most approach.",
         "",
         "| experiment | bucket | games | players | top player share | player entropy | opening entropy "
-        "| best τ | rating [95%] | bar | transcends |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| best τ | rating [95%] | bar | best player's argmax [95%] | transcends |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    clones = {row.get("experiment"): row for row in rows if row["kind"] == "clone"}
 
     def cell(value: object) -> str:
         return "—" if value is None else f"{value:.3f}" if isinstance(value, float) else f"{value}"
@@ -240,9 +246,11 @@ def diversity_section(
     for v in verdicts:
         row = diversity.get(v.experiment or "", {})
         metrics = " | ".join(cell(row.get(column)) for column in DIVERSITY_COLUMNS)
+        clone = clones.get(v.experiment)
+        argmax = "—" if clone is None else f"{clone['rating']:.0f} [{clone['low']:.0f}, {clone['high']:.0f}]"
         lines.append(
             f"| {v.experiment} | {buckets.get(v.experiment or '', '')} | {metrics} | {_fmt_temperature(v.best_temperature)} "
-            f"| {v.rating:.0f} [{v.low:.0f}, {v.high:.0f}] | {v.bar:.0f} | {'**yes**' if v.transcends else 'no'} |"
+            f"| {v.rating:.0f} [{v.low:.0f}, {v.high:.0f}] | {v.bar:.0f} | {argmax} | {'**yes**' if v.transcends else 'no'} |"
         )
     if figure is not None:
         lines += ["", f"![rating against temperature, diversity ablation]({figure.name})"]

@@ -213,8 +213,8 @@ def transcendence_report(home: TranscendHome) -> dg.MaterializeResult:
             else "full bucket"
             for v in compared
         }
-        sections.append(diversity_section(compared, diversity, buckets, Path(ablation_figure.name)))
-        ui_sections["diversity_ablation"] = diversity_section(compared, diversity, buckets)
+        sections.append(diversity_section(compared, rows, diversity, buckets, Path(ablation_figure.name)))
+        ui_sections["diversity_ablation"] = diversity_section(compared, rows, diversity, buckets)
     if advantage:
         advantage.sort(key=lambda row: (list(EXPERIMENTS).index(row.experiment), row.source, row.temperature))
         analysed = [name for name in EXPERIMENTS if any(row.experiment == name for row in advantage)]
