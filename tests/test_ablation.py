@@ -108,7 +108,7 @@ def test_a_variant_bucket_is_built_by_the_bucket_sql_and_measured_like_any_bucke
         ).fetchall()
         strict = variant_gates(connection, 1300, EXPECTATIONS, variables, waive=())
         waived = variant_gates(connection, 1300, EXPECTATIONS, variables, waive=WAIVED)
-    assert variant == reference
+    assert variant == [pytest.approx(row) for row in reference]  # float sums may differ in the last bit
     assert clone == (120, 1, "p0", pytest.approx(1.0), pytest.approx(0.0))
     assert staged == 120
     assert clone_players == [("p0", 120, pytest.approx(1.0), pytest.approx(1.0))]  # self-play counts once per game
