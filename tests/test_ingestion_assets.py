@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import os
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
 import pytest
-import zstandard
+from conftest import SAMPLE_2021_10, publish
 
 from transcend_pipeline.defs.ingestion import games, raw_dump
 from transcend_pipeline.defs.partitions import monthly_partitions
@@ -23,35 +19,7 @@ from transcend_pipeline.lichess import dump_filename
 from transcend_pipeline.warehouse import open_warehouse
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SAMPLE_2021_10 = "lichess_2021-10_dump_excerpt_999games.pgn"
 SAMPLE_2013_01 = "lichess_2013-01_dump_excerpt_10games.pgn"
-
-
-def publish(directory: Path, month: str, pgn: bytes) -> Path:
-    """Write a month as Lichess does (zstd) and list it in sha256sums.txt."""
-    path = directory / dump_filename(month)
-    path.write_bytes(zstandard.ZstdCompressor(level=3).compress(pgn))
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    with (directory / "sha256sums.txt").open("a") as sums:
-        sums.write(f"{digest}  {path.name}\n")
-    return path
-
-
-@pytest.fixture()
-def lichess_mirror(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """A static HTTP server on 127.0.0.1 serving a directory laid out like database.lichess.org/standard."""
-    root = tmp_path / "mirror"
-    (root / "standard").mkdir(parents=True)
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *args: None  # type: ignore[attr-defined]
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/standard", root / "standard"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def game_counts(home: Path, month: str) -> tuple[int, int]:

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from conftest import SAMPLE_2021_10, publish
 from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
 from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
 from dagster._time import get_current_datetime
-from test_ingestion_assets import SAMPLE_2021_10, lichess_mirror, publish  # noqa: F401 (a fixture; belongs in conftest.py)
 
 from transcend_pipeline.defs.ingestion import games, raw_dump
 from transcend_pipeline.defs.resources import LichessSource, TranscendHome
@@ -91,7 +91,7 @@ def republish_first_half(served: Path, lichess_samples: Path) -> None:
 def warehouse(
     transcend_home: Path,
     lichess_samples: Path,
-    lichess_mirror: tuple[str, Path],  # noqa: F811
+    lichess_mirror: tuple[str, Path],
 ) -> Iterator[Warehouse]:
     base_url, served = lichess_mirror
     publish(served, MONTH, (lichess_samples / SAMPLE_2021_10).read_bytes())

@@ -10,6 +10,7 @@ import chess.pgn
 import dagster as dg
 import pytest
 import zstandard
+from conftest import SAMPLE_2021_10
 
 from transcend_pipeline.defs.ingestion import games, raw_dump
 from transcend_pipeline.defs.resources import PanelSource, TranscendHome
@@ -20,7 +21,6 @@ from transcend_pipeline.sql_models import load_vars
 from transcend_pipeline.warehouse import open_warehouse
 
 MONTH = "2025-01"
-SAMPLE_2021_10 = "lichess_2021-10_dump_excerpt_999games.pgn"
 
 
 def random_game(rng: random.Random, white: str, black: str, white_elo: int, black_elo: int, index: int) -> str:
