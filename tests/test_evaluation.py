@@ -10,6 +10,7 @@ import pytest
 from transcend_pipeline.evaluation import (
     TEMPERATURES,
     diversity_section,
+    diversity_table,
     markdown_report,
     plot_transcendence,
     ratings_table,
@@ -171,3 +172,8 @@ def test_the_diversity_section_puts_each_bucket_beside_its_rating_and_the_best_p
     )
     assert "| clones of one player | 6000 | 1 | 1.000 | 0.000 | — | 0.001 | 1440 [1390, 1490] |" in clone_line
     assert clone_line.endswith("| 1460 [1410, 1510] | **yes** |")
+
+    table = diversity_table({"clones": {**diversity["clones"], "top_player": "p0"}, "full bucket": {}}).splitlines()
+    assert table[0] == "| bucket | top_player | games | players | top_player_share | player_entropy | opening_entropy |"
+    assert table[2] == "| clones | p0 | 6000 | 1 | 1.000 | 0.000 | — |"
+    assert table[3] == "| full bucket | — | — | — | — | — | — |"

@@ -212,6 +212,18 @@ def markdown_report(
 DIVERSITY_COLUMNS = ("games", "players", "top_player_share", "player_entropy", "opening_entropy")
 
 
+def _cell(value: object) -> str:
+    return "—" if value is None else f"{value:.3f}" if isinstance(value, float) else f"{value}"
+
+
+def diversity_table(buckets: Mapping[str, Mapping]) -> str:
+    """`bucket_diversity` rows side by side (label -> row), as Markdown."""
+    columns = ("top_player", *DIVERSITY_COLUMNS)
+    lines = ["| bucket | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    lines += [f"| {label} | " + " | ".join(_cell(row.get(c)) for c in columns) + " |" for label, row in buckets.items()]
+    return "\n".join(lines) + "\n"
+
+
 def diversity_section(
     verdicts: Sequence[Verdict],
     rows: Sequence[Mapping],
@@ -240,12 +252,9 @@ def diversity_section(
     ]
     clones = {row.get("experiment"): row for row in rows if row["kind"] == "clone"}
 
-    def cell(value: object) -> str:
-        return "—" if value is None else f"{value:.3f}" if isinstance(value, float) else f"{value}"
-
     for v in verdicts:
         row = diversity.get(v.experiment or "", {})
-        metrics = " | ".join(cell(row.get(column)) for column in DIVERSITY_COLUMNS)
+        metrics = " | ".join(_cell(row.get(column)) for column in DIVERSITY_COLUMNS)
         clone = clones.get(v.experiment)
         argmax = "—" if clone is None else f"{clone['rating']:.0f} [{clone['low']:.0f}, {clone['high']:.0f}]"
         lines.append(

@@ -1,5 +1,6 @@
 """The diversity ablation's data: each variant experiment's games, its bucket built by the bucket SQL, and its gates."""
 
+import dataclasses
 from collections.abc import Iterator
 
 import dagster as dg
@@ -7,6 +8,7 @@ import dagster as dg
 from transcend_pipeline.defs.resources import DumpSource, PanelSource, TranscendHome
 from transcend_pipeline.defs.training import EXPERIMENTS, ablation_partitions, experiment_months
 from transcend_pipeline.defs.warehouse import DBT_ROOT, EXPECTATIONS, MODELS, project_vars
+from transcend_pipeline.experiments import Experiment
 from transcend_pipeline.settings import find_stockfish
 
 
@@ -49,6 +51,7 @@ def ablation_games(
         panel_variant_games,
         variant_gates,
     )
+    from transcend_pipeline.evaluation import diversity_table
     from transcend_pipeline.panel import PanelConfig
     from transcend_pipeline.warehouse import open_warehouse, replace_partition, replace_with_rows
 
@@ -61,7 +64,7 @@ def ablation_games(
             "SELECT count(*) FROM bucket_games WHERE cap = ? AND list_contains(?::VARCHAR[], month)",
             [experiment.cap, months],
         ).fetchone()
-        full_bucket = _diversity_row(connection, "bucket_diversity", "cap = ?", experiment.cap)
+        full_bucket = bucket_diversity_row(connection, dataclasses.replace(experiment, variant=None))
         panel_rows = (
             connection.execute(
                 "SELECT * FROM panel_players WHERE month = (SELECT max(month) FROM panel_players "
@@ -101,7 +104,7 @@ def ablation_games(
             )
         counts = build_variant_bucket(connection, experiment.name, experiment.cap, MODELS, variables)
         gates = variant_gates(connection, experiment.cap, EXPECTATIONS, variables, variant.waive)
-        diversity = _diversity_row(connection, "ablation_bucket_diversity", "experiment = ?", experiment.name)
+        diversity = bucket_diversity_row(connection, experiment)
     exception = (
         f"EXCEPTION for this ablation only ({variant.label}): {', '.join(gates.waived)} fail by design and are "
         "waived; every other guard holds"
@@ -117,7 +120,7 @@ def ablation_games(
             ),
             "gate": gates.status,
             "gate_exception": exception or "none",
-            "diversity": dg.MetadataValue.md(_diversity_table(experiment.name, diversity, full_bucket)),
+            "diversity": dg.MetadataValue.md(diversity_table({experiment.name: diversity, "full bucket": full_bucket})),
             "sql": dg.MetadataValue.path(str(DBT_ROOT / "marts")),
         }
     )
@@ -155,22 +158,13 @@ def _every_thousand_games(context: dg.AssetExecutionContext, total: int):
     return report
 
 
-DIVERSITY_COLUMNS = ("games", "players", "top_player", "top_player_share", "player_entropy", "opening_entropy")
-
-
-def _diversity_row(connection, table: str, where: str, key: object) -> dict:
-    columns = ", ".join(DIVERSITY_COLUMNS)
-    row = connection.execute(f"SELECT {columns} FROM {table} WHERE {where}", [key]).fetchone()
-    return dict(zip(DIVERSITY_COLUMNS, row, strict=True)) if row else {}
-
-
-def _diversity_table(name: str, variant: dict, full_bucket: dict) -> str:
-    def cell(value: object) -> str:
-        return f"{value:.3f}" if isinstance(value, float) else str(value)
-
-    header = "| bucket | " + " | ".join(DIVERSITY_COLUMNS) + " |\n|" + "---|" * (len(DIVERSITY_COLUMNS) + 1)
-    rows = [
-        f"| {label} | " + " | ".join(cell(row.get(column)) for column in DIVERSITY_COLUMNS) + " |"
-        for label, row in ((name, variant), ("full bucket", full_bucket))
-    ]
-    return "\n".join([header, *rows])
+def bucket_diversity_row(connection, experiment: Experiment) -> dict:
+    """The `bucket_diversity` row of the experiment's bucket: its cap's, or its ablation's own."""
+    table, column, key = (
+        ("ablation_bucket_diversity", "experiment", experiment.name)
+        if experiment.variant
+        else ("bucket_diversity", "cap", experiment.cap)
+    )
+    cursor = connection.execute(f"SELECT * FROM {table} WHERE {column} = ?", [key])
+    row = cursor.fetchone()
+    return dict(zip([c[0] for c in cursor.description], row, strict=True)) if row else {}

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from transcend_pipeline.defs.ablation import bucket_diversity_row
 from transcend_pipeline.defs.resources import DumpSource, PanelSource, TranscendHome
 from transcend_pipeline.defs.training import (
     EXPERIMENTS,
@@ -187,7 +188,7 @@ def transcendence_report(home: TranscendHome) -> dg.MaterializeResult:
             best_rating = _best_player_rating(connection, best_player[0]["player"]) if best_player else None
             verdicts.append(verdict(mine, cap=EXPERIMENTS[name].cap, best_player_rating=best_rating))
         replace_with_rows(connection, "transcendence", [v.as_row() for v in verdicts])
-        diversity = {v.experiment: _bucket_diversity(connection, EXPERIMENTS[v.experiment]) for v in verdicts}
+        diversity = {v.experiment: bucket_diversity_row(connection, EXPERIMENTS[v.experiment]) for v in verdicts}
         advantage = (
             [
                 GainSummary(**row)
@@ -244,18 +245,6 @@ ADVANTAGE_FIGURES = {
     "where the gain sits": "gain_concentration.png",
     "largest gains": "top_positions.png",
 }
-
-
-def _bucket_diversity(connection, experiment) -> dict:
-    """The diversity row of the experiment's bucket: its cap's, or its ablation's own."""
-    table, column, key = (
-        ("ablation_bucket_diversity", "experiment", experiment.name)
-        if experiment.variant
-        else ("bucket_diversity", "cap", experiment.cap)
-    )
-    cursor = connection.execute(f"SELECT * FROM {table} WHERE {column} = ?", [key])
-    row = cursor.fetchone()
-    return dict(zip([c[0] for c in cursor.description], row, strict=True)) if row else {}
 
 
 def _best_player_rating(connection, player: str) -> float | None:
