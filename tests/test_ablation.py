@@ -10,8 +10,7 @@ import chess
 import dagster as dg
 import numpy as np
 import pytest
-import zstandard
-from test_warehouse_assets import random_game
+from test_warehouse_assets import build_month, random_game
 
 from transcend_pipeline.ablation import (
     STAGING_TABLE,
@@ -23,12 +22,9 @@ from transcend_pipeline.ablation import (
     variant_pairs,
 )
 from transcend_pipeline.defs.ablation import ablation_games
-from transcend_pipeline.defs.ingestion import games, raw_dump
-from transcend_pipeline.defs.resources import PanelSource, TranscendHome
 from transcend_pipeline.defs.training import EXPERIMENTS, training_set
-from transcend_pipeline.defs.warehouse import DBT_ROOT, EXPECTATIONS, MODELS, quality_gates, sql_model_assets
+from transcend_pipeline.defs.warehouse import DBT_ROOT, EXPECTATIONS, MODELS
 from transcend_pipeline.experiments import Variant
-from transcend_pipeline.lichess import dump_filename
 from transcend_pipeline.panel import PanelConfig
 from transcend_pipeline.sql_models import load_vars, materialize
 from transcend_pipeline.warehouse import open_warehouse, replace_with_rows
@@ -154,30 +150,23 @@ def test_panel_clones_play_themselves_legally_and_reproducibly(stockfish_path: s
         assert row["ply_count"] == len(row["moves"]) and row["max_elo"] == 1300
 
 
-def write_small_dump(path: Path) -> None:
+def diverse_month() -> list[str]:
     """200 games between 30 players rated 700-1280: every cap's bucket passes the smoke gates."""
     rng = random.Random(11)
     texts = []
     for index in range(200):
         white, black = rng.sample(range(30), 2)
         texts.append(random_game(rng, f"c{white}", f"c{black}", 700 + 20 * white, 700 + 20 * black, index))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(zstandard.ZstdCompressor(level=3).compress("".join(texts).encode()))
+    return texts
 
 
 @pytest.mark.slow
 def test_an_ablation_trains_only_as_a_labelled_exception_and_other_failures_still_block(
     transcend_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    source = PanelSource(profile="smoke")
-    write_small_dump(transcend_home / "raw" / source.label / dump_filename(MONTH))
-    resources = {"home": TranscendHome(path=str(transcend_home)), "dump_source": source}
-    instance = dg.DagsterInstance.get()
-    monthly = [asset for asset in sql_model_assets if MODELS[asset.key.path[-1]].partitioned_by_month]
-    tables = [asset for asset in sql_model_assets if not MODELS[asset.key.path[-1]].partitioned_by_month]
-    dg.materialize([raw_dump, games, *monthly], partition_key=f"{MONTH}-01", resources=resources, instance=instance)
-    buckets = dg.materialize([*tables, *quality_gates], resources=resources, instance=instance)
-    assert all(evaluation.passed for evaluation in buckets.get_asset_check_evaluations())
+    built = build_month(transcend_home, diverse_month())
+    resources, instance = built.resources, built.instance
+    assert all(evaluation.passed for evaluation in built.buckets.get_asset_check_evaluations())
     with open_warehouse(transcend_home / "warehouse.duckdb") as connection:
         replace_with_rows(connection, "panel_players", panel_rows())
         (bucket,) = connection.execute("SELECT count(*) FROM bucket_games WHERE cap = 1300").fetchone()

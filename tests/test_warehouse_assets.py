@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
 import chess
@@ -51,7 +52,7 @@ def random_game(rng: random.Random, white: str, black: str, white_elo: int, blac
     return str(game) + "\n\n"
 
 
-def write_dump(path: Path, seed: int = 7) -> None:
+def one_player_month(seed: int = 7) -> list[str]:
     """Sub-1000 games nearly all played by one player; a diverse pool between 1000 and 1300."""
     rng = random.Random(seed)
     texts = []
@@ -65,25 +66,43 @@ def write_dump(path: Path, seed: int = 7) -> None:
                 rng, f"club{white}", f"club{black}", rng.randrange(1050, 1300), rng.randrange(1050, 1300), index
             )
         )
+    return texts
+
+
+@dataclass
+class BuiltMonth:
+    """A hand-made month materialised through raw_dump, games, the SQL models and their gates."""
+
+    source: PanelSource
+    resources: dict
+    instance: dg.DagsterInstance
+    ingest: dg.ExecuteInProcessResult
+    buckets: dg.ExecuteInProcessResult
+
+
+def build_month(home: Path, texts: list[str]) -> BuiltMonth:
+    """Write `texts` as the smoke panel's dump of MONTH and materialise the warehouse from it (gates may fail)."""
+    source = PanelSource(profile="smoke")
+    path = home / "raw" / source.label / dump_filename(MONTH)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(zstandard.ZstdCompressor(level=3).compress("".join(texts).encode()))
+    resources = {"home": TranscendHome(path=str(home)), "dump_source": source}
+    instance = dg.DagsterInstance.get()
+    monthly = [asset for asset in sql_model_assets if MODELS[asset.key.path[-1]].partitioned_by_month]
+    tables = [asset for asset in sql_model_assets if not MODELS[asset.key.path[-1]].partitioned_by_month]
+    ingest = dg.materialize(
+        [raw_dump, games, *monthly], partition_key=f"{MONTH}-01", resources=resources, instance=instance
+    )
+    buckets = dg.materialize([*tables, *quality_gates], resources=resources, instance=instance, raise_on_error=False)
+    return BuiltMonth(source, resources, instance, ingest, buckets)
 
 
 @pytest.mark.slow
 def test_a_one_player_bucket_fails_its_diversity_gate_and_cannot_be_trained_on(transcend_home: Path) -> None:
-    source = PanelSource(profile="smoke")
-    write_dump(transcend_home / "raw" / source.label / dump_filename(MONTH))
-    resources = {"home": TranscendHome(path=str(transcend_home)), "dump_source": source}
-    instance = dg.DagsterInstance.get()
-    monthly = [asset for asset in sql_model_assets if MODELS[asset.key.path[-1]].partitioned_by_month]
-    tables = [asset for asset in sql_model_assets if not MODELS[asset.key.path[-1]].partitioned_by_month]
+    built = build_month(transcend_home, one_player_month())
+    source, resources, instance, buckets = built.source, built.resources, built.instance, built.buckets
+    assert built.ingest.asset_materializations_for_node("games")[0].metadata["games_read"].value == 1000
 
-    ingest = dg.materialize(
-        [raw_dump, games, *monthly], partition_key=f"{MONTH}-01", resources=resources, instance=instance
-    )
-    assert ingest.asset_materializations_for_node("games")[0].metadata["games_read"].value == 1000
-
-    buckets = dg.materialize([*tables, *quality_gates], resources=resources, instance=instance, raise_on_error=False)
     evaluations = {
         (evaluation.asset_key.path[-1], evaluation.check_name): evaluation
         for evaluation in buckets.get_asset_check_evaluations()
