@@ -40,6 +40,13 @@ class TranscendHome(dg.ConfigurableResource):
     def reports_dir(self) -> Path:
         return self.root / "reports"
 
+    def training_set_dir(self, experiment: str) -> Path:
+        return self.root / "training_sets" / experiment
+
+    def checkpoint_dir(self, experiment: str) -> Path:
+        """Where an experiment's checkpoints live; `last.ckpt` is the model every later asset loads."""
+        return self.root / "checkpoints" / experiment
+
 
 @dataclass(frozen=True)
 class FetchedDump:

@@ -127,7 +127,7 @@ def training_set(context: dg.AssetExecutionContext, home: TranscendHome) -> dg.M
 
         manifest = build_shards(
             {split: bucket_moves(split) for split in ("train", "val")},
-            home.root / "training_sets" / experiment.name,
+            home.training_set_dir(experiment.name),
             workers=2,
         )
     if not manifest.count("train"):
@@ -142,7 +142,7 @@ def training_set(context: dg.AssetExecutionContext, home: TranscendHome) -> dg.M
             "months": dg.MetadataValue.json(months),
             "quality_gate": gate,
             "content_hash": manifest.content_hash,
-            "path": dg.MetadataValue.path(str(home.root / "training_sets" / experiment.name)),
+            "path": dg.MetadataValue.path(str(home.training_set_dir(experiment.name))),
         },
         data_version=dg.DataVersion(manifest.content_hash),
     )
@@ -177,8 +177,8 @@ def chessformer(
     from transcend_pipeline.training import ShardManifest, TrainConfig, train
 
     experiment = EXPERIMENTS[context.partition_key]
-    shards = home.root / "training_sets" / experiment.name
-    out_dir = home.root / "checkpoints" / experiment.name
+    shards = home.training_set_dir(experiment.name)
+    out_dir = home.checkpoint_dir(experiment.name)
     _discard_checkpoint_of_other_data(out_dir, ShardManifest.load(shards).content_hash, context)
     config = TrainConfig(experiment=experiment.name, model_size=experiment.model)
     minutes = experiment.budget_minutes(training.profile)
