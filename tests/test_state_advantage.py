@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from transcend_pipeline.model import ChessFormer, config_for
+from transcend_pipeline.model import ChessFormer, config_for, legal_move_distribution
 from transcend_pipeline.state_advantage import (
     HELD_OUT,
     OWN_GAMES,
@@ -26,6 +26,7 @@ from transcend_pipeline.state_advantage import (
     bootstrap_mean_interval,
     load_source_games,
     markdown_section,
+    model_probabilities,
     plot_gain_concentration,
     plot_gain_histogram,
     plot_top_positions,
@@ -80,6 +81,27 @@ def tiny_model() -> ChessFormer:
         for parameter in model.parameters():
             parameter.mul_(5)
     return model.eval()
+
+
+def test_every_temperature_from_one_pass_matches_a_pass_at_that_temperature(tiny_model: ChessFormer) -> None:
+    rng = random.Random(5)
+    boards = []
+    for plies in range(0, 60, 4):
+        board = chess.Board()
+        while board.ply() < plies and not board.is_game_over():
+            board.push(rng.choice(list(board.legal_moves)))
+        if not board.is_game_over():
+            boards.append(board)
+    temperatures = [0.0, 0.001, 0.1, 0.75, 1.5]
+    derived = model_probabilities(tiny_model, boards, temperatures, batch_size=5)
+    assert sorted(derived) == [*temperatures[:4], 1.0, 1.5]
+    for temperature in temperatures:
+        direct = legal_move_distribution(tiny_model, boards, temperature)
+        for (moves, probs), expected_moves, expected in zip(
+            derived[temperature], direct.moves, direct.probs, strict=True
+        ):
+            assert moves == expected_moves
+            assert probs == pytest.approx(expected[: len(moves)].double().numpy(), abs=1e-4)
 
 
 def test_expected_reward_and_gain_match_a_hand_computed_case() -> None:

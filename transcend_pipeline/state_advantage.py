@@ -197,17 +197,33 @@ def analyse_positions(
 def model_probabilities(
     model: ChessFormer, boards: Sequence[chess.Board], temperatures: Sequence[float], batch_size: int = 128
 ) -> dict[float, list[tuple[list[chess.Move], np.ndarray]]]:
-    """Per temperature (τ = 1 always included, it is the baseline), each board's legal moves and p_τ over them."""
+    """Per temperature (τ = 1 always included, it is the baseline), each board's legal moves and p_τ over them.
+
+    One forward pass at τ = 1: softmax(logits / τ) = softmax(log p_1 / τ), since log p_1 differs from the logits
+    by a constant per position; τ = 0 is the argmax, as in :func:`legal_move_distribution`.
+    """
     from transcend_pipeline.model import legal_move_distribution
 
-    result: dict[float, list[tuple[list[chess.Move], np.ndarray]]] = {}
-    for temperature in sorted({*temperatures, 1.0}):
-        rows = result[temperature] = []
-        for start in range(0, len(boards), batch_size):
-            distribution = legal_move_distribution(model, boards[start : start + batch_size], temperature)
-            probs = distribution.probs.double().cpu().numpy()
-            rows += [(moves, row[: len(moves)]) for moves, row in zip(distribution.moves, probs, strict=True)]
-    return result
+    baseline: list[tuple[list[chess.Move], np.ndarray]] = []
+    for start in range(0, len(boards), batch_size):
+        distribution = legal_move_distribution(model, boards[start : start + batch_size], 1.0)
+        probs = distribution.probs.double().cpu().numpy()
+        baseline += [(moves, row[: len(moves)]) for moves, row in zip(distribution.moves, probs, strict=True)]
+    return {
+        temperature: [(moves, _sharpen(probs, temperature)) for moves, probs in baseline]
+        for temperature in sorted({*temperatures, 1.0})
+    }
+
+
+def _sharpen(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """p_τ from p_1 (float64; an underflowed 0 stays the least likely move)."""
+    if temperature == 1.0:
+        return probs
+    if temperature == 0:
+        return np.eye(len(probs))[int(np.argmax(probs))]
+    scaled = np.log(np.maximum(probs, np.finfo(np.float64).tiny)) / temperature
+    weights = np.exp(scaled - scaled.max())
+    return weights / weights.sum()
 
 
 def bootstrap_mean_interval(
