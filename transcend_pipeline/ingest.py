@@ -11,6 +11,7 @@ at 90% leaves the previous rows as they were.
 from __future__ import annotations
 
 import collections
+import itertools
 import multiprocessing
 import re
 import shutil
@@ -197,8 +198,12 @@ def _parsed_chunks(
     as a small month), and later whenever they have 2 chunks each queued.
     Results wait in order behind the oldest helper chunk, at most `MAX_WAITING`.
     """
-    if workers <= 1 or multiprocessing.current_process().daemon:  # a daemonic process may not start helpers
-        for chunk in chunks:
+    chunks = iter(chunks)
+    head = list(itertools.islice(chunks, 2))
+    # A month of one chunk is parsed here: helpers would only start in time to be waited for. A daemonic process
+    # may not start helpers at all.
+    if workers <= 1 or len(head) < 2 or multiprocessing.current_process().daemon:
+        for chunk in itertools.chain(head, chunks):
             yield parse_chunk(chunk, month, moves_max_elo)
         return
     # spawn, not fork: this may run inside a threaded Dagster process.
@@ -206,7 +211,7 @@ def _parsed_chunks(
     started = [pool.submit(parse_chunk, PgnChunk(b"", ends_stream=True), month) for _ in range(workers - 1)]
     try:
         waiting: collections.deque[Future] = collections.deque()
-        for chunk in chunks:
+        for chunk in itertools.chain(head, chunks):
             while waiting and (waiting[0].done() or len(waiting) >= MAX_WAITING):
                 yield waiting.popleft().result()
             if all(future.done() for future in started) and sum(not f.done() for f in waiting) < 2 * (workers - 1):
@@ -217,8 +222,10 @@ def _parsed_chunks(
                 waiting.append(parsed)
         while waiting:
             yield waiting.popleft().result()
-    finally:  # helpers still starting exit once started, without holding up a month that was done before them
-        pool.shutdown(wait=all(future.done() for future in started), cancel_futures=True)
+    finally:
+        # Always wait for the helpers. Not waiting for one still starting (and leaving the pool to interpreter
+        # exit) is the likely cause of a `dagster asset materialize` step that hung once in CI (Python 3.11).
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _swap_month(warehouse_path: Path, month: str, stage: Path) -> None:
