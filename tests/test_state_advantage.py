@@ -280,7 +280,7 @@ def test_asset_writes_tables_figures_and_metadata_and_reruns_without_duplicates(
 
     monkeypatch.setenv("TRANSCEND_MONTHS", "2025-01")
     write_warehouse(transcend_home / "warehouse.duckdb", random_games(8, seed=5), "2025-01")
-    checkpoint = transcend_home / "checkpoints" / "cap1000" / "last.ckpt"
+    checkpoint = transcend_home / "checkpoints" / "cap1000" / "best.ckpt"
     checkpoint.parent.mkdir(parents=True)
     state_dict = {f"model.{key}": value for key, value in tiny_model.state_dict().items()}
     torch.save({"transcend": {"config": tiny_model.config.to_dict()}, "state_dict": state_dict}, checkpoint)

@@ -136,6 +136,30 @@ def test_checkpoint_loads_with_weights_only_and_records_lineage(trained, shards:
 
 
 @pytest.mark.slow
+def test_best_checkpoint_holds_the_weights_of_the_lowest_validation_loss(trained) -> None:
+    result, run = trained
+    best_step, _ = min(result.val_curve, key=lambda point: point[1])
+    assert result.checkpoint == run / "best.ckpt" and result.best_step == best_step
+    best = torch.load(run / "best.ckpt", weights_only=True)
+    assert best["global_step"] == best_step and "optimizer_states" not in best  # weights only: not a resume point
+    assert best["transcend"]["data_hash"] == result.data_hash
+    last = torch.load(run / "last.ckpt", weights_only=True)
+    if best_step != last["global_step"]:
+        assert any(not torch.equal(best["state_dict"][k], v) for k, v in last["state_dict"].items())
+
+
+def test_training_stops_when_the_validation_loss_stops_improving(shards: Path, tmp_path: Path) -> None:
+    # With a learning rate of 0 the loss never improves on its first measurement: patience 2 ends the run after
+    # the second validation without a new best, long before max_steps.
+    config = TrainConfig(**{**FAST, "val_every_steps": 5, "learning_rate": 0.0, "patience": 2})
+    result = train(shards, config, tmp_path, max_steps=200)
+    assert result.steps == 15 and result.best_step == 5
+    assert [step for step, _ in result.val_curve] == [5, 10, 15]
+    assert torch.load(tmp_path / "best.ckpt", weights_only=True)["global_step"] == 5
+    assert torch.load(tmp_path / "last.ckpt", weights_only=True)["global_step"] == 15
+
+
+@pytest.mark.slow
 def test_resume_continues_from_the_saved_step(shards: Path, tmp_path: Path) -> None:
     config = TrainConfig(**{**FAST, "checkpoint_every_steps": 10, "val_every_steps": 10})
     first = train(shards, config, tmp_path, max_steps=10)

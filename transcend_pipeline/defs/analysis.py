@@ -64,7 +64,7 @@ def state_advantage(
     from transcend_pipeline.warehouse import open_warehouse, replace_with_rows
 
     experiment = EXPERIMENTS[context.partition_key]
-    model = ChessFormer.from_checkpoint(str(home.checkpoint_dir(experiment.name) / "last.ckpt")).eval()
+    model = ChessFormer.from_checkpoint(str(home.model_checkpoint(experiment.name))).eval()
     with open_warehouse(home.warehouse_path, read_only=True) as connection:
         games = load_source_games(
             connection,

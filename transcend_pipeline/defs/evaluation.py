@@ -83,7 +83,7 @@ def evaluation_games(
     from transcend_pipeline.warehouse import open_warehouse, replace_with_rows
 
     experiment = EXPERIMENTS[context.partition_key]
-    model = ChessFormer.from_checkpoint(str(home.checkpoint_dir(experiment.name) / "last.ckpt")).eval()
+    model = ChessFormer.from_checkpoint(str(home.model_checkpoint(experiment.name))).eval()
     stockfish = find_stockfish()
     rules = Rules(
         max_plies=evaluation.max_plies,

@@ -44,8 +44,12 @@ class TranscendHome(dg.ConfigurableResource):
         return self.root / "training_sets" / experiment
 
     def checkpoint_dir(self, experiment: str) -> Path:
-        """Where an experiment's checkpoints live; `last.ckpt` is the model every later asset loads."""
+        """Where an experiment's checkpoints live: `last.ckpt` (resume) and `best.ckpt` (the trained model)."""
         return self.root / "checkpoints" / experiment
+
+    def model_checkpoint(self, experiment: str) -> Path:
+        """The model every asset after training loads: the weights at the lowest validation loss."""
+        return self.checkpoint_dir(experiment) / "best.ckpt"
 
 
 @dataclass(frozen=True)

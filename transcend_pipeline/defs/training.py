@@ -198,6 +198,7 @@ def chessformer(
             "checkpoint": dg.MetadataValue.path(str(result.checkpoint)),
             "parameters": result.parameters,
             "steps": result.steps,
+            "best_step": result.best_step,
             "tokens_seen": result.positions_seen,
             "val_loss": result.val_curve[-1][1] if result.val_curve else None,
             "val_top1": result.val_top1,
@@ -212,18 +213,21 @@ def chessformer(
 
 
 def _discard_checkpoint_of_other_data(out_dir: Path, data_hash: str, context: dg.AssetExecutionContext) -> None:
-    """Resume only a run on the same data: a checkpoint of an older training set would leak into the new model."""
+    """Resume only a run on the same data and code: a checkpoint of an older training set would leak into the new
+    model, and one of older code may not even fit it (another feature set, another head)."""
     import torch
+
+    from transcend_pipeline.training import code_version
 
     checkpoint = out_dir / "last.ckpt"
     if not checkpoint.exists():
         return
     lineage = torch.load(checkpoint, map_location="cpu", weights_only=True).get("transcend", {})
-    if lineage.get("data_hash") != data_hash:
-        context.log.info(
-            f"{checkpoint} was trained on data {lineage.get('data_hash')}, not {data_hash}: starting afresh"
-        )
-        checkpoint.unlink()
+    made_by = (lineage.get("data_hash"), lineage.get("code_version"))
+    if made_by != (data_hash, code_version()):
+        context.log.info(f"{checkpoint} was made from (data, code) {made_by}, not {data_hash}: starting afresh")
+        for stale in (checkpoint, out_dir / "best.ckpt"):
+            stale.unlink(missing_ok=True)
 
 
 def bucket_panel_players(connection, experiment: Experiment) -> list[dict]:
