@@ -2,8 +2,10 @@
 
 Both sides play the same ChessFormer (random weights: a trained one costs the same per move) against the same
 Stockfish opponent through the same engine pool; the sequential baseline is the same engine with one game in
-flight (`max_in_flight=1`), i.e. one forward pass per model move and one engine busy at a time, and like the
-reference code it recomputes the whole history at every move (`incremental=False`). The batched engine reads the
+flight (`max_in_flight=1`), i.e. one forward pass per model move and one engine busy at a time, every call made
+in the calling thread as a plain loop makes it, and like the reference code it recomputes the whole history at
+every move (`incremental=False`). With many games in flight the engine plays the model's half of the games while
+Stockfish searches for the other half (`play_matches`), with several searches queued per engine. The batched engine reads the
 earlier plies from the model's key/value cache; a third row, sequential with that cache, shows how much of the
 gain is the cache and how much the batching. The runs alternate `--repeats` times and the fastest of each is
 reported: on a shared 2-core machine the minimum is the figure least disturbed by other work. The model's CPU time
@@ -22,7 +24,7 @@ until the last games (with exactly as many games as slots, the long games' tail 
 per model move is split into the model's calls, the rest of this process (the match loop: rules, sampling, PGN,
 engine I/O) and the Stockfish processes (read from /proc), which says what limits each mode.
 
-    .venv/bin/python benchmarks/bench_play.py                # tiny: 512 (256 in flight) vs 12; paper: 128 (64) vs 8
+    .venv/bin/python benchmarks/bench_play.py                # tiny: 512 (256 in flight) vs 48; paper: 128 (64) vs 8
     .venv/bin/python benchmarks/bench_play.py --model paper  # one size
     .venv/bin/python benchmarks/bench_play.py --quick        # smoke run: a few short games of each size
 """
@@ -57,10 +59,10 @@ class TimedModelPolicy(ModelPolicy):
     cpu_seconds = 0.0
     moves = 0
 
-    def distributions_and_illegal_mass(self, boards: Sequence[chess.Board]):
+    def legal_distribution(self, boards: Sequence[chess.Board]):
         start, cpu_start = time.perf_counter(), time.thread_time()
         try:
-            return super().distributions_and_illegal_mass(boards)
+            return super().legal_distribution(boards)
         finally:
             TimedModelPolicy.seconds += time.perf_counter() - start
             TimedModelPolicy.cpu_seconds += time.thread_time() - cpu_start
@@ -111,7 +113,7 @@ class Size:
     repeats: int
 
 
-SIZES = {"tiny": Size(512, 256, 12, 3), "paper": Size(128, 64, 8, 1)}
+SIZES = {"tiny": Size(512, 256, 48, 3), "paper": Size(128, 64, 8, 1)}
 QUICK = {"tiny": Size(8, 4, 2, 1), "paper": Size(4, 4, 1, 1)}
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import chess
+import numpy as np
 import pytest
 
 from transcend_pipeline.evaluation import ratings_table
@@ -16,13 +18,14 @@ from transcend_pipeline.opponents import (
     RandomPolicy,
     SkillEngine,
     StockfishPolicy,
+    _position_command,
     opponents_around,
     panel_baselines,
     panel_opponents,
     stockfish_opponents,
 )
 from transcend_pipeline.panel.dump import panel_players
-from transcend_pipeline.panel.engine import Engine
+from transcend_pipeline.panel.engine import Engine, EngineError
 from transcend_pipeline.panel.players import PanelConfig
 from transcend_pipeline.play import Pairing, Player, Rules, play_matches
 
@@ -51,10 +54,65 @@ def panel_rows() -> list[dict]:
 
 
 def test_pool_spreads_work_over_every_engine_and_keeps_order(skill_pool):
-    pids = skill_pool.map(lambda engine, item: (engine.pid, item), list(range(40)))
+    def search(engine: SkillEngine, item: int) -> tuple[int, int]:
+        engine.best_move(chess.Board(), 1, "go depth 1")  # a real round trip, during which the other engine works
+        return engine.pid, item
+
+    pids = skill_pool.map(search, list(range(40)))
     assert [item for _, item in pids] == list(range(40))
     assert {pid for pid, _ in pids} == {engine.pid for engine in skill_pool.engines}
     assert len(skill_pool.engines) == 2
+
+
+def test_pool_map_answers_every_item_when_calls_share_the_engines(skill_pool):
+    """Calls from several threads at once (the match engine's opponents) each get all their answers, in order."""
+    boards = [chess.Board(), chess.Board("4k3/8/8/8/8/8/8/4K2R w K - 0 1"), chess.Board("8/8/8/8/8/2k5/8/K7 b - - 0 1")]
+    with ThreadPoolExecutor(4) as threads:
+        calls = [
+            threads.submit(skill_pool.map, lambda engine, board: engine.best_move(board, 20, "go depth 4"), boards * n)
+            for n in (1, 5, 9, 2)
+        ]
+        answers = [call.result() for call in calls]
+    for n, moves in zip((1, 5, 9, 2), answers, strict=True):
+        assert len(moves) == 3 * n
+        assert all(move in board.legal_moves for move, board in zip(moves, boards * n, strict=True))
+    assert skill_pool.map(lambda engine, item: item, []) == []
+
+
+def replayed(command: str) -> chess.Board:
+    """The board a UCI `position` command describes, built as Stockfish builds it."""
+    start, _, moves = command.removeprefix("position ").partition(" moves ")
+    board = chess.Board() if start == "startpos" else chess.Board(start.removeprefix("fen "))
+    for uci in moves.split():
+        board.push_uci(uci)
+    return board
+
+
+def test_position_commands_carry_the_position_and_every_ply_that_can_recur():
+    """The command starts again from a position asked about right after a capture or pawn move once its list grows
+    long, so Stockfish replays few moves yet knows every earlier position that can still recur: replaying it
+    gives the same position, en-passant square and repetition counts; take-backs and other roots are followed."""
+    rng = np.random.default_rng(3)
+    roots = [chess.STARTING_FEN, "r3k2r/pppq1ppp/2n5/3pp3/8/8/PPPP1PPP/R3K2R w KQkq - 4 9"]
+    shortened = repeated = 0
+    for game in range(12):
+        board = chess.Board(roots[game % 2])
+        while not board.is_game_over() and board.ply() < 140:
+            moves = list(board.legal_moves)
+            back = [m for m in moves if board.move_stack[-2:-1] and m.to_square == board.move_stack[-2].from_square]
+            choices = back if back and rng.random() < 0.6 else moves  # shuffling back and forth repeats positions
+            board.push(choices[int(rng.integers(len(choices)))])
+            if rng.random() < 0.1 and len(board.move_stack) > 2:  # a take-back and another line
+                board.pop()
+                continue
+            command = _position_command(board)
+            copy = replayed(command)
+            assert copy.fen() == board.fen() and copy.ep_square == board.ep_square
+            assert [copy.is_repetition(n) for n in (2, 3)] == [board.is_repetition(n) for n in (2, 3)]
+            assert copy.halfmove_clock == board.halfmove_clock
+            shortened += len(copy.move_stack) < len(board.move_stack)
+            repeated += board.is_repetition(2)
+    assert shortened > 100 and repeated > 20
 
 
 def test_engines_are_quit_when_the_pool_closes(stockfish_path):
@@ -74,6 +132,28 @@ def test_stockfish_levels_play_legal_moves_and_take_mate_in_one(skill_pool):
     assert StockfishPolicy(skill_pool, 1, nodes=200).go == "go nodes 200"
     with pytest.raises(ValueError):
         StockfishPolicy(skill_pool, 1)
+
+
+def test_queued_searches_answer_each_position_in_order(skill_pool):
+    """Searches asked ahead of their answers (and the policy's interleaved shares) come back in the order asked:
+    three mates in one, each answered by its own mating move, twelve times over."""
+    fools_mate = chess.Board()
+    for san in ("f3", "e5", "g4"):
+        fools_mate.push_san(san)
+    back_rank = chess.Board("6k1/5ppp/8/8/8/8/5PPP/3R2K1 w - - 0 1")
+    smothered = chess.Board("6rk/6pp/7N/8/8/8/6PP/6K1 w - - 0 1")
+    boards = [fools_mate, back_rank, smothered] * 12
+    mates = [chess.Move.from_uci(uci) for uci in ("d8h4", "d1d8", "h6f7")] * 12
+    engine = skill_pool.engines[0]
+    assert engine.best_moves(boards, 20, "go depth 3", queued=8) == mates
+    assert [engine.best_move(board, 20, "go depth 3") for board in boards[:3]] == mates[:3]
+    mated = fools_mate.copy()
+    mated.push(mates[0])
+    with pytest.raises(EngineError, match="no move"):
+        engine.best_moves([back_rank, mated, smothered], 20, "go depth 3", queued=8)
+    assert engine.best_moves(boards, 20, "go depth 3", queued=8) == mates  # no answer was left queued
+    for policy in (StockfishPolicy(skill_pool, 20, depth=3), StockfishPolicy(skill_pool, 20, nodes=2000)):
+        assert [next(iter(answer)) for answer in policy.distributions(boards)] == mates
 
 
 def test_stockfish_opponents_carry_the_papers_anchors_by_default(skill_pool):

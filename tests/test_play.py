@@ -306,3 +306,108 @@ def test_the_repetition_shortcut_answers_as_python_chess() -> None:
                 assert play._repeated(board, count) == board.is_repetition(count)
                 repeats[count] += board.is_repetition(count)
     assert repeats[2] > 10 and repeats[3] > 3
+
+
+def test_pgn_is_what_python_chess_exports() -> None:
+    """The PGN is written from the SAN kept during play; python-chess's exporter, replaying the game, must agree
+    byte for byte (checks, mates, promotions, castling, disambiguation and 80-column wrapping included)."""
+    rules = Rules(max_plies=200, tiebreak_temperature=0.5)
+    pairings = [Pairing(random_player("a"), random_player("b", 1234.4), games=16)]
+    records = play_matches(pairings, rules=rules, rng_seed=7)
+    for record in records:
+        board = replay(record)
+        game = chess.pgn.Game.from_board(board)
+        game.headers.update(
+            Event="transcend evaluation",
+            Site="?",
+            Round=f"0.{record.game + 1}",
+            White=record.white,
+            Black=record.black,
+            Result=record.result,
+            ECO=record.opening_eco,
+            Opening=record.opening,
+            Termination=record.termination,
+            Remedy=rules.remedy,
+        )
+        game.headers["BlackElo" if record.player_colour == "white" else "WhiteElo"] = "1234"
+        exported = game.accept(chess.pgn.StringExporter(headers=True, comments=False, variations=False))
+        assert record.pgn == exported.strip() + "\n"
+    assert any("#" in record.pgn for record in records) and any("=Q" in record.pgn for record in records)
+
+
+def test_the_end_of_a_game_is_found_as_python_chess_finds_it() -> None:
+    """One legal-move search answers checkmate and stalemate; the verdict must be python-chess's on every ply of
+    random games (which mate, stalemate and run out of material now and then), and on hand-made corner cases."""
+    expected = {
+        chess.Termination.CHECKMATE: "checkmate",
+        chess.Termination.STALEMATE: "stalemate",
+        chess.Termination.INSUFFICIENT_MATERIAL: "insufficient",
+    }
+    corner_cases = ["7k/5K2/6Q1/8/8/8/8/8 b - - 0 1", "k7/2K5/8/8/4B3/8/8/8 b - - 0 1", "8/8/8/8/8/8/8/K1k5 w - - 0 1"]
+    boards = [chess.Board(fen) for fen in corner_cases]
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        board = chess.Board()
+        while not board.is_game_over() and board.ply() < 400:
+            moves = list(board.legal_moves)
+            board.push(moves[int(rng.integers(len(moves)))])
+            boards.append(board.copy(stack=False))
+    seen = Counter()
+    for board in boards:
+        outcome = board.outcome(claim_draw=False)
+        verdict = play._ended_by_rule(board)
+        if outcome is not None and outcome.termination in expected:
+            assert verdict == (outcome.result(), expected[outcome.termination])
+            seen[verdict[1]] += 1
+        elif board.halfmove_clock < 100:
+            assert verdict is None
+    assert seen.keys() == {"checkmate", "stalemate", "insufficient"}
+
+
+def test_rows_are_sampled_as_one_distribution_at_a_time() -> None:
+    """The batched sampler picks, for the same uniform draw, the move the per-game sampler picks."""
+    rng = np.random.default_rng(1)
+    counts = rng.integers(1, 40, size=300)
+    probabilities = np.zeros((len(counts), counts.max()))
+    for row, count in enumerate(counts):
+        weights = rng.random(count) ** 8  # peaked, with near-zero entries
+        weights[rng.random(count) < 0.2] = 0.0
+        weights[0] += 1e-12
+        probabilities[row, :count] = weights / weights.sum()
+    probabilities[0, : counts[0]] = 0.0
+    probabilities[0, counts[0] - 1] = 1.0  # one-hot at the last slot (τ = 0)
+    uniforms = rng.random(len(counts))
+    uniforms[1] = 0.0
+    slots = play._sample_rows(probabilities, uniforms)
+    moves = [chess.Move(0, square) for square in range(1, 64)]
+    for row, count in enumerate(counts):
+        distribution = dict(zip(moves[:count], probabilities[row, :count].tolist(), strict=True))
+        expected = play._sample(distribution, _Fixed(uniforms[row]))
+        assert moves[min(int(slots[row]), count - 1)] == expected
+
+
+class _Fixed:
+    """A generator whose next uniform draw is fixed."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def random(self) -> float:
+        return self.value
+
+
+@pytest.mark.slow
+def test_model_games_do_not_depend_on_the_games_in_flight(tiny_model):
+    """Each game samples with its own generator: one, three or all games in flight play the same games."""
+    pairings = [
+        Pairing(Player("m", ModelPolicy(tiny_model, 1.0), temperature=1.0), random_player("r", 1000.0), games=3),
+        Pairing(Player("a", ModelPolicy(tiny_model, 0.0), temperature=0.0), random_player("r", 1000.0), games=2),
+    ]
+    games = {
+        in_flight: [
+            record.moves
+            for record in play_matches(pairings, rules=Rules(max_plies=30), rng_seed=2, max_in_flight=in_flight)
+        ]
+        for in_flight in (1, 3, 256)
+    }
+    assert games[1] == games[3] == games[256]

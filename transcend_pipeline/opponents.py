@@ -12,7 +12,9 @@ positions over one Stockfish process per core.
 
 from __future__ import annotations
 
+import itertools
 import queue
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -28,12 +30,15 @@ from transcend_pipeline.play import Player
 #: The paper's Glicko-2 anchors for Stockfish `Skill Level` 1 / 3 / 5 (measured there at 0.1 s per move).
 STOCKFISH_ANCHORS: dict[int, float] = {1: 1554.0, 3: 1867.0, 5: 2148.0}
 
+#: Searches asked of one engine ahead of its answers (a few commands of under 2 kB each: far below a pipe's buffer).
+QUEUED_SEARCHES = 8
+
 T = TypeVar("T")
 R = TypeVar("R")
 
 
 class EnginePool:
-    """Stockfish processes shared by threads: `map` sends each item to whichever engine is free.
+    """Stockfish processes shared by threads: `map` runs its items on as many engines as are free.
 
     Engine calls block on a pipe (which releases the GIL), so threads keep every process busy at once.
     """
@@ -62,21 +67,29 @@ class EnginePool:
                 engine.close()
 
     def map(self, function: Callable[[Engine, T], R], items: Sequence[T]) -> list[R]:
-        """`function(engine, item)` for every item, in order, on as many engines at once as are free."""
-        if len(items) <= 1 or len(self.engines) == 1:
+        """`function(engine, item)` for every item, results in order.
+
+        One worker per engine (the calling thread is one of them) takes the next item as soon as its engine is
+        done with the last, so a slow search does not hold up the others; there is no per-item hand-off between
+        threads (a future and a thread switch per search, in the match engine's hot loop)."""
+        results: list = [None] * len(items)
+        indices = itertools.count()
+
+        def work() -> None:
             engine = self._free.get()
             try:
-                return [function(engine, item) for item in items]
+                while (i := next(indices)) < len(items):
+                    results[i] = function(engine, items[i])
             finally:
                 self._free.put(engine)
-        return list(self._threads.map(lambda item: self._run(function, item), items))
 
-    def _run(self, function: Callable[[Engine, T], R], item: T) -> R:
-        engine = self._free.get()
+        helpers = [self._threads.submit(work) for _ in range(min(len(self.engines), len(items)) - 1)]
         try:
-            return function(engine, item)
+            work()
         finally:
-            self._free.put(engine)
+            for helper in helpers:
+                helper.result()
+        return results
 
 
 class SkillEngine(Engine):
@@ -88,31 +101,93 @@ class SkillEngine(Engine):
 
     def best_move(self, board: chess.Board, skill_level: int, go: str) -> chess.Move:
         """The move Stockfish plays at `skill_level` after `go` (e.g. 'go depth 2'), knowing the game's history."""
+        return self.best_moves([board], skill_level, go)[0]
+
+    def best_moves(self, boards: Sequence[chess.Board], skill_level: int, go: str, queued: int = 1) -> list[chess.Move]:
+        """`best_move` for each board, with up to `queued` searches asked for ahead of the answers: Stockfish reads
+        the next `position` and `go` while it searches, so it goes from one search to the next without waiting
+        for this process to read the answer and write the next question (which, on a busy machine, can wait for
+        a CPU or for the GIL). Stockfish replays a position's moves when it reads the command, counting them as
+        nodes of the search in progress, so only searches without a node limit may be queued."""
         if skill_level != self.skill_level:
             self._send(f"setoption name Skill Level value {skill_level}")
             self.skill_level = skill_level
-        self._send(_position_command(board))
-        self._send(go)
-        while True:  # Engine._read_until drops the line it stops at, and here that line is the answer
-            line = self._process.stdout.readline()
-            if not line:
-                raise EngineError(f"Stockfish (pid {self.pid}) closed its output during a search")
-            if line.startswith("bestmove"):
-                return chess.Move.from_uci(line.split()[1])
+        answers: list[str] = []
+        asked = 0
+        for answered in range(len(boards)):
+            while asked < min(len(boards), answered + queued):
+                self._send(f"{_position_command(boards[asked])}\n{go}")
+                asked += 1
+            while True:  # Engine._read_until drops the line it stops at, and here that line is the answer
+                line = self._process.stdout.readline()
+                if not line:
+                    raise EngineError(f"Stockfish (pid {self.pid}) closed its output during a search")
+                if line.startswith("bestmove"):
+                    answers.append(line.split()[1])
+                    break
+        # read every answer before any can fail, so that none is left queued for the engine's next caller
+        for board, answer in zip(boards, answers, strict=True):
+            if answer == "(none)":
+                raise EngineError(f"Stockfish has no move in a finished game: {board.fen()}")
+        return [chess.Move.from_uci(answer) for answer in answers]
 
 
 _STANDARD_START = chess.Board()
 
+#: Moves a `position` command lists before it starts again from a FEN (see `_position_command`).
+REPLAYED_MOVES = 12
+
 
 def _position_command(board: chess.Board) -> str:
-    """The UCI `position` of `board` with its game's moves (Stockfish's repetition draws need them).
+    """The UCI `position` of `board` with the game's moves since its start or since a position that follows a
+    capture or pawn move: Stockfish needs the history for repetition draws, and no earlier position can recur.
 
-    A game from the standard start says `startpos`: python-chess's `fen()` costs more than the move list, and
-    the engine is asked once per opponent move."""
-    root = board.root()
-    start = "startpos" if root == _STANDARD_START else f"fen {root.fen()}"
-    moves = " ".join(map(chess.Move.uci, board.move_stack))
-    return f"position {start}" + (f" moves {moves}" if moves else "")
+    Stockfish replays every listed move (matching each against its legal moves), which cost as much as its
+    search once games grew long; so once more than `REPLAYED_MOVES` would be listed, the history starts again
+    from the position asked about if it follows an irreversible move (its FEN, which costs this process more than
+    a few listed moves cost Stockfish). A game is asked about once per opponent move and its history only grows,
+    so the command is kept per board and extended by the moves played since."""
+    known = _POSITION_COMMANDS.get(id(board))
+    if (
+        known is None
+        or known.board() is not board
+        or not known.continued_by(board)
+        or (board.halfmove_clock == 0 and known.listed + len(board.move_stack) - len(known.moves) > REPLAYED_MOVES)
+    ):
+        known = _POSITION_COMMANDS[id(board)] = _PositionCommand(board)
+    known.catch_up(board)
+    return known.command
+
+
+class _PositionCommand:
+    """One game's `position` command so far, forgotten with its board."""
+
+    def __init__(self, board: chess.Board) -> None:
+        key = id(board)
+        self.board = weakref.ref(board, lambda _: _POSITION_COMMANDS.pop(key, None))
+        if board.halfmove_clock == 0 and len(board.move_stack) > REPLAYED_MOVES:  # nothing before it can recur
+            start, self.moves = board, list(board.move_stack)
+        else:
+            start, self.moves = board.root(), []
+        # en_passant="fen": the en-passant square after every double push, as Stockfish sets it when it replays
+        self.command = "position " + ("startpos" if start == _STANDARD_START else f"fen {start.fen(en_passant='fen')}")
+        self.listed = 0  # moves written after `start`
+
+    def continued_by(self, board: chess.Board) -> bool:
+        """Whether `board` plays on from the moves seen (a board reset to another position clears its stack, so
+        a game with no moves yet is rebuilt to read its root again)."""
+        return bool(self.moves) and board.move_stack[: len(self.moves)] == self.moves
+
+    def catch_up(self, board: chess.Board) -> None:
+        new = board.move_stack[len(self.moves) :]
+        if new:
+            self.command += (" " if self.listed else " moves ") + " ".join(map(chess.Move.uci, new))
+            self.moves.extend(new)
+            self.listed += len(new)
+
+
+#: The `position` commands of the games being played, by ``id`` of their board (boards are unhashable).
+_POSITION_COMMANDS: dict[int, _PositionCommand] = {}
 
 
 class StockfishPolicy(Policy):
@@ -133,7 +208,17 @@ class StockfishPolicy(Policy):
         return f"StockfishPolicy(level={self.level}, {self.go!r})"
 
     def distributions(self, boards: Sequence[chess.Board]) -> list[dict[chess.Move, float]]:
-        moves = self.pool.map(lambda engine, board: engine.best_move(board, self.level, self.go), boards)
+        """The positions go out in interleaved shares, two per engine (a share that searches longer than the others
+        holds up little), each with its searches queued ahead when the limit is a depth."""
+        shares = min(2 * len(self.pool.engines), len(boards))
+        queued = QUEUED_SEARCHES if self.go.startswith("go depth") else 1
+        answers = self.pool.map(
+            lambda engine, share: engine.best_moves(share, self.level, self.go, queued),
+            [boards[i::shares] for i in range(shares)],
+        )
+        moves: list = [None] * len(boards)
+        for i, share in enumerate(answers):
+            moves[i::shares] = share
         return [{move: 1.0} for move in moves]
 
 
@@ -178,10 +263,13 @@ class PooledQ:
         self._memo.update(zip(missing, scored, strict=True))
 
     def q_values(self, board: chess.Board) -> dict[chess.Move, float]:
+        """From the memo, else scored now (the memo may be cleared by another thread's prefetch at any time: the
+        match engine's evaluator and its opponents' calls share it)."""
         key = _position_key(board)
-        if key not in self._memo:
-            self.prefetch([board])
-        return self._memo[key]
+        values = self._memo.get(key)
+        if values is None:
+            values = self._memo[key] = self.pool.map(lambda engine, board: engine.score_moves(board), [board])[0]
+        return values
 
     def evaluate(self, boards: Sequence[chess.Board]) -> list[float]:
         """The mover's expected score of its best move in each (unfinished) position."""

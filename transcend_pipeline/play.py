@@ -12,22 +12,20 @@ draw claims, resignation, the ply cap, and the remedy for deterministic-vs-deter
 
 from __future__ import annotations
 
-import io
 import itertools
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 import chess
-import chess.pgn
 import numpy as np
 
 from transcend_pipeline.panel.players import Policy
 from transcend_pipeline.ratings import win_probability
 
 if TYPE_CHECKING:
-    from transcend_pipeline.model import ChessFormer
+    from transcend_pipeline.model import ChessFormer, LegalMoveDistribution
 
 TERMINATIONS = (
     "checkmate",
@@ -82,6 +80,7 @@ class Opening:
     eco: str
     name: str
     moves: tuple[chess.Move, ...]
+    sans: tuple[str, ...]  # as python-chess writes them (check suffixes included)
 
 
 def opening_book() -> list[Opening]:
@@ -89,7 +88,9 @@ def opening_book() -> list[Opening]:
     book = []
     for eco, name, sans in OPENINGS:
         board = chess.Board()
-        book.append(Opening(eco, name, tuple(board.push_san(san) for san in sans)))
+        moves = tuple(board.push_san(san) for san in sans)
+        replay = chess.Board()
+        book.append(Opening(eco, name, moves, tuple(replay.san_and_push(move) for move in moves)))
     return book
 
 
@@ -206,6 +207,7 @@ class _Game:
     opening: Opening
     rng: np.random.Generator
     board: chess.Board = field(default_factory=chess.Board)
+    sans: list[str] = field(default_factory=list)  # the moves in SAN, written as they are played (for the PGN)
     losing_streak: dict[bool, int] = field(default_factory=lambda: {chess.WHITE: 0, chess.BLACK: 0})
     illegal_mass: float | None = None
     tiebreak_moves: int = 0
@@ -216,6 +218,10 @@ class _Game:
 
     def side(self, colour: bool) -> Player:
         return self.player if colour == self.player_is_white else self.opponent
+
+    @property
+    def players_turn(self) -> bool:
+        return self.board.turn == self.player_is_white
 
 
 def temperature_pairings(
@@ -247,28 +253,39 @@ def play_matches(
     sampled with each game's own generator (seeded by `rng_seed`, pairing and game index), so a game does not
     depend on which others shared its batches (Stockfish's skill levels draw their own randomness). Openings come
     from `opening_book()`, shuffled per pairing, each played twice with colours reversed.
+
+    The games where the rated players move and those where their opponents move advance as two halves, one
+    step apart: the opponents' calls (Stockfish searches, in the engine pool's processes) run in threads while
+    this thread runs the players' calls (the model's forward pass) and the bookkeeping of every move (rules,
+    sampling, SAN), so neither the engines nor the model wait for the other's half.
     """
     if rules.needs_evaluator and evaluator is None:
         raise MatchError(f"rules {rules} resign or adjudicate, which needs an evaluator")
     if any(pairing.games < 0 for pairing in pairings):
         raise MatchError("a pairing cannot have a negative number of games")
     pending = _games(pairings, rng_seed)
-    active: list[_Game] = []
     finished: list[GameRecord] = []
-    tiebreak_policies: dict[int, Policy] = {}
-    with ThreadPoolExecutor(thread_name_prefix="policy") as threads:
+    tiebreak: dict[int, Policy] = {}  # per policy object, its copy at the tie-break temperature
+    players_turn: list[_Game] = []
+    replies: list[tuple[list[_Game], Future]] = []  # the opponents' calls in progress
+    with ThreadPoolExecutor(thread_name_prefix="opponent") as threads:
         while True:
-            active.extend(itertools.islice(pending, max_in_flight - len(active)))
-            if not active:
+            in_flight = len(players_turn) + sum(len(games) for games, _ in replies)
+            fresh = _unfinished(list(itertools.islice(pending, max_in_flight - in_flight)), rules, evaluator, finished)
+            players_turn += [game for game in fresh if game.players_turn]
+            waiting = [game for game in fresh if not game.players_turn]
+            replies += _ask_opponents(waiting, rules, tiebreak, threads if replies or players_turn else None)
+            if not (players_turn or replies):
                 break
-            still_playing = []
-            for game, termination in zip(active, _terminations(active, rules, evaluator), strict=True):
-                if termination is None:
-                    still_playing.append(game)
-                else:
-                    finished.append(_record(game, *termination, rules))
-            active = still_playing
-            _step(active, rules, tiebreak_policies, threads)
+            for policy, games in _groups(players_turn, rules, tiebreak):
+                _push(games, _choose(policy, games))
+            moved = _unfinished(players_turn, rules, evaluator, finished)
+            asked = _ask_opponents(moved, rules, tiebreak, threads if replies else None)
+            players_turn = []
+            for games, reply in replies:
+                _push(games, reply.result())
+                players_turn += _unfinished(games, rules, evaluator, finished)
+            replies = asked
     return sorted(finished, key=lambda record: (record.pairing, record.game))
 
 
@@ -282,7 +299,21 @@ def _games(pairings: Sequence[Pairing], rng_seed: int) -> Iterator[_Game]:
             game = _Game(p, g, pairing.player, pairing.opponent, opening, np.random.default_rng([rng_seed, p, g, 1]))
             for move in opening.moves:
                 game.board.push(move)
+            game.sans.extend(opening.sans)
             yield game
+
+
+def _unfinished(
+    games: Sequence[_Game], rules: Rules, evaluator: Evaluator | None, finished: list[GameRecord]
+) -> list[_Game]:
+    """The games that go on; the others are recorded in `finished`."""
+    going_on = []
+    for game, termination in zip(games, _terminations(games, rules, evaluator), strict=True):
+        if termination is None:
+            going_on.append(game)
+        else:
+            finished.append(_record(game, *termination, rules))
+    return going_on
 
 
 def _terminations(games: Sequence[_Game], rules: Rules, evaluator: Evaluator | None) -> list[tuple[str, str] | None]:
@@ -320,12 +351,16 @@ def _terminations(games: Sequence[_Game], rules: Rules, evaluator: Evaluator | N
 
 
 def _ended_by_rule(board: chess.Board) -> tuple[str, str] | None:
-    """The game's end by the laws of chess (draws claimed at once), in python-chess's order, or None."""
-    if board.is_checkmate():
+    """The game's end by the laws of chess (draws claimed at once), in python-chess's order, or None.
+
+    One search for a legal move answers both checkmate and stalemate (python-chess's `is_checkmate` and
+    `is_stalemate` search once each)."""
+    can_move = any(board.generate_legal_moves())
+    if not can_move and board.is_check():
         return ("0-1" if board.turn == chess.WHITE else "1-0", "checkmate")
     if board.is_insufficient_material():
         return ("1/2-1/2", "insufficient")
-    if not any(board.generate_legal_moves()):
+    if not can_move:
         return ("1/2-1/2", "stalemate")
     if board.halfmove_clock >= 100:
         return ("1/2-1/2", "fifty_moves")
@@ -340,14 +375,8 @@ def _repeated(board: chess.Board, count: int) -> bool:
     return board.halfmove_clock >= 4 * (count - 1) and board.is_repetition(count)
 
 
-def _step(
-    games: Sequence[_Game], rules: Rules, tiebreak_policies: dict[int, Policy], threads: ThreadPoolExecutor
-) -> None:
-    """One move in every game: one `distributions()` call per policy object, then a sample per game.
-
-    The calls of one step run concurrently, so a model's forward pass overlaps the Stockfish searches of the
-    games waiting on an opponent (engines and torch both release the GIL while they work).
-    """
+def _groups(games: Sequence[_Game], rules: Rules, tiebreak: dict[int, Policy]) -> list[tuple[Policy, list[_Game]]]:
+    """The games to move, grouped by the policy object that moves them (one `distributions()` call each)."""
     groups: dict[int, tuple[Policy, list[_Game]]] = {}
     for game in games:
         mover = game.side(game.board.turn)
@@ -358,34 +387,67 @@ def _step(
             and isinstance(policy, ModelPolicy)
             and _repeated(game.board, 2)
         ):
-            if id(policy) not in tiebreak_policies:
-                tiebreak_policies[id(policy)] = policy.with_temperature(
-                    max(policy.temperature, rules.tiebreak_temperature)
-                )
-            policy = tiebreak_policies[id(policy)]
+            if id(policy) not in tiebreak:
+                tiebreak[id(policy)] = policy.with_temperature(max(policy.temperature, rules.tiebreak_temperature))
+            policy = tiebreak[id(policy)]
             game.tiebreak_moves += 1
         groups.setdefault(id(policy), (policy, []))[1].append(game)
-    calls = [(policy, [game.board for game in members]) for policy, members in groups.values()]
-    answers = list(threads.map(_ask, calls)) if len(calls) > 1 else [_ask(call) for call in calls]
-    for (_, members), (distributions, masses) in zip(groups.values(), answers, strict=True):
-        for i, (game, distribution) in enumerate(zip(members, distributions, strict=True)):
-            if masses is not None and game.side(game.board.turn) is game.player:
-                game.illegal_mass = (game.illegal_mass or 0.0) + masses[i]
-            game.board.push(_sample(distribution, game.rng))
+    return list(groups.values())
 
 
-def _ask(call: tuple[Policy, list[chess.Board]]) -> tuple[list[dict[chess.Move, float]], list[float] | None]:
-    policy, boards = call
-    if isinstance(policy, ModelPolicy):
-        return policy.distributions_and_illegal_mass(boards)
-    return policy.distributions(boards), None
+def _ask_opponents(
+    games: Sequence[_Game], rules: Rules, tiebreak: dict[int, Policy], threads: ThreadPoolExecutor | None
+) -> list[tuple[list[_Game], Future]]:
+    """The opponents' calls for `games`, started in `threads`, or made here when no other call is in progress to
+    overlap them with (None: one game in flight waits for each reply anyway); the caller pushes their moves."""
+    asked = []
+    for policy, members in _groups(games, rules, tiebreak):
+        if threads is None:
+            reply: Future = Future()
+            reply.set_result(_choose(policy, members))
+        else:
+            reply = threads.submit(_choose, policy, members)
+        asked.append((members, reply))
+    return asked
+
+
+def _choose(policy: Policy, games: Sequence[_Game]) -> list[chess.Move]:
+    """One move per game from one call of `policy`, each sampled with its game's generator (one draw per move)."""
+    boards = [game.board for game in games]
+    if not isinstance(policy, ModelPolicy):
+        return [
+            _sample(distribution, game.rng)
+            for distribution, game in zip(policy.distributions(boards), games, strict=True)
+        ]
+    distribution = policy.legal_distribution(boards)
+    masses = [0.0] * len(games) if distribution.illegal_mass is None else distribution.illegal_mass.tolist()
+    for game, mass in zip(games, masses, strict=True):
+        if game.side(game.board.turn) is game.player:
+            game.illegal_mass = (game.illegal_mass or 0.0) + mass
+    slots = _sample_rows(distribution.probs.double().cpu().numpy(), [game.rng.random() for game in games])
+    return [moves[min(slot, len(moves) - 1)] for moves, slot in zip(distribution.moves, slots.tolist(), strict=True)]
+
+
+def _push(games: Sequence[_Game], moves: Sequence[chess.Move]) -> None:
+    for game, move in zip(games, moves, strict=True):
+        game.sans.append(game.board.san_and_push(move))
 
 
 def _sample(distribution: dict[chess.Move, float], rng: np.random.Generator) -> chess.Move:
+    if len(distribution) == 1:  # a deterministic policy (Stockfish): the draw still keeps one per move
+        rng.random()
+        return next(iter(distribution))
     moves = list(distribution)
     probabilities = np.fromiter(distribution.values(), dtype=np.float64, count=len(moves))
     index = int(np.searchsorted(np.cumsum(probabilities), rng.random() * probabilities.sum(), side="right"))
     return moves[min(index, len(moves) - 1)]
+
+
+def _sample_rows(probabilities: np.ndarray, uniforms: Sequence[float]) -> np.ndarray:
+    """`_sample` for every row of a [B, max_legal] array at once (zeros past each row's moves): the slot where
+    each row's cumulative mass first exceeds its uniform draw times the row's total."""
+    cumulative = np.cumsum(probabilities, axis=1)
+    return (cumulative <= (np.asarray(uniforms) * cumulative[:, -1])[:, None]).sum(axis=1)
 
 
 def _record(game: _Game, result: str, termination: str, rules: Rules) -> GameRecord:
@@ -418,27 +480,40 @@ def _record(game: _Game, result: str, termination: str, rules: Rules) -> GameRec
 
 
 def _pgn(game: _Game, white: Player, black: Player, result: str, termination: str, rules: Rules) -> str:
-    pgn = chess.pgn.Game.from_board(game.board)
-    pgn.headers.update(
-        Event="transcend evaluation",
-        Site="?",
-        Round=f"{game.pairing}.{game.index + 1}",
-        White=white.name,
-        Black=black.name,
-        Result=result,
-        ECO=game.opening.eco,
-        Opening=game.opening.name,
-        Termination=termination,
-        Remedy=rules.remedy,
-    )
+    """The game as python-chess's exporter writes it (80 columns), from the SAN kept while it was played: the
+    exporter would replay the game and work out every move's SAN again, which cost as much as playing it."""
+    headers = {
+        "Event": "transcend evaluation",
+        "Site": "?",
+        "Date": "????.??.??",
+        "Round": f"{game.pairing}.{game.index + 1}",
+        "White": white.name,
+        "Black": black.name,
+        "Result": result,
+        "ECO": game.opening.eco,
+        "Opening": game.opening.name,
+        "Termination": termination,
+        "Remedy": rules.remedy,
+    }
     for tag, player in (("WhiteElo", white), ("BlackElo", black)):
         if player.rating is not None:
-            pgn.headers[tag] = str(round(player.rating))
+            headers[tag] = str(round(player.rating))
     if game.player.temperature is not None:
-        pgn.headers["Temperature"] = f"{game.player.temperature:g}"
-    out = io.StringIO()
-    pgn.accept(chess.pgn.FileExporter(out, headers=True, comments=False, variations=False))
-    return out.getvalue().strip() + "\n"
+        headers["Temperature"] = f"{game.player.temperature:g}"
+    tokens = []
+    for ply, san in enumerate(game.sans):
+        if ply % 2 == 0:
+            tokens.append(f"{ply // 2 + 1}. ")
+        tokens.append(f"{san} ")
+    tokens.append(f"{result} ")
+    lines, line = [f'[{tag} "{value}"]' for tag, value in headers.items()] + [""], ""
+    for token in tokens:
+        if 80 - len(line) < len(token):
+            lines.append(line.rstrip())
+            line = ""
+        line += token
+    lines.append(line.rstrip())
+    return "\n".join(lines) + "\n"
 
 
 class ModelPolicy(Policy):
@@ -464,13 +539,17 @@ class ModelPolicy(Policy):
     def distributions(self, boards: Sequence[chess.Board]) -> list[dict[chess.Move, float]]:
         return self.distributions_and_illegal_mass(boards)[0]
 
+    def legal_distribution(self, boards: Sequence[chess.Board]) -> LegalMoveDistribution:
+        """The model's batched distribution as arrays (the match engine samples every row at once from them)."""
+        from transcend_pipeline.model import legal_move_distribution
+
+        return legal_move_distribution(self.model, boards, self.temperature, incremental=self.incremental)
+
     def distributions_and_illegal_mass(
         self, boards: Sequence[chess.Board]
     ) -> tuple[list[dict[chess.Move, float]], list[float]]:
         """The distributions and, from the same forward pass, the mass a transcript head put on illegal tokens."""
-        from transcend_pipeline.model import legal_move_distribution
-
-        distribution = legal_move_distribution(self.model, boards, self.temperature, incremental=self.incremental)
+        distribution = self.legal_distribution(boards)
         if distribution.illegal_mass is None:
             return distribution.as_dicts(), [0.0] * len(boards)
         return distribution.as_dicts(), distribution.illegal_mass.tolist()
