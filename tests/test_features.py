@@ -51,6 +51,36 @@ def highest_hanging(board: chess.Board, color: chess.Color) -> int:
     return hanging
 
 
+def worst_capture(board: chess.Board, victim: chess.Color) -> int:
+    """Pawns the side to move wins with one capture of a `victim` piece (one exchange; the king is never taken)."""
+    worst = 0
+    for piece in range(1, 6):
+        for square in board.pieces(piece, victim):
+            attacker = lowest_attacker(board, not victim, square)
+            if attacker and not board.attackers_mask(victim, square):
+                worst = max(worst, VALUES[piece])
+            elif attacker and attacker != chess.KING:
+                worst = max(worst, VALUES[piece] - VALUES[attacker])
+    return worst
+
+
+def check_kind(board: chess.Board, move: chess.Move) -> int:
+    """On the board after `move`: 0 no check, 1 the king can step out, 2 it cannot but the moved piece can be taken."""
+    if not board.is_check():
+        return 0
+    king = board.king(board.turn)
+    without_king = board.copy(stack=False)
+    without_king.remove_piece_at(king)
+    for square in chess.SquareSet(chess.BB_KING_ATTACKS[king]):
+        if not board.occupied_co[board.turn] & chess.BB_SQUARES[square] and not without_king.attackers_mask(
+            not board.turn, square
+        ):
+            return 1
+    taker = lowest_attacker(board, board.turn, move.to_square)
+    takeable = taker and (taker != chess.KING or not board.attackers_mask(not board.turn, move.to_square))
+    return 2 if takeable else 3
+
+
 def reference_features(board: chess.Board) -> list[list[int]]:
     """The slow, obvious definition of every feature column, one python-chess call at a time."""
     us, flip = board.turn, (0 if board.turn == chess.WHITE else 56)
@@ -61,10 +91,12 @@ def reference_features(board: chess.Board) -> list[list[int]]:
         row += [move.promotion or 0, captured, lowest_attacker(board, not us, move.to_square)]
         from_attacked = lowest_attacker(board, not us, move.from_square)
         from_defended = lowest_attacker(board, us, move.from_square)
-        gives_check = int(board.gives_check(move))
+        won = VALUES.get(captured, 0) + (VALUES[move.promotion] - 1 if move.promotion else 0)
         board.push(move)
         row += [lowest_attacker(board, not us, move.to_square), lowest_attacker(board, us, move.to_square)]
-        row += [from_attacked, from_defended, gives_check, highest_hanging(board, us), highest_hanging(board, not us)]
+        row += [from_attacked, from_defended, check_kind(board, move)]
+        row += [highest_hanging(board, us), highest_hanging(board, not us)]
+        row += [min(max(won - worst_capture(board, us), -9), 9) + 9]
         board.pop()
         rows.append(row)
     return rows
@@ -172,3 +204,23 @@ def test_vectorised_featurise_equals_the_python_chess_builder() -> None:
     double_check, promotions, _, mate, stalemate = fast.moves[-5:]
     assert not mate and not stalemate and len(promotions) == 5 + 2 * 4  # the king's five, two squares x four pieces
     assert double_check and all(move.from_square == chess.E1 for move in double_check)
+
+
+@pytest.mark.parametrize(
+    ("fen", "san", "check", "swing"),
+    [
+        ("6k1/5ppp/8/8/8/8/5PPP/2R3K1 w - - 0 1", "Rc8#", 3, 0),  # back-rank mate
+        ("r6k/6pp/8/8/8/8/5PPP/2R3K1 w - - 0 1", "Rc8+", 2, -5),  # no flight, but the rook on a8 takes
+        ("6k1/8/8/8/8/8/5PPP/2R3K1 w - - 0 1", "Rc8+", 1, 0),  # the king steps up
+        # Black in check takes the knight with the queen, which the bishop on e6 then takes: +3 - 9.
+        ("1rb3r1/pp1p2kp/1b2B1qp/2p1pN2/1n4P1/2P5/PP1P1P1P/RNB2KR1 b - - 2 26", "Qxf5", 0, -6),
+        ("4k3/8/8/3q4/8/8/8/3RK3 w - - 0 1", "Rxd5", 0, 9),  # a free queen
+        ("4k3/P7/8/8/8/8/8/4K3 w - - 0 1", "a8=Q+", 1, 8),  # a promotion with check
+    ],
+)
+def test_check_kind_and_material_swing(fen: str, san: str, check: int, swing: int) -> None:
+    board = chess.Board(fen)
+    features = featurise([board])
+    row = features.move_features[features.moves[0].index(board.parse_san(san))].astype(int)
+    columns = list(MOVE_FEATURES)
+    assert (row[columns.index("check")], row[columns.index("material_swing")] - 9) == (check, swing)

@@ -30,6 +30,11 @@ from transcend_pipeline import vocab
 #: Piece types are python-chess's (1 pawn ... 6 king; 0 none); squares are seen from the mover (a1 = own left corner).
 #: "attacked"/"defended" give the lowest-valued attacker's (defender's) piece type; "hanging" the highest-valued
 #: piece type that is attacked and either undefended or attacked by a cheaper piece (x-rays ignored).
+#: "check": 0 none, 1 the king has a flight square, 2 it has none but the moved piece can be taken, 3 neither (mate,
+#: unless the check can be blocked or the checker is another piece). "material_swing": pawns won by the move (capture,
+#: promotion) minus the most the opponent then wins with one capture (a one-exchange static value), clipped to ±9
+#: and stored + 9. Both summarise in one number what Stockfish's shallowest search sees first, so a small model
+#: needs no data to learn them from the crossed columns (design §5).
 MOVE_FEATURES: dict[str, int] = {
     "piece": 7,
     "from": 64,
@@ -41,10 +46,12 @@ MOVE_FEATURES: dict[str, int] = {
     "to_defended_after": 7,
     "from_attacked": 7,
     "from_defended": 7,
-    "gives_check": 2,
+    "check": 4,
     "own_hanging_after": 6,
     "their_hanging_after": 6,
+    "material_swing": 19,
 }
+MATERIAL_SWING_LIMIT = 9
 #: Board codes per square: 0 empty, 1-6 the mover's pawn..king, 7-12 the opponent's.
 BOARD_CODES = 13
 #: Per-position state columns and their category counts: castling rights as 4 bits (own short, own long, their
@@ -281,6 +288,45 @@ def _highest_hanging(pieces: np.ndarray, own_maps: np.ndarray, enemy_maps: np.nd
     return np.where(hanging.any(axis=0), 5 - hanging.argmax(axis=0), 0)
 
 
+def _worst_capture(victims: np.ndarray, victim_maps: np.ndarray, attacker_maps: np.ndarray) -> np.ndarray:
+    """Pawns the side to move wins with its best single capture of a `victims` piece: the piece's value if it is
+    undefended, else what it exceeds its cheapest attacker by (x-rays and pins ignored; the king is never taken)."""
+    defended = np.bitwise_or.reduce(victim_maps, axis=0)
+    attacked = np.bitwise_or.reduce(attacker_maps, axis=0)
+    worst = np.zeros(victims.shape[1], dtype=np.int64)
+    for piece_index in range(5):
+        value = int(_PIECE_VALUES[piece_index + 1])
+        pieces = victims[piece_index]
+        worst = np.where((pieces & attacked & ~defended) != 0, np.maximum(worst, value), worst)
+        for attacker_index in range(5):
+            gain = value - int(_PIECE_VALUES[attacker_index + 1])
+            if gain > 0:
+                hit = (pieces & defended & attacker_maps[attacker_index]) != 0
+                worst = np.where(hit, np.maximum(worst, gain), worst)
+    return worst
+
+
+def _check_kind(gives_check, us_after, them_after, occupied_after, to_attacked_after, to_defended_after) -> np.ndarray:
+    """The "check" column: 0 none, 1 the checked king has a flight square, 2 none but the moved piece can be taken
+    (by a piece other than the king, or by the king when undefended), 3 neither. Computed for the checks only."""
+    kind = gives_check.astype(np.int64)
+    (checks,) = np.nonzero(gives_check)
+    if not len(checks):
+        return kind
+    king = them_after[chess.KING - 1, checks]
+    without_king = them_after[:, checks].copy()
+    without_king[chess.KING - 1] = 0
+    # Our attacks as if their king were gone: it cannot step back along the line of a sliding checker.
+    our_attacks, _ = _attack_maps(us_after[:, checks], without_king, occupied_after[checks] & ~king)
+    king_square = np.bitwise_count(king - _U(1)).astype(np.intp)
+    their_pieces = np.bitwise_or.reduce(them_after[:, checks], axis=0)
+    flights = _KING_ATTACKS[king_square] & ~their_pieces & ~np.bitwise_or.reduce(our_attacks, axis=0)
+    taker = to_attacked_after[checks]
+    takeable = ((taker > 0) & (taker < chess.KING)) | ((taker == chess.KING) & (to_defended_after[checks] == 0))
+    kind[checks] = np.where(flights != 0, 1, np.where(takeable, 2, 3))
+    return kind
+
+
 def _occupied(us: np.ndarray, them: np.ndarray) -> np.ndarray:
     return np.bitwise_or.reduce(us, axis=0) | np.bitwise_or.reduce(them, axis=0)
 
@@ -375,6 +421,9 @@ def _move_features(us, them, maps, boards, ep_bits, position, from_sq, to_sq, pr
     their_king = them_after[chess.KING - 1]
     gives_check = (np.bitwise_or.reduce(our_after, axis=0) & their_king) != 0
     legal = (np.bitwise_or.reduce(their_after, axis=0) & us_after[chess.KING - 1]) == 0
+    to_attacked_after, to_defended_after = _lowest_attacker(their_after, to_sq), _lowest_attacker(our_after, to_sq)
+    won = _PIECE_VALUES[captured].astype(np.int64) + np.where(promotion > 0, _PIECE_VALUES[promotion] - 1, 0)
+    swing = np.clip(won - _worst_capture(us_after, our_after, their_after), -MATERIAL_SWING_LIMIT, MATERIAL_SWING_LIMIT)
     columns = [
         piece,
         from_sq,
@@ -382,12 +431,13 @@ def _move_features(us, them, maps, boards, ep_bits, position, from_sq, to_sq, pr
         promotion,
         captured,
         _lowest_attacker(their_maps[:, position], to_sq),
-        _lowest_attacker(their_after, to_sq),
-        _lowest_attacker(our_after, to_sq),
+        to_attacked_after,
+        to_defended_after,
         _lowest_attacker(their_maps[:, position], from_sq),
         _lowest_attacker(our_maps[:, position], from_sq),
-        gives_check,
+        _check_kind(gives_check, us_after, them_after, occupied_after, to_attacked_after, to_defended_after),
         _highest_hanging(us_after, our_after, their_after),
         _highest_hanging(them_after, their_after, our_after),
+        swing + MATERIAL_SWING_LIMIT,
     ]
     return np.stack(columns, axis=1).astype(np.uint8).reshape(len(position), len(MOVE_FEATURES)), legal
