@@ -5,6 +5,9 @@ rewritten to be unique, and is compressed as multi-frame zstd like Lichess's
 `pzstd` files — at level 3, not Lichess's 19, only because 19 takes minutes to
 build; decompression speed hardly depends on the level.
 
+It also prints how long the one-thread swap into DuckDB took, the part that a
+second worker cannot shorten, and the speed-up that this leaves possible.
+
     .venv/bin/python benchmarks/bench_ingest.py            # 100k games, medians of 3 runs
     .venv/bin/python benchmarks/bench_ingest.py --quick    # 10k games, one run: a smoke run
 """
@@ -196,6 +199,12 @@ def main() -> None:
                 a.result.seconds / b.result.seconds for a, b in zip(runs["workers=1"], runs["workers=2"], strict=True)
             ]
             per_core = games / one.cpu_seconds
+            swap = one.result.swap_seconds
+            print(
+                f"{'':<46} the swap into DuckDB (one thread, after all parsing) took {swap:.2f} s of {one.result.seconds:.2f}"
+                f" s with one worker: with two, perfect halving of the rest would give "
+                f"{one.result.seconds / ((one.result.seconds - swap) / 2 + swap):.2f}x"
+            )
             print(
                 f"{'':<46} 2 workers {one.result.seconds / two.result.seconds:.2f}x one (run by run: "
                 f"{', '.join(f'{x:.2f}' for x in speedups)}), two months at once "

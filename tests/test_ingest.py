@@ -7,6 +7,8 @@ import multiprocessing
 import time
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import zstandard
 
@@ -53,7 +55,7 @@ def test_plain_pgn_lands_in_both_tables_and_counts_balance(lichess_samples: Path
     assert result.quarantine_reasons == {"non_standard_start": 75}
     assert month_counts(tmp_path / "w.duckdb", "2022-12") == (791, 75)
     assert result.pgn_bytes == result.compressed_bytes == (lichess_samples / API_EXPORT).stat().st_size
-    assert reports[-1][0] == 866 and result.games_per_second > 0
+    assert reports[-1][0] == 866 and result.games_per_second > 0 and 0 < result.swap_seconds < result.seconds
     assert list((tmp_path / "staging").iterdir()) == []
     with open_warehouse(tmp_path / "w.duckdb", read_only=True) as connection:
         types = dict(
@@ -113,6 +115,17 @@ def test_a_bad_dump_fails_naming_the_file_and_keeps_the_previous_rows(
         ingest(dump, "2021-10", warehouse, tmp_path / "staging")
     assert month_counts(warehouse, "2021-10") == (999, 0)
     assert list((tmp_path / "staging").iterdir()) == []
+
+
+def test_staging_writes_few_large_row_groups_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ingest_module, "STAGING_ROW_GROUP", 100)
+    schema = pa.schema([("n", pa.int32())])
+    with ingest_module._StagingWriter(tmp_path / "staged.parquet", schema) as staged:
+        for start in range(0, 250, 30):  # tables of 30 rows, as chunks of games come
+            staged.write(pa.table({"n": pa.array(range(start, min(start + 30, 250)), pa.int32())}))
+    parquet = pq.ParquetFile(tmp_path / "staged.parquet")
+    assert [parquet.metadata.row_group(i).num_rows for i in range(parquet.num_row_groups)] == [120, 120, 10]
+    assert parquet.read().column("n").to_pylist() == list(range(250))
 
 
 def test_moves_max_elo_stores_moves_only_for_bucket_candidates(lichess_samples: Path, tmp_path: Path) -> None:

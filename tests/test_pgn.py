@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from transcend_pipeline.pgn import _parse_moves, game_aligned_chunks, parse_batch, parse_chunk, split_games
+from transcend_pipeline.pgn import PgnChunk, _parse_moves, game_aligned_chunks, parse_chunk
 
 DUMP_2021 = "lichess_2021-10_dump_excerpt_999games.pgn"
 DUMP_2013 = "lichess_2013-01_dump_excerpt_10games.pgn"
@@ -44,16 +44,11 @@ def read(data: bytes | str, chunk_bytes: int = 1 << 16, **options) -> tuple[list
     return accepted, quarantined
 
 
-def read_in_batches(data: bytes, chunk_bytes: int, **options) -> tuple[list[dict], list[dict]]:
-    """The whole stream through `split_games` alone, in batches of 7 games: what the chunks must reproduce."""
-    pieces = [data[start : start + chunk_bytes] for start in range(0, len(data), chunk_bytes)]
-    accepted: list[dict] = []
-    quarantined: list[dict] = []
-    for batch in split_games(pieces, batch_games=7):
-        games, rejected = parse_batch(batch, "2024-01", **options)
-        accepted += games.to_pylist()
-        quarantined += rejected.to_pylist()
-    return accepted, quarantined
+def read_whole(data: bytes, **options) -> tuple[list[dict], list[dict]]:
+    """The whole stream as one chunk: what any cut into chunks must reproduce."""
+    (chunk,) = game_aligned_chunks([data], chunk_bytes=len(data) + 1)
+    games, rejected = parse_chunk(chunk, "2024-01", **options)
+    return games.to_pylist(), rejected.to_pylist()
 
 
 def python_chess_games(path: Path) -> list[chess.pgn.Game]:
@@ -162,7 +157,7 @@ def test_chunks_read_like_the_whole_stream(lichess_samples: Path) -> None:
         + game(SCHOLARS_MATE)[:200]
     )
     data = b"\xef\xbb\xbfjunk before the first game\n" + samples + adversarial.encode()
-    expected = read_in_batches(data, 1 << 16, moves_max_elo=1500)
+    expected = read_whole(data, moves_max_elo=1500)
     # the 2013 excerpt's last game runs into the next file's first: one result_mismatch for the two
     assert len(expected[0]) == 791 + 10 + 999 - 2 + 3 and len(expected[1]) == 75 + 5
     for chunk_bytes in (3_000, 300_000):  # a cut at most games; a few cuts
@@ -181,6 +176,13 @@ def test_nags_glyphs_and_variations_keep_the_main_line() -> None:
     movetext = "1. e4 $1 e5 $2 (1... c5 2. Nf3 (2. c3 d5) d6) 2. Qh5!? Nc6?? 3. Bc4 { [%eval 1.2] } Nf6?! 4. Qxf7# 1-0"
     accepted, _ = only_game(game(movetext))
     assert accepted[0]["moves"] == SCHOLARS_MATE_UCI and accepted[0]["has_eval"] and not accepted[0]["has_clock"]
+
+
+def test_clock_and_eval_flags_come_from_the_movetext_not_the_tags() -> None:
+    quoting = game("1. e4 { [%clk 0:03:00] } e5 1-0").replace("[Termination", '[Opening "[%eval [%clk"]\n[Termination')
+    evaluated = game("1. e4 { [%eval 0.2] } e5 1-0", game_id="evalgame")
+    accepted, _ = read(quoting + evaluated)
+    assert [(row["has_clock"], row["has_eval"]) for row in accepted] == [(True, False), (False, True)]
 
 
 def test_draw_offer_comment_and_promotion_and_castling() -> None:
@@ -260,12 +262,15 @@ def test_empty_input_gives_no_games() -> None:
 def test_text_before_the_first_game_is_quarantined_not_dropped() -> None:
     accepted, quarantined = read("garbage line\n" + game(SCHOLARS_MATE))
     assert len(accepted) == 1 and [row["reason"] for row in quarantined] == ["broken_tags"]
+    for junk in ("x", "1-0", "junk\n\n*"):  # shorter than the longest result: the check must not read past it
+        accepted, quarantined = read(junk)
+        assert accepted == [] and [(row["position"], row["excerpt"]) for row in quarantined] == [(0, junk)]
 
 
-def test_positions_count_across_batches() -> None:
+def test_positions_count_across_chunks() -> None:
     text = "".join(game(SCHOLARS_MATE, game_id=f"g{index:07d}") for index in range(20))
     text += game("1. e4 e5 2. Ke2 Ke7 3. Kd3 Kd6 4. Kxd6 1-0", game_id="illegal0")
-    accepted, quarantined = read(text)
+    accepted, quarantined = read(text, chunk_bytes=1000)  # about two games a chunk
     assert len(accepted) == 20 and [row["position"] for row in quarantined] == [20]
 
 
@@ -317,8 +322,8 @@ def test_random_legal_games_come_back_move_for_move(games: list[chess.pgn.Game],
     assert [row["result"] for row in accepted] == [g.headers["Result"] for g in games]
 
 
-def test_a_batch_without_accepted_games_keeps_the_column_types() -> None:
-    games, rejected = parse_batch(next(split_games([game("1. e4 e5 2. Ke3 1-0").encode()])), "2024-01")
+def test_a_chunk_without_accepted_games_keeps_the_column_types() -> None:
+    games, rejected = parse_chunk(PgnChunk(game("1. e4 e5 2. Ke3 1-0").encode(), ends_stream=True), "2024-01")
     assert games.num_rows == 0 and rejected.num_rows == 1
     assert games.schema.field("moves").type == pa.list_(pa.string())
     assert games.schema.field("white_elo").type == pa.int16()

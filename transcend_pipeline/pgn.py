@@ -2,13 +2,15 @@
 
 The SAN -> legal-move work is done by `rust_pgn_reader_python_binding` (about
 50k games/s on one core here, against ~350 for python-chess `read_game`, with
-the same UCI moves on every sample game); this module feeds it one batch of
+the same UCI moves on every sample game); this module feeds it one chunk of
 movetexts at a time and turns its flat move arrays into Arrow columns without a
 Python loop per move. Tags are parsed here, so that a broken tag line is caught
-(the Rust parser silently stops at it): the tag lines of a whole batch are
-matched and pivoted into typed columns by Arrow compute, and only games that
-fail a check are looked at one by one. A stream is cut into game-aligned chunks
-(`game_aligned_chunks`) that parse alike in any process (`parse_chunk`).
+(the Rust parser silently stops at it). A stream is cut into game-aligned chunks
+(`game_aligned_chunks`) that parse alike in any process (`parse_chunk`). Within a
+chunk no game becomes a Python object: games are spans of the chunk's text
+(`RawGames`), viewed by Arrow without a copy, so that the tag lines of all its
+games are matched and pivoted into typed columns by a few Arrow calls; only the
+games that fail a check are looked at one by one.
 
 A game is either accepted into `games` or quarantined with one of these reasons:
 
@@ -27,6 +29,8 @@ and before the next `[Event ` line is ignored.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -37,10 +41,11 @@ import pyarrow.compute as pc
 import rust_pgn_reader_python_binding as rust_pgn
 
 GAME_START = b"\n[Event "
+GAME_START_PATTERN = re.compile(re.escape(GAME_START))
+IS_WHITESPACE = np.isin(np.arange(256), list(b" \t\n\r\x0b\x0c"))  # the bytes that bytes.strip() removes
 BYTE_ORDER_MARK = b"\xef\xbb\xbf"
 EXCERPT_CHARS = 300
 CHUNK_BYTES = 4 << 20  # ~1,700 Lichess games: small enough to keep two cores evenly busy to the end
-BATCH_GAMES = 5000
 MAX_GAME_BYTES = 32 << 20  # far above any real game; past it the input is not PGN, and memory must stay bounded
 
 TAG_LINE = re.compile(r'^\[([A-Za-z0-9_]+) "([^"\\]*(?:\\.[^"\\]*)*)"\][ \t]*$', re.MULTILINE)
@@ -110,7 +115,7 @@ INT_COLUMNS = {
     "black_rating_diff": "BlackRatingDiff",
 }
 
-# Every tag the columns are built from, as Arrow columns pivoted from the batch's tag lines.
+# Every tag the columns are built from, as Arrow columns pivoted from a chunk's tag lines.
 TAGS_STRUCT = pa.struct(
     [(tag, pa.string()) for tag in [*TEXT_COLUMNS.values(), *INT_COLUMNS.values()]]
     + [(tag, pa.string()) for tag in ("Variant", "TimeControl", "UTCDate", "UTCTime")]
@@ -144,19 +149,19 @@ class PgnChunk:
 
 
 def game_aligned_chunks(chunks: Iterable[bytes], chunk_bytes: int = CHUNK_BYTES) -> Iterator[PgnChunk]:
-    """Regroup a PGN byte stream into chunks of about `chunk_bytes` that `split_games` reads as the whole stream.
+    """Regroup a PGN byte stream into chunks of about `chunk_bytes` that `parse_chunk` reads as the whole stream.
 
     Finding the cuts costs two `bytes.find`s per chunk, so the process reading
     the dump stays far from a bottleneck. A chunk ends just before an `[Event `
-    line that starts a game for `split_games`: one not preceded by a game with an
+    line that starts a game for `RawGames`: one not preceded by a game with an
     open `{ comment }` (a piece's own braces decide that, as in
-    `_join_open_comments`). The byte-order mark is removed here, where the
+    `RawGames.from_chunk`). The byte-order mark is removed here, where the
     stream's first bytes are known.
     """
-    buffer = b"\n"  # as in split_games, so that a game on the first line is found by GAME_START
+    buffer: bytes | memoryview = b"\n"  # so that every chunk starts with a newline, as `RawGames` wants
     at_start = True
     for chunk in chunks:
-        buffer += chunk
+        buffer = b"".join((buffer, chunk))
         if at_start and len(buffer) > len(BYTE_ORDER_MARK):  # the mark may come in pieces
             buffer = b"\n" + buffer[1:].removeprefix(BYTE_ORDER_MARK)
             at_start = False
@@ -164,10 +169,10 @@ def game_aligned_chunks(chunks: Iterable[bytes], chunk_bytes: int = CHUNK_BYTES)
         while len(buffer) - start >= chunk_bytes and (cut := _game_boundary(buffer, start + chunk_bytes)) != -1:
             yield PgnChunk(buffer[start:cut], ends_stream=False)
             start = cut
-        buffer = buffer[start:]
+        buffer = memoryview(buffer)[start:]  # copied once, with the next piece, by the join above
         if len(buffer) > chunk_bytes + MAX_GAME_BYTES:
             raise PgnFormatError(f"no game ends (before a line beginning '[Event ') in {len(buffer):,} bytes")
-    yield PgnChunk(buffer, ends_stream=True)
+    yield PgnChunk(bytes(buffer), ends_stream=True)
 
 
 def _game_boundary(buffer: bytes, after: int) -> int:
@@ -182,99 +187,167 @@ def _game_boundary(buffer: bytes, after: int) -> int:
 
 
 def parse_chunk(chunk: PgnChunk, month: str, moves_max_elo: int | None = None) -> tuple[pa.Table, pa.Table]:
-    """Split and parse one chunk: (accepted games, quarantined games), positions counted from the chunk's first game."""
-    parsed = [
-        parse_batch(batch, month, moves_max_elo)
-        for batch in split_games([chunk.text], batch_games=BATCH_GAMES, ends_stream=chunk.ends_stream)
-    ]
-    return pa.Table.from_batches([games for games, _ in parsed], GAMES_SCHEMA), pa.Table.from_batches(
-        [quarantined for _, quarantined in parsed], QUARANTINE_SCHEMA
-    )
+    """Turn one chunk into (accepted games, quarantined games), positions counted from the chunk's first game.
+
+    With `moves_max_elo`, only games whose both Elos are known and at most that
+    value get their moves checked and stored; the others are accepted on their
+    tags alone, with NULL moves and ply_count (storing and legality-checking
+    moves is most of the cost, and those games can never enter a rating bucket).
+    """
+    games = RawGames.from_chunk(chunk)
+    kept, tags, rejected = _read_tags(games)
+    sites = tags.field("Site")
+    columns, bad_values = _games_columns(tags, month)
+    accepted = np.ones(len(kept), dtype=bool)
+    for slot, detail in bad_values:
+        accepted[slot] = False
+        rejected.append(
+            Rejection(int(kept[slot]), sites[slot].as_py(), games.text_of(kept[slot]), "broken_tags", detail)
+        )
+
+    wants_moves = accepted.copy()
+    if moves_max_elo is not None:
+        max_elo = pc.max_element_wise(columns["white_elo"], columns["black_elo"], skip_nulls=False)
+        wants_moves &= np.asarray(pc.fill_null(pc.less_equal(max_elo, moves_max_elo), False), dtype=bool)
+    parsed_slots = np.flatnonzero(wants_moves)
+    moves, valid, errors = _parse_moves(games.movetexts(kept[parsed_slots]))
+    for parsed in np.flatnonzero(~valid):
+        slot = parsed_slots[parsed]
+        accepted[slot] = False
+        reason = "illegal_move" if errors[parsed].startswith("illegal move") else "unparsable_movetext"
+        rejected.append(
+            Rejection(int(kept[slot]), sites[slot].as_py(), games.text_of(kept[slot]), reason, errors[parsed])
+        )
+
+    moves_at = np.full(len(kept), -1, dtype=np.int64)
+    moves_at[parsed_slots] = np.arange(len(parsed_slots))
+    columns["moves"] = moves.take(pa.array(moves_at, mask=moves_at < 0))
+    columns["ply_count"] = pc.cast(pc.list_value_length(columns["moves"]), pa.int16())
+    accepted_games = pa.Table.from_pydict(columns, schema=GAMES_SCHEMA).filter(pa.array(accepted))
+    rejected.sort(key=lambda rejection: rejection.index)
+    quarantine = {
+        "month": [month] * len(rejected),
+        "position": [rejection.index for rejection in rejected],
+        "site": [rejection.site or None for rejection in rejected],
+        "excerpt": [rejection.text[:EXCERPT_CHARS].rstrip() for rejection in rejected],
+        "reason": [rejection.reason for rejection in rejected],
+        "detail": [rejection.detail for rejection in rejected],
+    }
+    return accepted_games, pa.Table.from_pydict(quarantine, schema=QUARANTINE_SCHEMA)
 
 
 @dataclass(frozen=True)
-class GameBatch:
-    """Consecutive raw games of one stream: `start` is the position of the first, 0-based."""
+class RawGames:
+    """The games of one chunk as spans of its text: no bytes object per game, so Arrow reads them all at once.
 
-    start: int
-    texts: list[bytes]
+    Game i is `text[starts[i]:ends[i]]` (trailing whitespace cut off), its tags
+    end at `head_ends[i]` (the first blank line, or the game's end). `segments`
+    views the text, without a copy, as head, movetext and gap of each game in turn.
+    """
+
+    text: bytes
+    starts: np.ndarray
+    head_ends: np.ndarray
+    ends: np.ndarray
     ends_stream: bool
+    segments: pa.StringArray
+
+    @classmethod
+    def from_chunk(cls, chunk: PgnChunk) -> RawGames:
+        """Find the games of a chunk.
+
+        A game starts at a line beginning with `[Event ` (always the first tag of
+        a Lichess game) unless that line lies inside a `{ comment }` left open by
+        the game before and closed after it. CRLF line ends are normalised and
+        invalid UTF-8 replaced here. Text before the first game, if any, is a
+        game of its own (it will not parse).
+        """
+        text = chunk.text if chunk.text.startswith(b"\n") else b"\n" + chunk.text  # so GAME_START finds game 1
+        if b"\r" in text:
+            text = text.replace(b"\r\n", b"\n")
+        if not _is_utf8(text):
+            text = text.decode("utf-8", errors="replace").encode()
+        if len(text) >= 1 << 31:  # Arrow's string offsets below are 32-bit
+            raise PgnFormatError(f"a chunk of {len(text):,} bytes: cut the stream with game_aligned_chunks")
+        cuts = [match.start() for match in GAME_START_PATTERN.finditer(text)] + [len(text)]
+        preamble = text[: cuts[0]]
+        starts, ends = ([cuts[0] - len(preamble.lstrip())], [len(preamble.rstrip())]) if preamble.strip() else ([], [])
+        start = cuts[0] + 1
+        for cut, after in itertools.pairwise([*cuts[1:], -1]):
+            if after != -1 and text.rfind(b"{", start, cut) > text.rfind(b"}", start, cut):
+                close, opening = text.find(b"}", cut, after), text.find(b"{", cut, after)
+                if close != -1 and (opening == -1 or close < opening):  # the next piece closes the comment: join it
+                    continue
+            starts.append(start)
+            ends.append(cut)
+            start = cut + 1
+        starts_array, ends_array = np.array(starts, dtype=np.int64), np.array(ends, dtype=np.int64)
+        byte_view = np.frombuffer(text, dtype=np.uint8)
+        while (trailing := (ends_array > starts_array) & IS_WHITESPACE[byte_view[ends_array - 1]]).any():
+            ends_array -= trailing
+        blank_lines = [text.find(b"\n\n", *span) for span in zip(starts, ends_array.tolist(), strict=True)]
+        head_ends = np.array(blank_lines, dtype=np.int64)
+        head_ends[head_ends < 0] = ends_array[head_ends < 0]
+        offsets = np.append(np.column_stack([starts_array, head_ends, ends_array]).ravel(), len(text)).astype(np.int32)
+        segments = pa.StringArray.from_buffers(len(offsets) - 1, pa.py_buffer(offsets), pa.py_buffer(text))
+        return cls(text, starts_array, head_ends, ends_array, chunk.ends_stream, segments)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def heads(self) -> pa.StringArray:
+        """Every game's tag section, as one Arrow array."""
+        return self.segments.take(np.arange(len(self)) * 3)
+
+    def movetexts(self, indices: np.ndarray) -> pa.StringArray:
+        """The movetexts of the games at `indices`, as one Arrow array (they start with the blank line)."""
+        return self.segments.take(indices * 3 + 1)
+
+    def finals(self) -> pa.StringArray:
+        """The result each movetext ends with, after a whitespace byte of the movetext, or NULL: RESULT_AT_END."""
+        byte_view = np.frombuffer(self.text, dtype=np.uint8)
+        finals = np.full(len(self), None, dtype=object)
+        for result in RESULTS:
+            token = np.frombuffer(result.encode(), dtype=np.uint8)
+            rows = np.flatnonzero(self.ends - len(token) - 1 >= self.head_ends)  # room for it and a byte before it
+            at = self.ends[rows] - len(token)
+            ends_with = (byte_view[at[:, None] + np.arange(len(token))] == token).all(axis=1)
+            finals[rows[ends_with & IS_WHITESPACE[byte_view[at - 1]]]] = result
+        return pa.array(finals, pa.string())
+
+    def containing(self, needle: bytes) -> pa.BooleanArray:
+        """Whether each game's movetext contains `needle`: one `bytes.find` per hit, skipping to the next game.
+
+        Faster than scanning each movetext whole when the needle is rare, as `[%eval` is.
+        """
+        starts, head_ends, ends = self.starts.tolist(), self.head_ends.tolist(), self.ends.tolist()
+        found = np.zeros(len(starts), dtype=bool)
+        at = self.text.find(needle)
+        while at != -1:
+            game = bisect.bisect_right(starts, at) - 1
+            if game >= 0 and head_ends[game] <= at < ends[game]:
+                found[game] = True
+                at = ends[game]
+            at = self.text.find(needle, at + 1)
+        return pa.array(found)
+
+    def text_of(self, index: int) -> str:
+        return self.text[self.starts[index] : self.ends[index]].decode()
 
 
-def split_games(
-    chunks: Iterable[bytes], batch_games: int = BATCH_GAMES, *, ends_stream: bool = True
-) -> Iterator[GameBatch]:
-    """Cut a stream of PGN bytes into batches of single-game texts, holding only one partial game between chunks.
-
-    A game starts at a line beginning with `[Event ` (always the first tag of a
-    Lichess game) unless that line lies inside an open `{ comment }`. CRLF line
-    ends and a leading byte-order mark are normalised away here. Text before the
-    first game, if any, is passed on as a game of its own (it will not parse).
-    `ends_stream=False` says the input stops where a game ends (a chunk from
-    `game_aligned_chunks`), so its last game cannot be `truncated`.
-    """
-    pending = b"\n"  # so that the first game, too, is found by GAME_START
-    at_start = True
-    start = 0
-    batch: list[bytes] = []
-    for chunk in chunks:
-        if at_start and chunk:
-            chunk = chunk.removeprefix(BYTE_ORDER_MARK)
-            at_start = False
-        buffer = pending + chunk
-        if b"\r" in buffer:
-            buffer = buffer.replace(b"\r\n", b"\n")
-        preamble, *games = buffer.split(GAME_START)
-        if not games:
-            pending = buffer
-            if len(pending) > MAX_GAME_BYTES:
-                raise PgnFormatError(f"no game starts (a line beginning '[Event ') in {len(pending):,} bytes")
-            continue
-        if preamble.strip():
-            batch.append(preamble.strip())
-        games = list(_join_open_comments(games, tail_is_partial=True))
-        pending = GAME_START + games.pop()
-        batch.extend((b"[Event " + game).rstrip() for game in games)
-        if len(batch) >= batch_games:
-            yield GameBatch(start, batch, ends_stream=False)
-            start += len(batch)
-            batch = []
-    preamble, *games = pending.split(GAME_START)
-    if preamble.strip():
-        batch.append(preamble.strip())
-    if games:
-        batch.extend((b"[Event " + game).rstrip() for game in _join_open_comments(games, tail_is_partial=False))
-    yield GameBatch(start, batch, ends_stream=ends_stream)
-
-
-def _join_open_comments(parts: list[bytes], *, tail_is_partial: bool) -> Iterator[bytes]:
-    """Re-join pieces that were split at an `[Event ` line inside a comment; yield whole games.
-
-    A piece with an open comment is joined to the next when that one closes it,
-    or when the next is the stream's unfinished tail (decided again with more text).
-    """
-    current = parts[0]
-    last = len(parts) - 1
-    for number, part in enumerate(parts[1:], start=1):
-        if current.rfind(b"{") > current.rfind(b"}") and (
-            (tail_is_partial and number == last) or _closes_comment(part)
-        ):
-            current += GAME_START + part
-        else:
-            yield current
-            current = part
-    yield current
-
-
-def _closes_comment(part: bytes) -> bool:
-    close = part.find(b"}")
-    opening = part.find(b"{")
-    return close != -1 and (opening == -1 or close < opening)
+def _is_utf8(text: bytes) -> bool:
+    """Whether `text` is valid UTF-8, checked by Arrow without decoding it."""
+    offsets = pa.py_buffer(np.array([0, len(text)], dtype=np.int64))
+    try:
+        pa.LargeStringArray.from_buffers(1, offsets, pa.py_buffer(text)).validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
 class Rejection:
-    """One quarantined game: its index in the batch, its Site if known, its text, and why."""
+    """One quarantined game: its index in the chunk, its Site if known, its text, and why."""
 
     index: int
     site: str | None
@@ -283,124 +356,67 @@ class Rejection:
     detail: str
 
 
-def parse_batch(
-    batch: GameBatch, month: str, moves_max_elo: int | None = None
-) -> tuple[pa.RecordBatch, pa.RecordBatch]:
-    """Turn one batch of raw games into (accepted games, quarantined games) as Arrow record batches.
+def _read_tags(games: RawGames) -> tuple[np.ndarray, pa.StructArray, list[Rejection]]:
+    """(indices, tags) of the games whose tags and result look right, and the other games' rejections.
 
-    With `moves_max_elo`, only games whose both Elos are known and at most that
-    value get their moves checked and stored; the others are accepted on their
-    tags alone, with NULL moves and ply_count (storing and legality-checking
-    moves is most of the cost, and those games can never enter a rating bucket).
-    """
-    kept, tags, movetexts, rejected = _read_tags(batch)
-    sites = tags.field("Site")
-    columns, bad_values = _games_columns(tags, month)
-    accepted = np.ones(len(kept), dtype=bool)
-    for slot, detail in bad_values:
-        accepted[slot] = False
-        rejected.append(
-            Rejection(int(kept[slot]), sites[slot].as_py(), _text(batch, kept[slot]), "broken_tags", detail)
-        )
-
-    wants_moves = accepted.copy()
-    if moves_max_elo is not None:
-        max_elo = pc.max_element_wise(columns["white_elo"], columns["black_elo"], skip_nulls=False)
-        wants_moves &= np.asarray(pc.fill_null(pc.less_equal(max_elo, moves_max_elo), False), dtype=bool)
-    parsed_slots = np.flatnonzero(wants_moves)
-    moves, valid, errors = _parse_moves(movetexts.take(parsed_slots))
-    for parsed in np.flatnonzero(~valid):
-        slot = parsed_slots[parsed]
-        accepted[slot] = False
-        reason = "illegal_move" if errors[parsed].startswith("illegal move") else "unparsable_movetext"
-        rejected.append(
-            Rejection(int(kept[slot]), sites[slot].as_py(), _text(batch, kept[slot]), reason, errors[parsed])
-        )
-
-    moves_at = np.full(len(kept), -1, dtype=np.int64)
-    moves_at[parsed_slots] = np.arange(len(parsed_slots))
-    columns["moves"] = moves.take(pa.array(moves_at, mask=moves_at < 0))
-    columns["ply_count"] = pc.cast(pc.list_value_length(columns["moves"]), pa.int16())
-    games = pa.RecordBatch.from_pydict(columns, schema=GAMES_SCHEMA).filter(pa.array(accepted))
-    rejected.sort(key=lambda rejection: rejection.index)
-    quarantine = {
-        "month": [month] * len(rejected),
-        "position": [batch.start + rejection.index for rejection in rejected],
-        "site": [rejection.site or None for rejection in rejected],
-        "excerpt": [rejection.text[:EXCERPT_CHARS].rstrip() for rejection in rejected],
-        "reason": [rejection.reason for rejection in rejected],
-        "detail": [rejection.detail for rejection in rejected],
-    }
-    return games, pa.RecordBatch.from_pydict(quarantine, schema=QUARANTINE_SCHEMA)
-
-
-def _read_tags(batch: GameBatch) -> tuple[np.ndarray, pa.StructArray, pa.LargeStringArray, list[Rejection]]:
-    """(indices, tags, movetexts) of the games whose tags and result look right, and the other games' rejections.
-
-    The tag lines of the whole batch are matched and pivoted into columns by
-    Arrow in a few calls; only the few games that fail a check go through
+    Every game of the chunk is checked at once by Arrow: the tag lines are
+    matched and pivoted into columns, the movetexts' last characters matched
+    against the results. Only the few games that fail a check go through
     `_rejection`, the per-game rules that also word the detail.
     """
-    texts = [raw.decode("utf-8", errors="replace") for raw in batch.texts]
-    heads: list[str] = []
-    movetexts: list[str] = []
-    finals: list[str | None] = []
-    clocks: list[bool] = []
-    evals: list[bool] = []
-    for text in texts:  # str's `in` beats Arrow's kernel: it stops at the clock of the first move
-        head, _, movetext = text.partition("\n\n")
-        heads.append(head)
-        movetexts.append(movetext)
-        final = RESULT_AT_END.search(text[-8:])
-        finals.append(final and final.group(1))
-        clocks.append("[%clk" in movetext)
-        evals.append("[%eval" in movetext)
-    lines = pc.split_pattern(pa.array(heads, pa.string()), "\n")
+    lines = pc.split_pattern(games.heads(), "\n")
     line_game = np.asarray(pc.list_parent_indices(lines))
     pairs = pc.extract_regex(lines.flatten(), TAG_LINE_RE2)
-    broken = np.zeros(len(texts), dtype=bool)
+    broken = np.zeros(len(games), dtype=bool)
     broken[line_game[np.asarray(pairs.is_null())]] = True
-    tags = _pivot_tags(pc.struct_field(pairs, [0]), pc.struct_field(pairs, [1]), line_game, len(texts))
-    variant, result = tags["Variant"], tags["Result"]
+    tag_lines = _tag_lines(pc.struct_field(pairs, [0]), line_game, len(games))
+    values = pc.struct_field(pairs, [1])
+
+    def tag_values(tag: str, rows: np.ndarray | slice = slice(None)) -> pa.Array:
+        lines = tag_lines[tag][rows]
+        return values.take(pa.array(lines, mask=lines < 0))
+
     suspect = (
         broken
-        | np.asarray(pc.fill_null(pc.not_equal(variant, "Standard"), False))
-        | np.asarray(tags.pop("FEN").is_valid())
-        | np.asarray(tags.pop("SetUp").is_valid())
-        | ~np.asarray(pc.fill_null(pc.equal(result, pa.array(finals, pa.string())), False))
+        | np.asarray(pc.fill_null(pc.not_equal(tag_values("Variant"), "Standard"), False))
+        | (tag_lines["FEN"] >= 0)
+        | (tag_lines["SetUp"] >= 0)
+        | ~np.asarray(pc.fill_null(pc.equal(tag_values("Result"), games.finals()), False))
     )
-    if batch.ends_stream and texts:
-        suspect[-1] = True
+    last = len(games) - 1
+    if games.ends_stream and last >= 0:
+        suspect[last] = True
     rejected: list[Rejection] = []
     for index in np.flatnonzero(suspect):
-        rejection = _rejection(int(index), texts[index], last=batch.ends_stream and index == len(texts) - 1)
+        rejection = _rejection(int(index), games.text_of(index), last=games.ends_stream and index == last)
         if rejection is None:
             suspect[index] = False
         else:
             rejected.append(rejection)
     kept = np.flatnonzero(~suspect)
-    tags["has_clock"], tags["has_eval"] = pa.array(clocks, pa.bool_()), pa.array(evals, pa.bool_())
-    struct = pa.StructArray.from_arrays(
-        [tags[field.name].take(kept) for field in TAGS_STRUCT], fields=list(TAGS_STRUCT)
-    )
-    return kept, struct, pa.array(movetexts, pa.large_string()).take(kept), rejected
+    # Not tags, but read here: clocks are in almost every movetext, near its start; evals in few.
+    has_clock = pc.match_substring(games.segments, "[%clk").take(kept * 3 + 1)
+    has_eval = games.containing(b"[%eval").take(kept)
+    columns = [tag_values(field.name, kept) for field in TAGS_STRUCT if field.type == pa.string()]
+    struct = pa.StructArray.from_arrays([*columns, has_clock, has_eval], fields=list(TAGS_STRUCT))
+    return kept, struct, rejected
 
 
-def _pivot_tags(names: pa.Array, values: pa.Array, line_game: np.ndarray, games: int) -> dict[str, pa.Array]:
-    """One column per tag that the columns or checks need: the value of each game's tag line, NULL if it has none.
+def _tag_lines(names: pa.Array, line_game: np.ndarray, games: int) -> dict[str, np.ndarray]:
+    """For each tag that the columns or checks need, the line holding each game's value, or -1 if it has none.
 
-    A tag given twice keeps its last value, as a dict built from the lines would.
+    A tag given twice keeps its last line, as a dict built from the lines would.
     """
     names = pc.dictionary_encode(names)
     codes = np.asarray(pc.fill_null(names.indices, -1))
-    columns: dict[str, pa.Array] = {}
+    tag_lines: dict[str, np.ndarray] = {}
     for tag in [field.name for field in TAGS_STRUCT if field.type == pa.string()] + ["FEN", "SetUp"]:
         code = pc.index(names.dictionary, tag).as_py()
         lines = np.flatnonzero(codes == code) if code >= 0 else np.zeros(0, dtype=np.int64)
         line_of_game = np.full(games, -1, dtype=np.int64)
         line_of_game[line_game[lines]] = lines  # in order, so a repeated tag's last line wins
-        columns[tag] = values.take(pa.array(line_of_game, mask=line_of_game < 0))
-    return columns
+        tag_lines[tag] = line_of_game
+    return tag_lines
 
 
 def _rejection(index: int, text: str, *, last: bool) -> Rejection | None:
@@ -427,16 +443,12 @@ def _rejection(index: int, text: str, *, last: bool) -> Rejection | None:
     return None
 
 
-def _text(batch: GameBatch, index: int) -> str:
-    return batch.texts[index].decode("utf-8", errors="replace")
-
-
 def _site_of(head: str) -> str | None:
     match = re.search(r'^\[Site "([^"]*)"\]', head, re.MULTILINE)
     return match.group(1) if match else None
 
 
-def _parse_moves(movetexts: pa.LargeStringArray) -> tuple[pa.ListArray, np.ndarray, list[str | None]]:
+def _parse_moves(movetexts: pa.StringArray) -> tuple[pa.ListArray, np.ndarray, list[str | None]]:
     """Legal-move check movetexts in Rust; return (UCI move lists, valid flags, error messages), one per text."""
     if not movetexts:
         return pa.array([], pa.list_(pa.string())), np.zeros(0, dtype=bool), []
@@ -457,7 +469,7 @@ def _parse_moves(movetexts: pa.LargeStringArray) -> tuple[pa.ListArray, np.ndarr
     return moves, valid, errors
 
 
-def _parse_moves_one_by_one(movetexts: pa.LargeStringArray) -> tuple[pa.ListArray, np.ndarray, list[str | None]]:
+def _parse_moves_one_by_one(movetexts: pa.StringArray) -> tuple[pa.ListArray, np.ndarray, list[str | None]]:
     """Slow path: parse each text alone so one text that is not exactly one game cannot shift the others."""
     moves: list[list[str]] = []
     valid: list[bool] = []
