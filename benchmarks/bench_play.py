@@ -21,8 +21,9 @@ model call scores the games where it is the model's turn, about half of those in
 
 The batched engine plays more games than it keeps in flight, as a full evaluation does, so its batches stay full
 until the last games (with exactly as many games as slots, the long games' tail runs at tiny batch sizes). CPU
-per model move is split into the model's calls, the rest of this process (the match loop: rules, sampling, PGN,
-engine I/O) and the Stockfish processes (read from /proc), which says what limits each mode.
+per model move is split into the model's calls, the rest of the main thread (the match loop: rules, sampling, SAN,
+PGN), this process's other threads (the I/O with the engines, which holds the GIL too) and the Stockfish processes
+(read from /proc), which says what limits each mode: the main thread is the model plus the match loop.
 
     .venv/bin/python benchmarks/bench_play.py                # tiny: 512 (256 in flight) vs 48; paper: 128 (64) vs 8
     .venv/bin/python benchmarks/bench_play.py --model paper  # one size
@@ -84,8 +85,9 @@ def engine_cpu_seconds(pool: EnginePool) -> float:
 def measure(label: str, pairing: Pairing, rules: Rules, max_in_flight: int, pool: EnginePool) -> dict:
     TimedModelPolicy.seconds, TimedModelPolicy.cpu_seconds, TimedModelPolicy.moves = 0.0, 0.0, 0
     start, process_start, engine_start = time.perf_counter(), time.process_time(), engine_cpu_seconds(pool)
+    thread_start = time.thread_time()
     records = play_matches([pairing], rules=rules, rng_seed=0, max_in_flight=max_in_flight)
-    wall = time.perf_counter() - start
+    wall, main_thread = time.perf_counter() - start, time.thread_time() - thread_start
     process, engines = time.process_time() - process_start, engine_cpu_seconds(pool) - engine_start
     return {
         "label": label,
@@ -98,8 +100,11 @@ def measure(label: str, pairing: Pairing, rules: Rules, max_in_flight: int, pool
         "model_share": TimedModelPolicy.seconds / wall,
         "model_ms_per_move": 1000 * TimedModelPolicy.seconds / TimedModelPolicy.moves,
         "model_cpu_ms_per_move": 1000 * TimedModelPolicy.cpu_seconds / TimedModelPolicy.moves,
-        # CPU per model move: the model's calls, the rest of this process (match loop, engine I/O), Stockfish
-        "cpu_ms": [1000 * s / TimedModelPolicy.moves for s in (TimedModelPolicy.cpu_seconds, process, engines)],
+        # CPU per model move: the model's calls, the main thread, this process (threads talking to the engines
+        # too), the Stockfish processes
+        "cpu_ms": [
+            1000 * s / TimedModelPolicy.moves for s in (TimedModelPolicy.cpu_seconds, main_thread, process, engines)
+        ],
     }
 
 
@@ -139,14 +144,16 @@ def compare(size: str, plan: Size, opponent: Player, rules: Rules, pool: EngineP
     sequential, cached, batched = (max(runs[label], key=lambda row: row["model_moves_per_s"]) for label in runs)
     print(
         f"{'':32} {'games':>6} {'plies':>6} {'model moves':>12} {'wall s':>8} {'moves/s':>9} {'games/min':>10} "
-        f"{'model %':>8} {'model ms/move':>14} {'model CPU ms/move':>18}  CPU ms/move: model / loop / Stockfish"
+        f"{'model %':>8} {'model ms/move':>14} {'model CPU ms/move':>18}  "
+        "CPU ms/move: model / match loop / engine I/O threads / Stockfish"
     )
     for row in (sequential, cached, batched):
+        model, main, process, engines = row["cpu_ms"]
         print(
             f"{row['label']:32} {row['games']:6d} {row['plies']:6.1f} {row['model_moves']:12d} {row['wall_s']:8.1f} "
             f"{row['model_moves_per_s']:9.1f} {row['games_per_min']:10.1f} {100 * row['model_share']:7.0f}% "
             f"{row['model_ms_per_move']:14.2f} {row['model_cpu_ms_per_move']:18.2f}  "
-            f"{row['cpu_ms'][0]:.2f} / {row['cpu_ms'][1] - row['cpu_ms'][0]:.2f} / {row['cpu_ms'][2]:.2f}"
+            f"{model:.2f} / {main - model:.2f} / {process - main:.2f} / {engines:.2f}"
         )
     print(
         f"speed-up: {batched['model_moves_per_s'] / sequential['model_moves_per_s']:.1f}x model moves/s, "

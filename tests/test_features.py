@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 
 from transcend_pipeline import vocab
-from transcend_pipeline.features import BOARD_CODES, MOVE_FEATURES, FeatureBuilder, board_planes, featurise
+from transcend_pipeline.features import (
+    BOARD_CODES,
+    MOVE_FEATURES,
+    FeatureBuilder,
+    bitboards_after,
+    board_planes,
+    featurise,
+    position_bitboards,
+)
 
 VALUES = {chess.PAWN: 1, chess.KNIGHT: 3, chess.BISHOP: 3, chess.ROOK: 5, chess.QUEEN: 9}
 
@@ -162,6 +170,40 @@ def test_board_planes_are_seen_from_the_mover(positions: list[chess.Board]) -> N
         assert row[0] == sum(bit << i for i, bit in enumerate(castling))
         assert row[1] == (0 if board.ep_square is None else chess.square_file(board.ep_square) + 1)
         assert row[2] == int(board.turn == chess.BLACK)
+
+
+def test_bitboards_after_a_move_are_those_python_chess_pushes_to() -> None:
+    """Every kind of move (castling both ways, en passant, promotions, captures of a rook on its home square, king
+    moves that lose the castling rights) leaves the bitboards, castling rights and en-passant square of ``push``."""
+    rng = random.Random(11)
+    kinds = set()
+    for _ in range(60):
+        board = chess.Board()
+        row = position_bitboards(board)
+        while not board.is_game_over() and board.ply() < 200:
+            moves = list(board.legal_moves)
+            special = [m for m in moves if board.is_en_passant(m) or m.promotion or board.is_castling(m)]
+            move = rng.choice(special if special and rng.random() < 0.7 else moves)
+            kinds.update(kind for kind, test in KINDS.items() if test(board, move))
+            row = bitboards_after(row, move)
+            board.push(move)
+            assert row == position_bitboards(board), (board.fen(), move)
+    assert kinds == set(KINDS)
+
+
+KINDS = {
+    "short castling": lambda board, move: board.is_kingside_castling(move),
+    "long castling": lambda board, move: board.is_queenside_castling(move),
+    "en passant": lambda board, move: board.is_en_passant(move),
+    "underpromotion": lambda board, move: move.promotion not in (None, chess.QUEEN),
+    "rook taken at home": lambda board, move: (
+        board.piece_type_at(move.to_square) == chess.ROOK
+        and bool(board.castling_rights & chess.BB_SQUARES[move.to_square])
+    ),
+    "double push": lambda board, move: (
+        board.piece_type_at(move.from_square) == chess.PAWN and abs(move.to_square - move.from_square) == 16
+    ),
+}
 
 
 def test_positions_without_legal_moves_have_no_rows() -> None:

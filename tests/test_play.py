@@ -335,6 +335,41 @@ def test_pgn_is_what_python_chess_exports() -> None:
     assert any("#" in record.pgn for record in records) and any("=Q" in record.pgn for record in records)
 
 
+def test_san_is_python_chess_san_on_every_kind_of_move() -> None:
+    """The SAN written while playing (python-chess asked only where another piece of the kind reaches the same
+    square) equals ``board.san_and_push`` on random games biased towards the rare cases, and leaves the same board."""
+    rng = np.random.default_rng(4)
+    seen: Counter[str] = Counter()
+    for _ in range(40):
+        ours, theirs = chess.Board(), chess.Board()
+        while not theirs.is_game_over() and theirs.ply() < 300:
+            moves = list(theirs.legal_moves)
+            rare = [
+                m
+                for m in moves
+                if theirs.is_capture(m) or m.promotion or theirs.is_castling(m) or theirs.gives_check(m)
+            ]
+            pool = rare if rare and rng.random() < 0.6 else moves
+            move = pool[int(rng.integers(len(pool)))]
+            san = play._san_and_push(ours, move)
+            assert san == theirs.san_and_push(move)
+            assert ours == theirs and ours.move_stack == theirs.move_stack
+            seen.update(kind for kind, marker in SAN_MARKERS.items() if marker(san))
+    assert seen.keys() == set(SAN_MARKERS)
+
+
+SAN_MARKERS = {
+    "mate": lambda san: san.endswith("#"),
+    "check": lambda san: san.endswith("+"),
+    "promotion": lambda san: "=" in san,
+    "underpromotion": lambda san: any(f"={piece}" in san for piece in "RBN"),
+    "short castling": lambda san: san.startswith("O-O") and not san.startswith("O-O-O"),
+    "long castling": lambda san: san.startswith("O-O-O"),
+    "pawn capture": lambda san: san[0].islower() and "x" in san,
+    "disambiguated": lambda san: san[0] in "NBRQ" and len(san.rstrip("+#").replace("x", "")) > 3,
+}
+
+
 def test_the_end_of_a_game_is_found_as_python_chess_finds_it() -> None:
     """One legal-move search answers checkmate and stalemate; the verdict must be python-chess's on every ply of
     random games (which mate, stalemate and run out of material now and then), and on hand-made corner cases."""

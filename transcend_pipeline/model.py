@@ -339,8 +339,10 @@ class _GameInputs:
         self.board = weakref.ref(board, lambda _: _GAMES.pop(key, None))  # forgotten with the game
         self.moves: list[chess.Move] = []
         self.tokens: list[int] = [vocab.BOS]
-        self.replay = root if with_planes else None  # the position after `moves`, to extend the planes from
+        # the bitboards of the position after `moves`, to extend the planes from (features.bitboards_after)
+        self.row = features.position_bitboards(root) if with_planes else None
         self.planes, self.state = _start_planes() if with_planes else (None, None)
+        self._buffers: tuple[np.ndarray, np.ndarray] | None = None  # what `planes` and `state` view, once extended
 
     def continued_by(self, board: chess.Board, with_planes: bool) -> bool:
         """Whether ``board`` is this game played on (not another game, a take-back or another line). A board reset
@@ -349,7 +351,7 @@ class _GameInputs:
         return (
             seen > 0
             and self.board() is board
-            and (self.replay is not None or not with_planes)
+            and (self.row is not None or not with_planes)
             and board.move_stack[:seen] == self.moves  # identical Move objects compare at C speed
         )
 
@@ -360,15 +362,22 @@ class _GameInputs:
         for move in board.move_stack[len(self.moves) :]:
             self.moves.append(move)
             self.tokens.append(vocab.token_of(move))
-            if self.replay is not None:
-                self.replay.push(move)
-                positions.append(features.position_bitboards(self.replay))
-        if self.replay is not None:
-            self.replay.clear_stack()  # the game's own board keeps the history; this one only moves on from it
+            if self.row is not None:
+                self.row = features.bitboards_after(self.row, move)
+                positions.append(self.row)
         return positions
 
     def add_planes(self, planes: np.ndarray, state: np.ndarray) -> None:
-        self.planes, self.state = np.concatenate([self.planes, planes]), np.concatenate([self.state, state])
+        """Append the new positions' planes; ``planes`` and ``state`` are views of buffers that double as they fill
+        (a copy of the whole history on every call cost more than featurising the new plies)."""
+        start, end = len(self.planes), len(self.planes) + len(planes)
+        if self._buffers is None or end > len(self._buffers[0]):
+            old = (self.planes, self.state)
+            self._buffers = tuple(np.empty((2 * end, *array.shape[1:]), array.dtype) for array in old)
+            for buffer, array in zip(self._buffers, old, strict=True):
+                buffer[:start] = array
+        self._buffers[0][start:end], self._buffers[1][start:end] = planes, state
+        self.planes, self.state = self._buffers[0][:end], self._buffers[1][:end]
 
 
 @functools.cache

@@ -430,7 +430,32 @@ def _choose(policy: Policy, games: Sequence[_Game]) -> list[chess.Move]:
 
 def _push(games: Sequence[_Game], moves: Sequence[chess.Move]) -> None:
     for game, move in zip(games, moves, strict=True):
-        game.sans.append(game.board.san_and_push(move))
+        game.sans.append(_san_and_push(game.board, move))
+
+
+def _san_and_push(board: chess.Board, move: chess.Move) -> str:
+    """``board.san_and_push(move)`` for a legal move. python-chess searches the legal moves of the other pieces of
+    the moving kind for one that also reaches the destination (to disambiguate), even where none attacks it; that
+    search, made for nearly every move, is asked of python-chess here only where one does (and for castling)."""
+    turn, from_square, to_square = board.turn, move.from_square, move.to_square
+    piece = board.piece_type_at(from_square)
+    if (piece == chess.KING and board.is_castling(move)) or (
+        chess.PAWN < piece < chess.KING
+        and board.attackers_mask(turn, to_square) & board.pieces_mask(piece, turn) & ~chess.BB_SQUARES[from_square]
+    ):
+        return board.san_and_push(move)
+    capture = board.is_capture(move)
+    if piece == chess.PAWN:
+        san = chess.FILE_NAMES[chess.square_file(from_square)] + "x" if capture else ""
+    else:
+        san = chess.PIECE_SYMBOLS[piece].upper() + ("x" if capture else "")
+    san += chess.SQUARE_NAMES[to_square]
+    if move.promotion:
+        san += "=" + chess.PIECE_SYMBOLS[move.promotion].upper()
+    board.push(move)
+    if board.is_check():
+        san += "+" if any(board.generate_legal_moves()) else "#"
+    return san
 
 
 def _sample(distribution: dict[chess.Move, float], rng: np.random.Generator) -> chess.Move:
