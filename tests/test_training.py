@@ -126,7 +126,8 @@ def test_checkpoint_loads_with_weights_only_and_records_lineage(trained, shards:
     assert lineage["code_version"] == code_version() and lineage["config"]["move_features"]
     assert lineage["train_config"]["batch_games"] == 16 and lineage["data"]["train"]["games"] == 100
     assert checkpoint["global_step"] == 60
-    assert json.loads((run / "metrics.json").read_text())["steps"] == 60
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["steps"] == 60 and metrics["checkpoint"] == str(run / "best.ckpt")
     model = ChessFormer.from_checkpoint(run / "last.ckpt")
     board = chess.Board()
     for uci in ("e2e4", "d7d5"):

@@ -77,7 +77,7 @@ def print_summary(settings: Settings, seconds: float) -> None:
     for metrics in sorted((settings.home / "checkpoints").glob("*/metrics.json")):
         summary = json.loads(metrics.read_text())
         print(
-            f"  model      {metrics.parent.name:<24} {summary['steps']:>6} steps, val top-1 "
+            f"  model      {metrics.parent.name:<24} {summary['steps']:>6} steps (best {summary.get('best_step', '?')}), val top-1 "
             f"{(summary['val_top1'] or 0):.1%}  ({Path(summary['checkpoint']).relative_to(settings.home)})"
         )
     report = home.reports_dir / "transcendence.md"

@@ -524,7 +524,7 @@ def train(
         shards_read=[shard["path"] for shard in train_shards],
     )
     if trainer.is_global_zero:
-        summary = {**asdict(result), "checkpoint": str(checkpoint)}
+        summary = {**asdict(result), "checkpoint": str(result.checkpoint)}
         (out_dir / "metrics.json").write_text(json.dumps(summary, indent=1))
     return result
 
