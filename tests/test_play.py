@@ -17,7 +17,7 @@ import torch
 from transcend_pipeline import play
 from transcend_pipeline.model import ChessFormer, config_for, legal_move_distribution
 from transcend_pipeline.opponents import RandomPolicy
-from transcend_pipeline.panel.players import Policy
+from transcend_pipeline.panel.players import Policy, sample
 from transcend_pipeline.play import (
     TERMINATIONS,
     GameRecord,
@@ -416,8 +416,7 @@ def test_rows_are_sampled_as_one_distribution_at_a_time() -> None:
     slots = play._sample_rows(probabilities, uniforms)
     moves = [chess.Move(0, square) for square in range(1, 64)]
     for row, count in enumerate(counts):
-        distribution = dict(zip(moves[:count], probabilities[row, :count].tolist(), strict=True))
-        expected = play._sample(distribution, _Fixed(uniforms[row]))
+        expected = sample(moves[:count], probabilities[row, :count], _Fixed(uniforms[row]))
         assert moves[min(int(slots[row]), count - 1)] == expected
 
 

@@ -37,6 +37,7 @@ import torch.nn as nn
 from torch.nn import functional as F
 
 from transcend_pipeline import features, vocab
+from transcend_pipeline.followed_games import FollowedGame, GameMemo
 
 
 @dataclass
@@ -324,43 +325,28 @@ class LegalMoveDistribution:
         ]
 
 
-class _GameInputs:
+class _GameInputs(FollowedGame):
     """One game's model inputs for the plies seen so far: ``<bos>`` then the move tokens, and with board input the
     board planes of every position. A game in play is extended by the moves played since the last call, so a call
     costs the same at ply 80 as at ply 2 (replaying every history on every call made play slower as games grew).
-    A board is taken to change by ``push`` and ``pop`` (or a reset, which clears its stack), as in the match engine.
     """
 
     def __init__(self, board: chess.Board, with_planes: bool) -> None:
+        super().__init__()
         root = board.root()
         if root.board_fen() != chess.STARTING_BOARD_FEN or root.turn != chess.WHITE:
             raise ValueError("ChessFormer plays games from the standard starting position only")
-        key = id(board)
-        self.board = weakref.ref(board, lambda _: _GAMES.pop(key, None))  # forgotten with the game
-        self.moves: list[chess.Move] = []
         self.tokens: list[int] = [vocab.BOS]
         # the bitboards of the position after `moves`, to extend the planes from (features.bitboards_after)
         self.row = features.position_bitboards(root) if with_planes else None
         self.planes, self.state = _start_planes() if with_planes else (None, None)
         self._buffers: tuple[np.ndarray, np.ndarray] | None = None  # what `planes` and `state` view, once extended
 
-    def continued_by(self, board: chess.Board, with_planes: bool) -> bool:
-        """Whether ``board`` is this game played on (not another game, a take-back or another line). A board reset
-        to another position clears its move stack, so a game with no moves yet is rebuilt to check its root again."""
-        seen = len(self.moves)
-        return (
-            seen > 0
-            and self.board() is board
-            and (self.row is not None or not with_planes)
-            and board.move_stack[:seen] == self.moves  # identical Move objects compare at C speed
-        )
-
     def catch_up(self, board: chess.Board) -> list[list[int]]:
         """Take in the moves played since; returns the bitboards of the positions they reach, whose planes
         :meth:`add_planes` takes."""
         positions = []
-        for move in board.move_stack[len(self.moves) :]:
-            self.moves.append(move)
+        for move in self.new_moves(board):
             self.tokens.append(vocab.token_of(move))
             if self.row is not None:
                 self.row = features.bitboards_after(self.row, move)
@@ -389,17 +375,18 @@ def _start_planes() -> tuple[np.ndarray, np.ndarray]:
     return planes, state
 
 
-#: The inputs of the games in play, by ``id`` of their board (boards are unhashable); each drops out with its board.
-_GAMES: dict[int, _GameInputs] = {}
+#: The inputs of the games in play; each drops out with its board.
+_GAMES: GameMemo[_GameInputs] = GameMemo()
 
 
 def _game_inputs(boards: Sequence[chess.Board], with_planes: bool) -> list[_GameInputs]:
     """Each game's inputs up to its current position; the new positions of all games are featurised in one go."""
     games, positions, counts = [], [], []
     for board in boards:
-        game = _GAMES.get(id(board))
-        if game is None or not game.continued_by(board, with_planes):
-            game = _GAMES[id(board)] = _GameInputs(board, with_planes)
+        # a game followed without board planes is rebuilt for a model that reads them
+        game = _GAMES.follow(
+            board, lambda b: _GameInputs(b, with_planes), lambda g: g.row is not None or not with_planes
+        )
         games.append(game)
         new = game.catch_up(board)
         positions.extend(new)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import itertools
 import queue
-import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -23,6 +22,7 @@ from typing import TypeVar
 import chess
 import numpy as np
 
+from transcend_pipeline.followed_games import FollowedGame, GameMemo
 from transcend_pipeline.panel.engine import Engine, EngineError
 from transcend_pipeline.panel.players import Panel, PanelConfig, PanelPolicy, Policy, clone, consensus, player
 from transcend_pipeline.play import Player
@@ -147,24 +147,22 @@ def _position_command(board: chess.Board) -> str:
     from the position asked about if it follows an irreversible move (its FEN, which costs this process more than
     a few listed moves cost Stockfish). A game is asked about once per opponent move and its history only grows,
     so the command is kept per board and extended by the moves played since."""
-    known = _POSITION_COMMANDS.get(id(board))
-    if (
-        known is None
-        or known.board() is not board
-        or not known.continued_by(board)
-        or (board.halfmove_clock == 0 and known.listed + len(board.move_stack) - len(known.moves) > REPLAYED_MOVES)
-    ):
-        known = _POSITION_COMMANDS[id(board)] = _PositionCommand(board)
+    known = _POSITION_COMMANDS.follow(
+        board,
+        _PositionCommand,
+        lambda known: (
+            board.halfmove_clock != 0 or known.listed + len(board.move_stack) - len(known.moves) <= REPLAYED_MOVES
+        ),
+    )
     known.catch_up(board)
     return known.command
 
 
-class _PositionCommand:
+class _PositionCommand(FollowedGame):
     """One game's `position` command so far, forgotten with its board."""
 
     def __init__(self, board: chess.Board) -> None:
-        key = id(board)
-        self.board = weakref.ref(board, lambda _: _POSITION_COMMANDS.pop(key, None))
+        super().__init__()
         if board.halfmove_clock == 0 and len(board.move_stack) > REPLAYED_MOVES:  # nothing before it can recur
             start, self.moves = board, list(board.move_stack)
         else:
@@ -173,21 +171,14 @@ class _PositionCommand:
         self.command = "position " + ("startpos" if start == _STANDARD_START else f"fen {start.fen(en_passant='fen')}")
         self.listed = 0  # moves written after `start`
 
-    def continued_by(self, board: chess.Board) -> bool:
-        """Whether `board` plays on from the moves seen (a board reset to another position clears its stack, so
-        a game with no moves yet is rebuilt to read its root again)."""
-        return bool(self.moves) and board.move_stack[: len(self.moves)] == self.moves
-
     def catch_up(self, board: chess.Board) -> None:
-        new = board.move_stack[len(self.moves) :]
-        if new:
+        if new := self.new_moves(board):
             self.command += (" " if self.listed else " moves ") + " ".join(map(chess.Move.uci, new))
-            self.moves.extend(new)
             self.listed += len(new)
 
 
-#: The `position` commands of the games being played, by ``id`` of their board (boards are unhashable).
-_POSITION_COMMANDS: dict[int, _PositionCommand] = {}
+#: The `position` commands of the games being played.
+_POSITION_COMMANDS: GameMemo[_PositionCommand] = GameMemo()
 
 
 class StockfishPolicy(Policy):

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 import chess
 import numpy as np
 
-from transcend_pipeline.panel.players import Policy
+from transcend_pipeline.panel.players import Policy, sample
 from transcend_pipeline.ratings import win_probability
 
 if TYPE_CHECKING:
@@ -416,7 +416,7 @@ def _choose(policy: Policy, games: Sequence[_Game]) -> list[chess.Move]:
     boards = [game.board for game in games]
     if not isinstance(policy, ModelPolicy):
         return [
-            _sample(distribution, game.rng)
+            sample(list(distribution), np.fromiter(distribution.values(), np.float64, len(distribution)), game.rng)
             for distribution, game in zip(policy.distributions(boards), games, strict=True)
         ]
     distribution = policy.legal_distribution(boards)
@@ -458,18 +458,8 @@ def _san_and_push(board: chess.Board, move: chess.Move) -> str:
     return san
 
 
-def _sample(distribution: dict[chess.Move, float], rng: np.random.Generator) -> chess.Move:
-    if len(distribution) == 1:  # a deterministic policy (Stockfish): the draw still keeps one per move
-        rng.random()
-        return next(iter(distribution))
-    moves = list(distribution)
-    probabilities = np.fromiter(distribution.values(), dtype=np.float64, count=len(moves))
-    index = int(np.searchsorted(np.cumsum(probabilities), rng.random() * probabilities.sum(), side="right"))
-    return moves[min(index, len(moves) - 1)]
-
-
 def _sample_rows(probabilities: np.ndarray, uniforms: Sequence[float]) -> np.ndarray:
-    """`_sample` for every row of a [B, max_legal] array at once (zeros past each row's moves): the slot where
+    """`players.sample` for every row of a [B, max_legal] array at once (zeros past each row's moves): the slot where
     each row's cumulative mass first exceeds its uniform draw times the row's total."""
     cumulative = np.cumsum(probabilities, axis=1)
     return (cumulative <= (np.asarray(uniforms) * cumulative[:, -1])[:, None]).sum(axis=1)

@@ -150,6 +150,9 @@ class Policy(ABC):
 
 def sample(moves: Sequence[chess.Move], probabilities: np.ndarray, rng: np.random.Generator) -> chess.Move:
     """Inverse-CDF sampling with one uniform draw per move: the same draws give the same games everywhere."""
+    if len(moves) == 1:  # a deterministic policy (Stockfish, an argmax): the draw is still made
+        rng.random()
+        return moves[0]
     index = int(np.searchsorted(np.cumsum(probabilities), rng.random() * probabilities.sum(), side="right"))
     return moves[min(index, len(moves) - 1)]
 
