@@ -5,12 +5,13 @@ Stockfish opponent through the same engine pool; the sequential baseline is the 
 flight (`max_in_flight=1`), i.e. one forward pass per model move and one engine busy at a time, every call made
 in the calling thread as a plain loop makes it, and like the reference code it recomputes the whole history at
 every move (`incremental=False`). With many games in flight the engine plays the model's half of the games while
-Stockfish searches for the other half (`play_matches`), with several searches queued per engine. The batched engine reads the
-earlier plies from the model's key/value cache; a third row, sequential with that cache, shows how much of the
-gain is the cache and how much the batching. The runs alternate `--repeats` times and the fastest of each is
-reported: on a shared 2-core machine the minimum is the figure least disturbed by other work. The model's CPU time
-per move (its calling thread's) is printed too: it shows the batching gain without the overlapping Stockfish
-searches and the machine's other load.
+Stockfish searches for the other half (`play_matches`): every search of a half is written to the engines at once,
+behind the other half's, so they go from one search to the next without waiting for this process. The batched
+engine reads the earlier plies from the model's key/value cache; a third row, sequential with that cache, shows
+how much of the gain is the cache and how much the batching. The runs alternate `--repeats` times and the fastest
+of each is reported: on a shared 2-core machine the minimum is the figure least disturbed by other work. The
+model's CPU time per move (its calling thread's) is printed too: it shows the batching gain without the
+overlapping Stockfish searches and the machine's other load.
 
 Two sizes, each with its own baseline: `tiny` (~650k parameters, what the pipeline trains on CPU), where Stockfish
 and the Python match loop cost more than the model per move and so cap the ratio, and `paper` (`config_for("paper")`:
@@ -22,8 +23,10 @@ model call scores the games where it is the model's turn, about half of those in
 The batched engine plays more games than it keeps in flight, as a full evaluation does, so its batches stay full
 until the last games (with exactly as many games as slots, the long games' tail runs at tiny batch sizes). CPU
 per model move is split into the model's calls, the rest of the main thread (the match loop: rules, sampling, SAN,
-PGN), this process's other threads (the I/O with the engines, which holds the GIL too) and the Stockfish processes
-(read from /proc), which says what limits each mode: the main thread is the model plus the match loop.
+PGN, and the pipes to the engines: Stockfish's searches are written and read by the main thread, see
+`play.AsksAhead`), this process's other threads (opponents called in threads; none here) and the Stockfish
+processes (read from /proc), which says what limits each mode: the main thread is the model plus the match loop,
+and it shares this machine's two cores with Stockfish.
 
     .venv/bin/python benchmarks/bench_play.py                # tiny: 512 (256 in flight) vs 48; paper: 128 (64) vs 8
     .venv/bin/python benchmarks/bench_play.py --model paper  # one size
@@ -145,7 +148,7 @@ def compare(size: str, plan: Size, opponent: Player, rules: Rules, pool: EngineP
     print(
         f"{'':32} {'games':>6} {'plies':>6} {'model moves':>12} {'wall s':>8} {'moves/s':>9} {'games/min':>10} "
         f"{'model %':>8} {'model ms/move':>14} {'model CPU ms/move':>18}  "
-        "CPU ms/move: model / match loop / engine I/O threads / Stockfish"
+        "CPU ms/move: model / match loop / other threads / Stockfish"
     )
     for row in (sequential, cached, batched):
         model, main, process, engines = row["cpu_ms"]
@@ -192,9 +195,8 @@ def main() -> None:
     }
     rules = Rules(max_plies=args.max_plies or (40 if args.quick else 160))
     torch.set_num_threads(args.torch_threads)
-    print(
-        f"torch threads {args.torch_threads}; {args.engines} Stockfish processes; load average {' '.join(f'{load:.1f}' for load in os.getloadavg())}"
-    )
+    load = " ".join(f"{minutes:.1f}" for minutes in os.getloadavg())
+    print(f"torch threads {args.torch_threads}; {args.engines} Stockfish processes; load average {load}")
     results = {}
     with EnginePool.start(lambda: SkillEngine(find_stockfish()), size=args.engines) as pool:
         if args.opponent == "stockfish":

@@ -10,6 +10,7 @@ import chess
 import numpy as np
 import pytest
 
+from transcend_pipeline import opponents
 from transcend_pipeline.evaluation import ratings_table
 from transcend_pipeline.opponents import (
     STOCKFISH_ANCHORS,
@@ -145,15 +146,46 @@ def test_queued_searches_answer_each_position_in_order(skill_pool):
     boards = [fools_mate, back_rank, smothered] * 12
     mates = [chess.Move.from_uci(uci) for uci in ("d8h4", "d1d8", "h6f7")] * 12
     engine = skill_pool.engines[0]
-    assert engine.best_moves(boards, 20, "go depth 3", queued=8) == mates
+    assert engine.best_moves(boards, 20, "go depth 3") == mates
     assert [engine.best_move(board, 20, "go depth 3") for board in boards[:3]] == mates[:3]
     mated = fools_mate.copy()
     mated.push(mates[0])
     with pytest.raises(EngineError, match="no move"):
-        engine.best_moves([back_rank, mated, smothered], 20, "go depth 3", queued=8)
-    assert engine.best_moves(boards, 20, "go depth 3", queued=8) == mates  # no answer was left queued
+        engine.best_moves([back_rank, mated, smothered], 20, "go depth 3")
+    assert engine.best_moves(boards, 20, "go depth 3") == mates  # no answer was left queued
     for policy in (StockfishPolicy(skill_pool, 20, depth=3), StockfishPolicy(skill_pool, 20, nodes=2000)):
         assert [next(iter(answer)) for answer in policy.distributions(boards)] == mates
+
+
+def test_searches_asked_ahead_are_answered_to_each_caller_in_any_order(skill_pool, monkeypatch):
+    """The match engine's two halves each ask an engine for a batch of searches before reading the other's: searches
+    asked ahead, some at another level (which waits for the searches before it) and more than the engine may hold
+    unanswered (the writer then reads answers, anyone's, to make room), each come back with their own moves,
+    whichever caller reads them."""
+    fools_mate = chess.Board()
+    for san in ("f3", "e5", "g4"):
+        fools_mate.push_san(san)
+    back_rank = chess.Board("6k1/5ppp/8/8/8/8/5PPP/3R2K1 w - - 0 1")
+    smothered = chess.Board("6rk/6pp/7N/8/8/8/6PP/6K1 w - - 0 1")
+    boards = [fools_mate, back_rank, smothered] * 10
+    mates = [chess.Move.from_uci(uci) for uci in ("d8h4", "d1d8", "h6f7")] * 10
+    engine = skill_pool.engines[0]
+    monkeypatch.setattr(opponents, "QUEUED_BYTES", 200)  # a few questions at a time
+    first = engine.ask(boards, 20, "go depth 3")
+    second = engine.ask(boards[:3], 20, "go depth 2")
+    other_level = engine.ask(boards[:6], 19, "go depth 3")
+    with ThreadPoolExecutor(1) as thread:
+        assert thread.submit(engine.answers, other_level).result() == mates[:6]
+    assert engine.answers(second) == mates[:3]
+    assert engine.answers(first) == mates
+    assert engine.best_moves([], 18, "go depth 1") == []
+    assert not engine._searches and engine._written == engine._answered
+    with pytest.raises(ValueError, match="node-limited"):
+        engine.ask(boards, 20, "go nodes 2000")
+    # the policy asks every engine at once and reads them when collected (the match engine's `AsksAhead`)
+    first, second = (StockfishPolicy(skill_pool, 20, depth=depth).ask(boards) for depth in (3, 2))
+    assert [next(iter(answer)) for answer in second()] == [next(iter(answer)) for answer in first()] == mates
+    assert StockfishPolicy(skill_pool, 20, nodes=2000).ask(boards) is None  # node-limited: called in a thread
 
 
 def test_stockfish_opponents_carry_the_papers_anchors_by_default(skill_pool):

@@ -371,26 +371,30 @@ SAN_MARKERS = {
 
 
 def test_the_end_of_a_game_is_found_as_python_chess_finds_it() -> None:
-    """One legal-move search answers checkmate and stalemate; the verdict must be python-chess's on every ply of
-    random games (which mate, stalemate and run out of material now and then), and on hand-made corner cases."""
+    """One legal-move search answers checkmate and stalemate, most positions need none (a pawn that can push and
+    cannot be pinned off its file), and the last move's SAN tells check and mate; the verdict, read from the board
+    alone or with that SAN, must be python-chess's on every ply of random games (which mate, stalemate and run out
+    of material now and then), and on hand-made corner cases."""
     expected = {
         chess.Termination.CHECKMATE: "checkmate",
         chess.Termination.STALEMATE: "stalemate",
         chess.Termination.INSUFFICIENT_MATERIAL: "insufficient",
     }
     corner_cases = ["7k/5K2/6Q1/8/8/8/8/8 b - - 0 1", "k7/2K5/8/8/4B3/8/8/8 b - - 0 1", "8/8/8/8/8/8/8/K1k5 w - - 0 1"]
-    boards = [chess.Board(fen) for fen in corner_cases]
+    positions = [(chess.Board(fen), None) for fen in corner_cases]
     rng = np.random.default_rng(0)
     for _ in range(20):
         board = chess.Board()
         while not board.is_game_over() and board.ply() < 400:
             moves = list(board.legal_moves)
-            board.push(moves[int(rng.integers(len(moves)))])
-            boards.append(board.copy(stack=False))
+            san = board.san_and_push(moves[int(rng.integers(len(moves)))])
+            positions.append((board.copy(stack=False), san))
     seen = Counter()
-    for board in boards:
+    for board, san in positions:
+        assert play._can_move(board, board.is_check()) == any(board.legal_moves)
         outcome = board.outcome(claim_draw=False)
         verdict = play._ended_by_rule(board)
+        assert play._ended_by_rule(board, san) == verdict
         if outcome is not None and outcome.termination in expected:
             assert verdict == (outcome.result(), expected[outcome.termination])
             seen[verdict[1]] += 1

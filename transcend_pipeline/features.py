@@ -78,6 +78,7 @@ _PAWN_OFFSETS = np.array([7, 9, 8, 16, 7, 9])
 _PAWN_GROUPS = np.array([3, 3, 4, 5, 6, 6])
 _PIECE_VALUES = np.array([0, 1, 3, 3, 5, 9], dtype=np.int8)  # by piece type; the king is never "hanging"
 _SQUARE_BITS = np.array([1 << square for square in range(64)], dtype=np.uint64)
+_PIECE_CODES = np.arange(1, 13, dtype=np.uint8)[:, None, None]  # board code of each of _board_codes' 12 bitboards
 
 
 def _token_table() -> np.ndarray:
@@ -121,7 +122,13 @@ class PositionFeatures:
 def featurise(boards: Iterable[chess.Board]) -> PositionFeatures:
     """Features for the given positions (standard chess; the boards are read, not changed), with their legal moves
     generated here, vectorised: the same moves in the same order as ``board.legal_moves`` (tested)."""
-    us, them, castling, ep_bits, black = _oriented_bitboards([position_bitboards(board) for board in boards])
+    return featurise_bitboards([position_bitboards(board) for board in boards])
+
+
+def featurise_bitboards(rows: list[list[int]]) -> PositionFeatures:
+    """:func:`featurise` of positions read with :func:`position_bitboards` or followed with :func:`bitboards_after`
+    (the model's inputs keep each game's, so a model call reads no board)."""
+    us, them, castling, ep_bits, black = _oriented_bitboards(rows)
     boards_codes = _board_codes(us, them)
     maps = _attack_maps(us, them, _occupied(us, them))
     moves = _pseudo_legal_moves(us, them, maps[1], boards_codes, castling, ep_bits)
@@ -255,9 +262,10 @@ def _state(castling: np.ndarray, ep_bits: np.ndarray, black: np.ndarray) -> np.n
 
 
 def _board_codes(us: np.ndarray, them: np.ndarray) -> np.ndarray:
-    bits = (np.concatenate([us, them])[:, :, None] & _SQUARE_BITS) != 0  # [12, N, 64]
-    codes = np.arange(1, 13, dtype=np.int8)[:, None, None]
-    return (bits * codes).sum(axis=0, dtype=np.int8)
+    pieces = np.concatenate([us, them]).astype("<u8")  # [12, N]
+    bits = np.unpackbits(pieces.view(np.uint8).reshape(12, -1, 8), axis=2, bitorder="little")  # [12, N, 64]
+    bits *= _PIECE_CODES
+    return bits.sum(axis=0, dtype=np.int8)
 
 
 def _castling_code(rights: np.ndarray) -> np.ndarray:

@@ -404,9 +404,9 @@ def position_batch(model: ChessFormer, boards: Sequence[chess.Board]) -> tuple[d
     """The batch that scores the current position of each game (its history read from ``board.move_stack``,
     cropped to the last ``block_size`` plies; only the plies new since the game's last call are featurised)."""
     device = next(model.parameters()).device
-    history = _history_batch(model, _game_inputs(boards, with_planes=model.config.board_input), device)
-    legal, moves = _legal_batch(boards, device)
-    return {**history, **legal}, moves
+    games = _game_inputs(boards, with_planes=model.config.board_input)
+    legal, moves = _legal_batch(games, boards, device)
+    return {**_history_batch(model, games, device), **legal}, moves
 
 
 def _history_batch(model: ChessFormer, games: Sequence[_GameInputs], device: torch.device) -> dict:
@@ -426,9 +426,16 @@ def _history_batch(model: ChessFormer, games: Sequence[_GameInputs], device: tor
     return {key: torch.as_tensor(value, device=device) for key, value in batch.items()}
 
 
-def _legal_batch(boards: Sequence[chess.Board], device: torch.device) -> tuple[dict, list[list[chess.Move]]]:
-    """The legal moves of each current position, flattened as the heads take them, and the moves themselves."""
-    current = features.featurise(boards)
+def _legal_batch(
+    games: Sequence[_GameInputs], boards: Sequence[chess.Board], device: torch.device
+) -> tuple[dict, list[list[chess.Move]]]:
+    """The legal moves of each current position, flattened as the heads take them, and the moves themselves
+    (featurised from the bitboards the games' inputs followed, where they keep them)."""
+    rows = [
+        features.position_bitboards(board) if game.row is None else game.row
+        for game, board in zip(games, boards, strict=True)
+    ]
+    current = features.featurise_bitboards(rows)
     counts = np.diff(current.legal_offsets)
     if (counts == 0).any():
         raise ValueError("a position without legal moves has no move distribution (the game is over)")
@@ -588,11 +595,12 @@ class _LayerCache:
         return self.step.mask
 
     def extend(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store the new plies' keys and values [B, H, T, D]; return all of the games' [B, H, length, D]."""
+        """Store the new plies' keys and values [B, H, T, D]; return all of the games' [B, H, length, D] (gathered
+        with ``index_select`` from the plies in use: five times faster on CPU than advanced indexing)."""
         step, (rows, columns) = self.step, self.step.new
         self.keys[step.write[0], :, step.write[1]] = k[rows, :, columns].to(self.keys.dtype)
         self.values[step.write[0], :, step.write[1]] = v[rows, :, columns].to(self.values.dtype)
-        return self.keys[step.slots, :, : step.length], self.values[step.slots, :, : step.length]
+        return tuple(cache[:, :, : step.length].index_select(0, step.slots) for cache in (self.keys, self.values))
 
 
 def _weights_fingerprint(model: ChessFormer) -> tuple:
@@ -654,7 +662,7 @@ def legal_move_distribution(
     model.eval()
     try:
         games = _game_inputs(boards, with_planes=model.config.board_input)
-        legal, moves = _legal_batch(boards, device)
+        legal, moves = _legal_batch(games, boards, device)
         logits, vocab_logits = model.heads(_contexts(model, games, device, incremental), legal)
     finally:
         model.train(was_training)

@@ -12,11 +12,15 @@ positions over one Stockfish process per core.
 
 from __future__ import annotations
 
+import collections
 import itertools
+import os
 import queue
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import chess
@@ -30,8 +34,8 @@ from transcend_pipeline.play import Player
 #: The paper's Glicko-2 anchors for Stockfish `Skill Level` 1 / 3 / 5 (measured there at 0.1 s per move).
 STOCKFISH_ANCHORS: dict[int, float] = {1: 1554.0, 3: 1867.0, 5: 2148.0}
 
-#: Searches asked of one engine ahead of its answers (a few commands of under 2 kB each: far below a pipe's buffer).
-QUEUED_SEARCHES = 8
+#: Bytes of questions an engine may hold unanswered: half a pipe's buffer (64 KiB on Linux), some 150 searches.
+QUEUED_BYTES = 1 << 15
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -92,44 +96,134 @@ class EnginePool:
         return results
 
 
+@dataclass(eq=False)
+class _Search:
+    """Positions asked of one engine in one go, and the answers read so far (in the order asked)."""
+
+    boards: Sequence[chess.Board]
+    sizes: list[int]  # bytes of each position's question
+    answers: list[bytes] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return len(self.answers) == len(self.boards)
+
+
 class SkillEngine(Engine):
-    """A Stockfish that plays moves at a `Skill Level`, searching to a fixed depth or node count."""
+    """A Stockfish that plays moves at a `Skill Level`, searching to a fixed depth or node count.
+
+    Depth-limited searches are pipelined: `ask` writes a batch of questions at once and returns, and `answers`
+    reads them back, so several callers (the match engine's two halves) can keep one engine's input queue full and
+    Stockfish goes from one search to the next without waiting for this process, which may be waiting for a CPU or
+    for the GIL. Stockfish answers in the order asked, so whichever caller reads hands each answer to its search.
+    The pipes are used through their file descriptors: one write per batch and one read for whatever answers have
+    arrived, instead of a flush and a line read per command and answer.
+    """
 
     def __init__(self, path: str) -> None:
         super().__init__(path, depth=1, multipv=1)
         self.skill_level: int | None = None
+        self._writing = threading.Lock()  # questions go out in order, one caller at a time
+        self._reading = threading.Lock()  # one caller reads, handing answers to the searches in order
+        self._searches: collections.deque[_Search] = collections.deque()  # asked and not yet fully answered
+        self._written = 0  # bytes of questions written, and of those answered (each counted by one lock's holder)
+        self._answered = 0
+        self._unread = b""  # the start of an output line a read cut off
 
     def best_move(self, board: chess.Board, skill_level: int, go: str) -> chess.Move:
         """The move Stockfish plays at `skill_level` after `go` (e.g. 'go depth 2'), knowing the game's history."""
         return self.best_moves([board], skill_level, go)[0]
 
-    def best_moves(self, boards: Sequence[chess.Board], skill_level: int, go: str, queued: int = 1) -> list[chess.Move]:
-        """`best_move` for each board, with up to `queued` searches asked for ahead of the answers: Stockfish reads
-        the next `position` and `go` while it searches, so it goes from one search to the next without waiting
-        for this process to read the answer and write the next question (which, on a busy machine, can wait for
-        a CPU or for the GIL). Stockfish replays a position's moves when it reads the command, counting them as
-        nodes of the search in progress, so only searches without a node limit may be queued."""
+    def best_moves(self, boards: Sequence[chess.Board], skill_level: int, go: str) -> list[chess.Move]:
+        """`best_move` for each board. Stockfish replays a position's moves when it reads the command, counting them
+        as nodes of the search in progress, so a node-limited search runs alone: its questions go one at a time,
+        after every search asked before them is answered and before anyone else's."""
+        if not go.startswith("go nodes"):
+            return self.answers(self.ask(boards, skill_level, go))
+        with self._writing:
+            self._set_skill_level(skill_level)
+            searches = []
+            for board in boards:
+                searches.append(self._write([board], go))
+                with self._reading:
+                    while not searches[-1].complete:
+                        self._read_answers()
+        return [move for search in searches for move in self._moves(search)]
+
+    def ask(self, boards: Sequence[chess.Board], skill_level: int, go: str) -> _Search:
+        """Write the questions for a depth-limited search of each board; `answers` returns the moves."""
+        if go.startswith("go nodes"):
+            raise ValueError("node-limited searches cannot be queued (best_moves runs them one at a time)")
+        with self._writing:
+            self._set_skill_level(skill_level)
+            return self._write(boards, go)
+
+    def answers(self, search: _Search) -> list[chess.Move]:
+        """The moves of an `ask`, in order; every answer is read before any can fail, so none is left queued."""
+        with self._reading:
+            while not search.complete:
+                self._read_answers()
+        return self._moves(search)
+
+    def _moves(self, search: _Search) -> list[chess.Move]:
+        for board, answer in zip(search.boards, search.answers, strict=True):
+            if answer == b"(none)":
+                raise EngineError(f"Stockfish has no move in a finished game: {board.fen()}")
+        return [chess.Move.from_uci(answer.decode()) for answer in search.answers]
+
+    def _set_skill_level(self, skill_level: int) -> None:
+        """Change the level once every search asked before is over (a search reads it when it starts)."""
         if skill_level != self.skill_level:
+            with self._reading:
+                while self._searches:
+                    self._read_answers()
             self._send(f"setoption name Skill Level value {skill_level}")
             self.skill_level = skill_level
-        answers: list[str] = []
-        asked = 0
-        for answered in range(len(boards)):
-            while asked < min(len(boards), answered + queued):
-                self._send(f"{_position_command(boards[asked])}\n{go}")
-                asked += 1
-            while True:  # Engine._read_until drops the line it stops at, and here that line is the answer
-                line = self._process.stdout.readline()
-                if not line:
-                    raise EngineError(f"Stockfish (pid {self.pid}) closed its output during a search")
-                if line.startswith("bestmove"):
-                    answers.append(line.split()[1])
-                    break
-        # read every answer before any can fail, so that none is left queued for the engine's next caller
-        for board, answer in zip(boards, answers, strict=True):
-            if answer == "(none)":
-                raise EngineError(f"Stockfish has no move in a finished game: {board.fen()}")
-        return [chess.Move.from_uci(answer) for answer in answers]
+
+    def _write(self, boards: Sequence[chess.Board], go: str) -> _Search:
+        """Write the questions (holding `_writing`), never more than `QUEUED_BYTES` unanswered: below a pipe's
+        buffer, so a write never waits for Stockfish, which may itself wait for its answers to be read."""
+        questions = [f"{_position_command(board)}\n{go}\n".encode() for board in boards]
+        search = _Search(boards, [len(question) for question in questions])
+        if questions:  # an empty search is complete already, and no answer is handed to it
+            self._searches.append(search)
+        start = 0
+        while start < len(questions):
+            end, size, unanswered = start, 0, self._written - self._answered
+            while end < len(questions) and (
+                unanswered + size + len(questions[end]) <= QUEUED_BYTES or unanswered + size == 0
+            ):
+                size += len(questions[end])
+                end += 1
+            if end == start:  # the queue is full: read answers (anyone's) until there is room
+                with self._reading:
+                    if self._written > self._answered:
+                        self._read_answers()
+                continue
+            data = b"".join(questions[start:end])
+            try:
+                while data:
+                    data = data[os.write(self._process.stdin.fileno(), data) :]
+            except OSError as error:
+                raise EngineError(f"Stockfish (pid {self.pid}) is gone: {error}") from error
+            self._written += size
+            start = end
+        return search
+
+    def _read_answers(self) -> None:
+        """Read what the engine has written (at least one byte; holding `_reading`, with a search unanswered) and
+        hand each `bestmove` to the earliest search still missing answers."""
+        chunk = os.read(self._process.stdout.fileno(), 1 << 16)
+        if not chunk:
+            raise EngineError(f"Stockfish (pid {self.pid}) closed its output during a search")
+        *lines, self._unread = (self._unread + chunk).split(b"\n")
+        for line in lines:
+            if line.startswith(b"bestmove"):
+                search = self._searches[0]
+                self._answered += search.sizes[len(search.answers)]
+                search.answers.append(line.split()[1])
+                if search.complete:
+                    self._searches.popleft()
 
 
 _STANDARD_START = chess.Board()
@@ -199,18 +293,37 @@ class StockfishPolicy(Policy):
         return f"StockfishPolicy(level={self.level}, {self.go!r})"
 
     def distributions(self, boards: Sequence[chess.Board]) -> list[dict[chess.Move, float]]:
-        """The positions go out in interleaved shares, two per engine (a share that searches longer than the others
-        holds up little), each with its searches queued ahead when the limit is a depth."""
-        shares = min(2 * len(self.pool.engines), len(boards))
-        queued = QUEUED_SEARCHES if self.go.startswith("go depth") else 1
+        """The positions go out in interleaved shares, one per engine, searched one at a time where the limit is
+        a node count; depth-limited ones are asked all at once (`ask`)."""
+        collect = self.ask(boards)
+        if collect is not None:
+            return collect()
+        engines = self.pool.engines[: len(boards)]
         answers = self.pool.map(
-            lambda engine, share: engine.best_moves(share, self.level, self.go, queued),
-            [boards[i::shares] for i in range(shares)],
+            lambda engine, share: engine.best_moves(share, self.level, self.go),
+            [boards[i :: len(engines)] for i in range(len(engines))],
         )
-        moves: list = [None] * len(boards)
-        for i, share in enumerate(answers):
-            moves[i::shares] = share
-        return [{move: 1.0} for move in moves]
+        return _interleaved(answers, len(boards))
+
+    def ask(self, boards: Sequence[chess.Board]) -> Callable[[], list[dict[chess.Move, float]]] | None:
+        """Write every position's search to the engines now, in interleaved shares, and return what reads the
+        moves (`play.AsksAhead`: the match engine asks for one half of its games while the model plays the other);
+        None for node-limited searches, which cannot be queued."""
+        if self.go.startswith("go nodes"):
+            return None
+        engines = self.pool.engines[: len(boards)]
+        searches = [engine.ask(boards[i :: len(engines)], self.level, self.go) for i, engine in enumerate(engines)]
+        return lambda: _interleaved(
+            [engine.answers(search) for engine, search in zip(engines, searches, strict=True)], len(boards)
+        )
+
+
+def _interleaved(shares: Sequence[Sequence[chess.Move]], count: int) -> list[dict[chess.Move, float]]:
+    """Each board's move as a one-move distribution, from shares dealt as ``boards[i :: len(shares)]``."""
+    moves: list = [None] * count
+    for i, share in enumerate(shares):
+        moves[i :: len(shares)] = share
+    return [{move: 1.0} for move in moves]
 
 
 def stockfish_opponents(
