@@ -15,8 +15,9 @@ import pytest
 import torch
 
 from transcend_pipeline import vocab
-from transcend_pipeline.model import ChessFormer, legal_move_distribution
+from transcend_pipeline.model import ChessFormer, config_for, legal_move_distribution
 from transcend_pipeline.training import (
+    LEGAL_ROWS_MULTIPLE,
     InvalidGameError,
     NotEnoughShardsError,
     ShardDataset,
@@ -86,6 +87,29 @@ def test_collate_lines_up_inputs_targets_and_legal_moves(shards: Path) -> None:
     assert batch["query"].tolist() == list(range(lengths[0])) + [T + t for t in range(lengths[1])]
     played = batch["legal_tokens"][(batch["legal_query"] == 5) & (batch["legal_slot"] == batch["target_slot"][5])]
     assert played.tolist() == [batch["target_token"][5].item()]
+
+
+@pytest.mark.parametrize("size", ["tiny", "paper"])
+def test_padding_rows_leave_the_logits_and_loss_unchanged(shards: Path, size: str) -> None:
+    dataset = ShardDataset(shards, ShardManifest.load(shards).splits["train"])
+    games = [dataset[i] for i in range(3)]
+    longest = max(len(game["move_tokens"]) for game in games)
+    assert collate(games, max_plies=longest)["tokens"].shape[1] == longest  # never past what the model was built for
+    batch = collate(games, max_plies=256)
+    legal = int(sum(len(game["legal_tokens"]) for game in games))
+    assert batch["tokens"].shape[1] == 32 * -(-longest // 32) > longest
+    assert len(batch["legal_query"]) % LEGAL_ROWS_MULTIPLE == 0 and len(batch["legal_query"]) > legal
+    assert (batch["legal_query"][legal:] == len(batch["query"])).all()  # the dummy position after the last query
+    exact = {
+        key: value[:legal] if key.startswith("legal") or key == "move_features" else value
+        for key, value in batch.items()
+    }
+    model = ChessFormer(config_for(size, n_layer=1, n_head=2, n_embd=32)).eval()
+    with torch.no_grad():
+        padded_loss, padded_logits, _ = model.loss(batch)
+        exact_loss, exact_logits, _ = model.loss(exact)
+    assert padded_logits.shape == exact_logits.shape == (len(batch["query"]), batch["max_legal"])
+    assert torch.allclose(padded_logits, exact_logits, atol=1e-6) and torch.allclose(padded_loss, exact_loss, atol=1e-6)
 
 
 def test_invalid_games_are_refused(tmp_path: Path) -> None:

@@ -16,8 +16,9 @@ A batch is a dict of tensors (the training loader and :func:`legal_move_distribu
 ``tokens`` [B, T] input tokens; ``boards`` [B, T, 64] and ``state`` [B, T, 3] (only with ``board_input``);
 ``query`` [P] flattened indices (b * T + t) of the positions to score; the legal moves of those positions,
 flattened: ``legal_query`` [M] (which query), ``legal_slot`` [M] (slot in that query's row), ``legal_tokens`` [M],
-``move_features`` [M, F]; ``max_legal`` (an int, the row width); for training ``target_slot`` and ``target_token``
-[P], the played move's slot among the legal moves and its token.
+``move_features`` [M, F] (training pads them with rows of ``legal_query`` = P, see :meth:`ChessFormer.heads`);
+``max_legal`` (an int, the row width); for training ``target_slot`` and ``target_token`` [P], the played move's slot
+among the legal moves and its token.
 """
 
 from __future__ import annotations
@@ -240,16 +241,23 @@ class ChessFormer(nn.Module):
         return self.heads(self.trunk(batch).flatten(0, 1)[batch["query"]], batch)
 
     def heads(self, context: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """:meth:`forward`'s logits from the context vectors [P, C] of the queried positions."""
+        """:meth:`forward`'s logits from the context vectors [P, C] of the queried positions.
+
+        Legal-move rows with ``legal_query`` = P pad a training batch to a stable size: they score a zero context
+        into a row that is dropped.
+        """
+        queries = context.shape[0]
+        context = F.pad(context, (0, 0, 0, 1))
         if self.config.move_features:
             vocab_logits = None
             legal = self.move_head(context, batch)
         else:
             vocab_logits = self.lm_head(context)
             legal = vocab_logits[batch["legal_query"], batch["legal_tokens"]]
-        logits = legal.new_full((context.shape[0], batch["max_legal"]), float("-inf"))
+            vocab_logits = vocab_logits[:queries]
+        logits = legal.new_full((queries + 1, batch["max_legal"]), float("-inf"))
         logits[batch["legal_query"], batch["legal_slot"]] = legal
-        return logits, vocab_logits
+        return logits[:queries], vocab_logits
 
     def loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Cross-entropy of the played moves (over legal moves, or over the vocabulary for the transcript head),
