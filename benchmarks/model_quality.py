@@ -2,16 +2,25 @@
 
     .venv/bin/python benchmarks/model_quality.py --quick                          # smoke panel, seconds of training
     .venv/bin/python benchmarks/model_quality.py --profile demo --games 3000 --minutes 5
+    .venv/bin/python benchmarks/model_quality.py --dump data/raw/panel-demo/lichess_db_standard_rated_2025-01.pgn.zst \
+        --caps 1000 1300 --targets mixture --minutes 2                           # the head's ceiling, on a demo month
 
-Generates a month dump with the panel, reads its games, splits them into cap buckets (max Elo <= cap), holds out
-every tenth game of each bucket, trains a `tiny` model per cap for `--minutes`, and prints the quality table per
-cap: the model at τ→0 and τ=1 next to every bucket player's clone and softmax, the consensus, and the bar (the
-bucket's best player's clone), all measured in the same run on the same held-out positions.
+Generates a month dump with the panel (or reads `--dump`), reads its games, splits them into cap buckets (max Elo
+<= cap), holds out every tenth game of each bucket, trains a `tiny` model per cap for `--minutes`, and prints the
+quality table per cap: the model at τ→0 and τ=1 next to every bucket player's clone and softmax, the consensus, and
+the bar (the bucket's best player's clone), all measured in the same run on the same held-out positions.
+
+`--targets` says what the model learns from. `played` (the pipeline's way): the moves of the games. The other two
+are the panel's ground truth, for a ceiling: noise-free targets on `--fit-positions` positions of the training
+games. `mixture`: the bucket's players' policies, each weighted by its share of the bucket's games — what the
+played moves are samples of. `q`: softmax(Q / 0.02), the shared skill signal itself. A model that misses the bar
+on the mixture's exact probabilities would miss it with any amount of played games: its head must represent more.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import io
 import tempfile
@@ -19,32 +28,92 @@ import time
 from pathlib import Path
 
 import chess.pgn
+import numpy as np
+import torch
 import zstandard
 
-from transcend_pipeline.model import ChessFormer
-from transcend_pipeline.model_quality import format_table, measure_policy_quality
+from transcend_pipeline.model import ChessFormer, config_for, position_batch
+from transcend_pipeline.model_quality import format_table, measure_policy_quality, sample_positions
 from transcend_pipeline.opponents import EnginePool, PooledQ
-from transcend_pipeline.panel import PanelConfig, TacticalQ, panel_players, write_month_dump
+from transcend_pipeline.panel import Panel, PanelConfig, TacticalQ, panel_players, write_month_dump
 from transcend_pipeline.settings import find_stockfish
 from transcend_pipeline.training import TrainConfig, build_shards, train
 
 MONTH = "2024-01"
 HELD_OUT_EVERY = 10
+Q_TEMPERATURE = 0.02  # `--targets q`: sharp enough that the best moves carry the target, as the best players' do
+FIT_BATCH = 256  # positions per step of the oracle-target fit
 
 
-def read_games(dump_path: Path) -> list[tuple[int, list[str]]]:
-    """(max Elo, UCI moves) of every game in a dump."""
+def read_games(dump_path: Path) -> list[tuple[int, list[str], tuple[str, str]]]:
+    """(max Elo, UCI moves, (White, Black)) of every game in a dump."""
     games = []
     with zstandard.open(dump_path, "rt", encoding="utf-8") as text:
         stream = io.StringIO(text.read())
     while (game := chess.pgn.read_game(stream)) is not None:
         elo = max(int(game.headers["WhiteElo"]), int(game.headers["BlackElo"]))
-        games.append((elo, [move.uci() for move in game.mainline_moves()]))
+        players = (game.headers["White"], game.headers["Black"])
+        games.append((elo, [move.uci() for move in game.mainline_moves()], players))
     return games
 
 
+def oracle_targets(boards, moves, config, rows, bucket_players, q, targets) -> list[np.ndarray]:
+    """Per position, the target probability of each of its legal moves (in `moves`' order)."""
+    if hasattr(q, "prefetch"):
+        q.prefetch(boards)
+    games_of = collections.Counter(bucket_players)
+    members = [row for row in rows if games_of.get(row["player"])]
+    weights = np.array([games_of[row["player"]] for row in members], dtype=np.float64)
+    panel, indices = Panel(config), [int(row["player_index"]) for row in members]
+    result = []
+    for board, legal in zip(boards, moves, strict=True):
+        values = q.q_values(board)
+        if targets == "q":
+            order = list(values)
+            logits = np.array([values[move] for move in order]) / Q_TEMPERATURE
+            probabilities = np.exp(logits - logits.max())
+        else:
+            order, policies = panel.policies(board, values, indices)
+            probabilities = weights @ policies
+        index = {move: i for i, move in enumerate(order)}
+        target = probabilities[[index[move] for move in legal]]
+        result.append(target / target.sum())
+    return result
+
+
+def fit_to_oracle(training, config, rows, bucket_players, q, args) -> ChessFormer:
+    """A `tiny` ChessFormer trained for `args.minutes` on noise-free targets (soft cross-entropy), not played moves."""
+    torch.manual_seed(0)
+    torch.set_num_threads(args.threads)
+    samples = sample_positions(training, args.fit_positions, seed=1, skip_plies=config.opening_plies[1])
+    boards = [board for board, _ in samples]
+    model = ChessFormer(config_for("tiny"))
+    moves = [position_batch(model, boards[i : i + FIT_BATCH])[1] for i in range(0, len(boards), FIT_BATCH)]
+    moves = [legal for batch in moves for legal in batch]
+    targets = oracle_targets(boards, moves, config, rows, bucket_players, q, args.targets)
+    optimizer = model.configure_optimizers(0.01, 2e-3, (0.9, 0.99), "cpu")
+    rng, steps, started = np.random.default_rng(0), 0, time.perf_counter()
+    model.train()
+    while time.perf_counter() - started < args.minutes * 60:
+        chosen = np.sort(rng.choice(len(boards), size=min(FIT_BATCH, len(boards)), replace=False))
+        batch, _ = position_batch(model, [boards[i] for i in chosen])
+        logits, _ = model(batch)
+        target = torch.zeros_like(logits)
+        for row, i in enumerate(chosen):
+            target[row, : len(targets[i])] = torch.from_numpy(targets[i])
+        log_p = torch.log_softmax(logits, dim=-1)
+        loss = -torch.where(target > 0, target * log_p, torch.zeros_like(log_p)).sum(-1).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        steps += 1
+    print(f"    fitted to {args.targets} targets: {len(boards)} positions, {steps} steps of {FIT_BATCH}")
+    return model.eval()
+
+
 def measure_cap(cap, games, config, rows, q, args, work: Path) -> None:
-    bucket = [moves for elo, moves in games if elo <= cap]
+    bucket = [moves for elo, moves, _ in games if elo <= cap]
+    bucket_players = [name for elo, _, players in games if elo <= cap for name in players]
     bucket_rows = [row for row in rows if row["rating"] is not None and row["rating"] <= cap]
     held_out = bucket[::HELD_OUT_EVERY]
     training = [moves for i, moves in enumerate(bucket) if i % HELD_OUT_EVERY]
@@ -54,6 +123,11 @@ def measure_cap(cap, games, config, rows, q, args, work: Path) -> None:
     )
     if not bucket_rows or not held_out or len(training) < 2:
         print("    skipped: the bucket is too small")
+        return
+    if args.targets != "played":
+        model = fit_to_oracle(training, config, bucket_rows, bucket_players, q, args)
+        report = measure_policy_quality(model, held_out, config, bucket_rows, q, positions=args.positions, seed=0)
+        print(format_table(report))
         return
     shards = work / f"shards-{cap}"
     build_shards({"train": training, "val": held_out}, shards, games_per_shard=512)
@@ -86,6 +160,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads for training")
     parser.add_argument("--quick", action="store_true", help="smoke panel, 0.1 minute per cap, 200 positions")
+    parser.add_argument("--dump", type=Path, help="read this panel month (of --profile's panel) instead of writing one")
+    parser.add_argument("--targets", choices=("played", "mixture", "q"), default="played", help="see above")
+    parser.add_argument("--fit-positions", type=int, default=20_000, help="positions fitted with oracle targets")
     args = parser.parse_args()
     if args.quick:
         args.profile, args.minutes, args.positions = "smoke", 0.1, 200
@@ -95,13 +172,15 @@ def main() -> None:
     stockfish = str(find_stockfish())
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        dump = write_month_dump(config, MONTH, work / "raw", stockfish_path=stockfish, workers=args.workers)
-        print(
-            f"panel {args.profile} ({config.n_players} players, Q {config.q_source}): {dump.games} games "
-            f"in {dump.seconds:.0f} s"
-        )
-        games = read_games(dump.path)
-        rows = panel_players(config, MONTH, dump.path)
+        if args.dump is None:
+            dump = write_month_dump(config, MONTH, work / "raw", stockfish_path=stockfish, workers=args.workers)
+            print(
+                f"panel {args.profile} ({config.n_players} players, Q {config.q_source}): {dump.games} games "
+                f"in {dump.seconds:.0f} s"
+            )
+        dump_path = args.dump or dump.path
+        games = read_games(dump_path)
+        rows = panel_players(config, MONTH, dump_path)
         if config.q_source == "tactical":
             for cap in args.caps:
                 measure_cap(cap, games, config, rows, TacticalQ(), args, work)
