@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 import multiprocessing
 import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
@@ -14,7 +15,7 @@ import zstandard
 
 from transcend_pipeline import ingest as ingest_module
 from transcend_pipeline.ingest import DumpReadError, IngestResult, ingest_month
-from transcend_pipeline.pgn import game_aligned_chunks
+from transcend_pipeline.pgn import PgnChunk, game_aligned_chunks
 from transcend_pipeline.warehouse import open_warehouse
 
 DUMP_2021 = "lichess_2021-10_dump_excerpt_999games.pgn"
@@ -140,14 +141,30 @@ def test_moves_max_elo_stores_moves_only_for_bucket_candidates(lichess_samples: 
     assert with_moves == under_cap == under_cap_with_moves >= 307  # SOURCES.md: 307 games have max Elo < 1500
 
 
+def _slowly(chunks: Iterator[PgnChunk]) -> Iterator[PgnChunk]:
+    """Chunks as a slow disk would give them, so that the helper has started before the last of them."""
+    for chunk in chunks:
+        time.sleep(0.03)
+        yield chunk
+
+
 @pytest.mark.slow
 def test_two_workers_write_the_same_rows_as_one(
     lichess_samples: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Small chunks, so that both this process and the helper parse some, and quarantined games lie in several.
+    # Small chunks that come slowly, so that both this process and the helper parse some, and quarantined games
+    # lie in several.
     monkeypatch.setattr(
-        ingest_module, "game_aligned_chunks", functools.partial(game_aligned_chunks, chunk_bytes=50_000)
+        ingest_module, "game_aligned_chunks", lambda pieces: _slowly(game_aligned_chunks(pieces, chunk_bytes=50_000))
     )
+    sent_to_helper: list[PgnChunk] = []
+    submit = ProcessPoolExecutor.submit
+
+    def recording_submit(pool: ProcessPoolExecutor, task, chunk: PgnChunk, *args):
+        sent_to_helper.append(chunk)
+        return submit(pool, task, chunk, *args)
+
+    monkeypatch.setattr(ProcessPoolExecutor, "submit", recording_submit)
     source = tmp_path / "both.pgn"
     source.write_bytes((lichess_samples / API_EXPORT).read_bytes() + (lichess_samples / DUMP_2021).read_bytes())
     dump = compress(source, tmp_path / "dump.pgn.zst")
@@ -155,6 +172,7 @@ def test_two_workers_write_the_same_rows_as_one(
     for workers in (1, 2):
         warehouse = tmp_path / f"w{workers}.duckdb"
         result = ingest(dump, "2021-10", warehouse, tmp_path / "staging", workers=workers, moves_max_elo=1500)
+        assert multiprocessing.active_children() == []  # the helpers, stopped during the swap, have exited
         with open_warehouse(warehouse, read_only=True) as connection:
             games = connection.execute("SELECT * FROM games ORDER BY game_id").fetchall()
             quarantine = connection.execute("SELECT * FROM games_quarantine ORDER BY position").fetchall()
@@ -163,6 +181,8 @@ def test_two_workers_write_the_same_rows_as_one(
     assert tables[0] == tables[1]
     assert len({row[1] for row in tables[1][0]}) == 791 + 999  # game_id: every game once
     assert {row[1] for row in tables[1][1]} < set(range(866))  # positions count from the dump's first game
+    helper_bytes = sum(len(chunk.text) for chunk in sent_to_helper)
+    assert 0 < helper_bytes < source.stat().st_size  # each process parsed some of the dump
 
 
 def _ingest_in_child(dump: str, month: str, warehouse: str, staging: str) -> None:

@@ -164,6 +164,38 @@ def test_chunks_read_like_the_whole_stream(lichess_samples: Path) -> None:
         assert read(data, chunk_bytes, moves_max_elo=1500) == expected
 
 
+@pytest.mark.parametrize("piece_bytes", [1_000, 40_000])  # pieces smaller than a chunk; pieces of several chunks
+def test_chunks_are_whole_games_of_about_chunk_bytes(lichess_samples: Path, piece_bytes: int) -> None:
+    data = (lichess_samples / DUMP_2021).read_bytes()
+    longest_game = max(len(text) for text in data.split(b"\n[Event "))
+    pieces = [data[start : start + piece_bytes] for start in range(0, len(data), piece_bytes)]
+    chunks = list(game_aligned_chunks(pieces, chunk_bytes=10_000))
+    assert b"".join(chunk.text for chunk in chunks) == b"\n" + data
+    assert [chunk.ends_stream for chunk in chunks] == [False] * (len(chunks) - 1) + [True]
+    for chunk in chunks[:-1]:
+        assert chunk.text.startswith(b"\n[Event ") and chunk.text.endswith(b"\n")
+        assert 10_000 - longest_game < len(chunk.text) < 2 * 10_000 + piece_bytes
+    assert len(chunks) > len(data) // 40_000  # a piece of several chunks' worth is cut into several
+
+
+def test_a_tag_given_twice_keeps_its_last_value() -> None:
+    accepted, _ = only_game(game(SCHOLARS_MATE).replace('[White "alice"]', '[White "alice"]\n[White "carol"]'))
+    assert accepted[0]["white"] == "carol"
+
+
+def test_speed_classes_follow_lichess_estimate_of_base_plus_40_increments() -> None:
+    limits = {"29+0": "ultraBullet", "30+0": "bullet", "0+1": "bullet", "179+0": "bullet", "180+0": "blitz"}
+    limits |= {"0+12": "rapid", "479+0": "blitz", "1499+0": "rapid", "1500+0": "classical", "-": "correspondence"}
+    text = "".join(
+        game(SCHOLARS_MATE, game_id=f"speed{index:03d}").replace('TimeControl "180+2"', f'TimeControl "{control}"')
+        for index, control in enumerate(limits)
+    )
+    accepted, quarantined = read(text)
+    assert quarantined == [] and [row["speed"] for row in accepted] == list(limits.values())
+    (no_control,) = read(game(SCHOLARS_MATE).replace('[TimeControl "180+2"]\n', ""))[0]
+    assert (no_control["speed"], no_control["base_seconds"]) == (None, None)
+
+
 def test_crlf_line_ends_and_byte_order_mark() -> None:
     text = "\ufeff" + (game("1. e4 e5\n2. Qh5 Nc6 3. Bc4 Nf6\n4. Qxf7# 1-0") * 2).replace("\n", "\r\n")
     for chunk_bytes in (3, 64, 1 << 16):  # a chunk may end between \r and \n
@@ -183,6 +215,13 @@ def test_clock_and_eval_flags_come_from_the_movetext_not_the_tags() -> None:
     evaluated = game("1. e4 { [%eval 0.2] } e5 1-0", game_id="evalgame")
     accepted, _ = read(quoting + evaluated)
     assert [(row["has_clock"], row["has_eval"]) for row in accepted] == [(True, False), (False, True)]
+
+
+def test_a_clock_far_into_the_movetext_is_found() -> None:
+    late = game("1. e4 { " + "a long comment " * 8 + "} e5 { [%clk 0:03:00] } 1-0", game_id="lateclck")
+    without = game("1. e4 { [%cl } e5 { k 0:03:00] } 1-0", game_id="noclock0")
+    accepted, _ = read(late + without)
+    assert [(row["game_id"], row["has_clock"]) for row in accepted] == [("lateclck", True), ("noclock0", False)]
 
 
 def test_draw_offer_comment_and_promotion_and_castling() -> None:

@@ -11,11 +11,13 @@ at 90% leaves the previous rows as they were.
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import multiprocessing
 import re
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -41,8 +43,8 @@ READ_BYTES = 1 << 20  # compressed bytes per read; ~7 MB of PGN
 PROGRESS_EVERY = 100_000
 SWAP_MEMORY_LIMIT = "512MB"
 STAGING_CODEC = "lz4"  # read once, soon: cheaper to write and read than zstd, for 30% more disk
-STAGING_ROW_GROUP = 10_000  # games per Parquet row group: ~6 chunks; 35% less to write than a group per chunk
-MAX_WAITING = 16  # parsed chunks (~1,700 games each) that may wait, in order, behind one a helper still parses
+STAGING_ROW_GROUP = 10_000  # games per Parquet row group: ~3 chunks; 35% less to write than a group per 1,700 games
+MAX_WAITING = 16  # parsed chunks (~3,400 games each) that may wait, in order, behind one a helper still parses
 
 GAMES_DDL = """
 CREATE TABLE IF NOT EXISTS games (
@@ -152,25 +154,26 @@ def ingest_month(
     games_read = accepted = 0
     next_report = PROGRESS_EVERY
     try:
-        with (
-            _StagingWriter(stage / "games.parquet", GAMES_SCHEMA) as games_out,
-            _StagingWriter(stage / "quarantine.parquet", QUARANTINE_SCHEMA) as quarantine_out,
-        ):
-            chunks = game_aligned_chunks(read_pgn_chunks(dump_path, byte_counts))
-            for games, quarantined in _parsed_chunks(chunks, month, workers, moves_max_elo):
-                positions = pc.add(quarantined.column("position"), pa.scalar(games_read, pa.int32()))
-                games_out.write(games)
-                quarantine_out.write(quarantined.set_column(1, "position", positions))
-                accepted += games.num_rows
-                reasons.update(quarantined.column("reason").to_pylist())
-                games_read += games.num_rows + quarantined.num_rows
-                if progress is not None and games_read >= next_report:
-                    progress(games_read, time.perf_counter() - started)
-                    next_report += PROGRESS_EVERY
-        pa.default_memory_pool().release_unused()  # give back what parsing freed before DuckDB takes its share (~50 MB)
-        swap_started = time.perf_counter()
-        _swap_month(warehouse_path, month, stage)
-        swap_seconds = time.perf_counter() - swap_started
+        with contextlib.ExitStack() as after_swap:  # waits, once the rows are swapped in, for helpers still exiting
+            with (
+                _StagingWriter(stage / "games.parquet", GAMES_SCHEMA) as games_out,
+                _StagingWriter(stage / "quarantine.parquet", QUARANTINE_SCHEMA) as quarantine_out,
+            ):
+                chunks = game_aligned_chunks(read_pgn_chunks(dump_path, byte_counts))
+                for games, quarantined in _parsed_chunks(chunks, month, workers, moves_max_elo, after_swap):
+                    positions = pc.add(quarantined.column("position"), pa.scalar(games_read, pa.int32()))
+                    games_out.write(games)
+                    quarantine_out.write(quarantined.set_column(1, "position", positions))
+                    accepted += games.num_rows
+                    reasons.update(quarantined.column("reason").to_pylist())
+                    games_read += games.num_rows + quarantined.num_rows
+                    if progress is not None and games_read >= next_report:
+                        progress(games_read, time.perf_counter() - started)
+                        next_report += PROGRESS_EVERY
+            pa.default_memory_pool().release_unused()  # give back what parsing freed before DuckDB takes its share
+            swap_started = time.perf_counter()
+            _swap_month(warehouse_path, month, stage)
+            swap_seconds = time.perf_counter() - swap_started
     except PgnFormatError as error:
         raise DumpReadError(f"{dump_path}: {error}") from error
     finally:
@@ -220,15 +223,18 @@ class _StagingWriter:
 
 
 def _parsed_chunks(
-    chunks: Iterator[PgnChunk], month: str, workers: int, moves_max_elo: int | None
+    chunks: Iterator[PgnChunk], month: str, workers: int, moves_max_elo: int | None, after_swap: contextlib.ExitStack
 ) -> Iterator[tuple[pa.Table, pa.Table]]:
     """Parse chunks here and in `workers - 1` helper processes; yield the results in the chunks' order.
 
     Only whole chunks of raw PGN travel to the helpers (one bytes object each),
     so this process does little but decompress and write. It parses every chunk
-    itself until the helpers have started (their imports take a second, as long
-    as a small month), and later whenever they have 2 chunks each queued.
+    itself until the helpers have started (their imports take half a second, as
+    long as a small month), and later whenever they have 2 chunks each queued.
     Results wait in order behind the oldest helper chunk, at most `MAX_WAITING`.
+    Once every chunk is parsed, the helpers exit (a tenth of a second or more:
+    an interpreter with Arrow loaded shutting down) while the caller swaps the
+    rows in; `after_swap` waits for them.
     """
     chunks = iter(chunks)
     head = list(itertools.islice(chunks, 2))
@@ -241,6 +247,7 @@ def _parsed_chunks(
     # spawn, not fork: this may run inside a threaded Dagster process.
     pool = ProcessPoolExecutor(workers - 1, mp_context=multiprocessing.get_context("spawn"))
     started = [pool.submit(parse_chunk, PgnChunk(b"", ends_stream=True), month) for _ in range(workers - 1)]
+    parsed_all = False
     try:
         waiting: collections.deque[Future] = collections.deque()
         for chunk in itertools.chain(head, chunks):
@@ -254,10 +261,16 @@ def _parsed_chunks(
                 waiting.append(parsed)
         while waiting:
             yield waiting.popleft().result()
+        parsed_all = True
     finally:
         # Always wait for the helpers. Not waiting for one still starting (and leaving the pool to interpreter
         # exit) is the likely cause of a `dagster asset materialize` step that hung once in CI (Python 3.11).
-        pool.shutdown(wait=True, cancel_futures=True)
+        if parsed_all:
+            stopping = threading.Thread(target=pool.shutdown, name="ingest-helpers-exit")
+            stopping.start()
+            after_swap.callback(stopping.join)
+        else:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _swap_month(warehouse_path: Path, month: str, stage: Path) -> None:
