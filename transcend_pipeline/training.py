@@ -225,8 +225,8 @@ class ShardDataset(Dataset):
 
 #: Training batches are padded to sizes from a small set: plies to a multiple of 32, legal-move rows to a multiple of
 #: 8,192 (rows that score a dummy position, see :meth:`ChessFormer.heads`). With exact sizes, every step's tensors
-#: differed a little from the last one's and glibc's heap kept growing around them: `tiny` reached 3.7 GB resident
-#: after 300 steps on the demo's 1000 bucket, 0.9 GB padded, for about 5% more head work (2026-11-28).
+#: differed a little from the last one's and glibc's heap kept growing around them: 400 steps of `tiny` on the demo's
+#: 1000 bucket peaked at 3.38 GB resident, 1.16 GB padded (flat from step 100), for 1% fewer positions/s (2026-11-28).
 PLIES_MULTIPLE = 32
 LEGAL_ROWS_MULTIPLE = 8192
 
