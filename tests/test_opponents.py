@@ -135,16 +135,22 @@ def test_stockfish_levels_play_legal_moves_and_take_mate_in_one(skill_pool):
         StockfishPolicy(skill_pool, 1)
 
 
-def test_queued_searches_answer_each_position_in_order(skill_pool):
-    """Searches asked ahead of their answers (and the policy's interleaved shares) come back in the order asked:
-    three mates in one, each answered by its own mating move, twelve times over."""
+def _mates_in_one(copies: int) -> tuple[list[chess.Board], list[chess.Move]]:
+    """Three mates in one (Fool's mate, a back-rank mate, a smothered mate) `copies` times over, with their moves."""
     fools_mate = chess.Board()
     for san in ("f3", "e5", "g4"):
         fools_mate.push_san(san)
     back_rank = chess.Board("6k1/5ppp/8/8/8/8/5PPP/3R2K1 w - - 0 1")
     smothered = chess.Board("6rk/6pp/7N/8/8/8/6PP/6K1 w - - 0 1")
-    boards = [fools_mate, back_rank, smothered] * 12
-    mates = [chess.Move.from_uci(uci) for uci in ("d8h4", "d1d8", "h6f7")] * 12
+    mates = [chess.Move.from_uci(uci) for uci in ("d8h4", "d1d8", "h6f7")]
+    return [fools_mate, back_rank, smothered] * copies, mates * copies
+
+
+def test_queued_searches_answer_each_position_in_order(skill_pool):
+    """Searches asked ahead of their answers (and the policy's interleaved shares) come back in the order asked:
+    three mates in one, each answered by its own mating move, twelve times over."""
+    boards, mates = _mates_in_one(12)
+    fools_mate, back_rank, smothered = boards[:3]
     engine = skill_pool.engines[0]
     assert engine.best_moves(boards, 20, "go depth 3") == mates
     assert [engine.best_move(board, 20, "go depth 3") for board in boards[:3]] == mates[:3]
@@ -162,13 +168,7 @@ def test_searches_asked_ahead_are_answered_to_each_caller_in_any_order(skill_poo
     asked ahead, some at another level (which waits for the searches before it) and more than the engine may hold
     unanswered (the writer then reads answers, anyone's, to make room), each come back with their own moves,
     whichever caller reads them."""
-    fools_mate = chess.Board()
-    for san in ("f3", "e5", "g4"):
-        fools_mate.push_san(san)
-    back_rank = chess.Board("6k1/5ppp/8/8/8/8/5PPP/3R2K1 w - - 0 1")
-    smothered = chess.Board("6rk/6pp/7N/8/8/8/6PP/6K1 w - - 0 1")
-    boards = [fools_mate, back_rank, smothered] * 10
-    mates = [chess.Move.from_uci(uci) for uci in ("d8h4", "d1d8", "h6f7")] * 10
+    boards, mates = _mates_in_one(10)
     engine = skill_pool.engines[0]
     monkeypatch.setattr(opponents, "QUEUED_BYTES", 200)  # a few questions at a time
     first = engine.ask(boards, 20, "go depth 3")
