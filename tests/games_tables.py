@@ -6,21 +6,16 @@ from pathlib import Path
 
 import duckdb
 
+from transcend_pipeline.ingest import GAMES_DDL, MOVE_TYPE_DDL
 from transcend_pipeline.sql_models import discover_models, materialize, topological_order
-
-GAMES_COLUMNS = """
-    month VARCHAR, game_id VARCHAR, site VARCHAR, event VARCHAR, rated BOOLEAN, variant VARCHAR, speed VARCHAR,
-    base_seconds INTEGER, increment_seconds INTEGER, white VARCHAR, black VARCHAR,
-    white_elo SMALLINT, black_elo SMALLINT, white_rating_diff SMALLINT, black_rating_diff SMALLINT,
-    white_title VARCHAR, black_title VARCHAR, result VARCHAR, termination VARCHAR, utc_time TIMESTAMP,
-    eco VARCHAR, opening VARCHAR, moves VARCHAR[], ply_count SMALLINT, has_clock BOOLEAN, has_eval BOOLEAN
-"""
 
 DEFAULT_MOVES = ["e2e4", "e7e5", "g1f3", "b8c6", "f1b5", "a7a6", "b5a4", "g8f6", "e1g1", "f8e7", "f1e1", "b7b5"]
 
 
 def create_games_table(connection: duckdb.DuckDBPyConnection) -> None:
-    connection.execute(f"CREATE TABLE IF NOT EXISTS games ({GAMES_COLUMNS})")
+    """The ingestion's own `games` table, moves as its ENUM `uci_move`."""
+    connection.execute(MOVE_TYPE_DDL)
+    connection.execute(GAMES_DDL)
 
 
 def insert_games(connection: duckdb.DuckDBPyConnection, rows: list[dict]) -> None:

@@ -16,6 +16,7 @@ import zstandard
 from transcend_pipeline import ingest as ingest_module
 from transcend_pipeline.ingest import DumpReadError, IngestResult, ingest_month
 from transcend_pipeline.pgn import PgnChunk, game_aligned_chunks
+from transcend_pipeline.vocab import MOVES
 from transcend_pipeline.warehouse import open_warehouse
 
 DUMP_2021 = "lichess_2021-10_dump_excerpt_999games.pgn"
@@ -65,7 +66,9 @@ def test_plain_pgn_lands_in_both_tables_and_counts_balance(lichess_samples: Path
             ).fetchall()
         )
         positions = connection.execute("SELECT min(position), max(position) FROM games_quarantine").fetchone()
-    assert (types["moves"], types["white_elo"], types["utc_time"]) == ("VARCHAR[]", "SMALLINT", "TIMESTAMP")
+        (move_values,) = connection.execute("SELECT enum_range(NULL::uci_move)").fetchone()
+    assert types["moves"].startswith("ENUM(") and types["moves"].endswith(")[]") and move_values == list(MOVES)
+    assert (types["white_elo"], types["utc_time"]) == ("SMALLINT", "TIMESTAMP")
     assert 0 <= positions[0] <= positions[1] < 866
 
 
@@ -94,6 +97,16 @@ def test_rerunning_a_month_replaces_its_rows_and_leaves_other_months(lichess_sam
             "SELECT count(*) FROM (SELECT month, game_id FROM games GROUP BY ALL HAVING count(*) > 1)"
         ).fetchone()
     assert duplicates == 0
+
+
+def test_a_warehouse_made_with_string_moves_takes_new_months(lichess_samples: Path, tmp_path: Path) -> None:
+    warehouse = tmp_path / "w.duckdb"
+    with open_warehouse(warehouse) as connection:  # `games` as it was created before moves became `uci_move[]`
+        connection.execute(ingest_module.GAMES_DDL.replace("moves uci_move[]", "moves VARCHAR[]"))
+    ingest(lichess_samples / DUMP_2021, "2021-10", warehouse, tmp_path / "staging")
+    with open_warehouse(warehouse, read_only=True) as connection:
+        row = connection.execute("SELECT typeof(moves), moves[1:3] FROM games WHERE game_id = 'NRafdioG'").fetchone()
+    assert row == ("VARCHAR[]", ["e2e4", "c7c5", "g1f3"])
 
 
 @pytest.mark.parametrize("damage", ["truncated", "corrupt", "empty", "not_pgn"])
@@ -157,11 +170,11 @@ def test_two_workers_write_the_same_rows_as_one(
     monkeypatch.setattr(
         ingest_module, "game_aligned_chunks", lambda pieces: _slowly(game_aligned_chunks(pieces, chunk_bytes=50_000))
     )
-    sent_to_helper: list[PgnChunk] = []
+    sent_to_helper: list[int] = []  # bytes of each chunk handed over (as a file, or the empty one that starts it)
     submit = ProcessPoolExecutor.submit
 
-    def recording_submit(pool: ProcessPoolExecutor, task, chunk: PgnChunk, *args):
-        sent_to_helper.append(chunk)
+    def recording_submit(pool: ProcessPoolExecutor, task, chunk: PgnChunk | Path, *args):
+        sent_to_helper.append(chunk.stat().st_size if isinstance(chunk, Path) else len(chunk.text))
         return submit(pool, task, chunk, *args)
 
     monkeypatch.setattr(ProcessPoolExecutor, "submit", recording_submit)
@@ -181,8 +194,8 @@ def test_two_workers_write_the_same_rows_as_one(
     assert tables[0] == tables[1]
     assert len({row[1] for row in tables[1][0]}) == 791 + 999  # game_id: every game once
     assert {row[1] for row in tables[1][1]} < set(range(866))  # positions count from the dump's first game
-    helper_bytes = sum(len(chunk.text) for chunk in sent_to_helper)
-    assert 0 < helper_bytes < source.stat().st_size  # each process parsed some of the dump
+    assert 0 < sum(sent_to_helper) < source.stat().st_size  # each process parsed some of the dump
+    assert list((tmp_path / "staging").iterdir()) == []  # the chunk files went with the stage
 
 
 def _ingest_in_child(dump: str, month: str, warehouse: str, staging: str) -> None:

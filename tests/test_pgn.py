@@ -364,5 +364,5 @@ def test_random_legal_games_come_back_move_for_move(games: list[chess.pgn.Game],
 def test_a_chunk_without_accepted_games_keeps_the_column_types() -> None:
     games, rejected = parse_chunk(PgnChunk(game("1. e4 e5 2. Ke3 1-0").encode(), ends_stream=True), "2024-01")
     assert games.num_rows == 0 and rejected.num_rows == 1
-    assert games.schema.field("moves").type == pa.list_(pa.string())
+    assert games.schema.field("moves").type == pa.list_(pa.dictionary(pa.int16(), pa.string()))
     assert games.schema.field("white_elo").type == pa.int16()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import itertools
+import math
 import multiprocessing
 import re
 import shutil
@@ -37,22 +38,26 @@ from transcend_pipeline.pgn import (
     game_aligned_chunks,
     parse_chunk,
 )
+from transcend_pipeline.vocab import MOVES
 from transcend_pipeline.warehouse import open_warehouse
 
 READ_BYTES = 1 << 20  # compressed bytes per read; ~7 MB of PGN
 PROGRESS_EVERY = 100_000
 SWAP_MEMORY_LIMIT = "512MB"
+DUCKDB_ROW_GROUP = 122_880  # rows
 STAGING_CODEC = "lz4"  # read once, soon: cheaper to write and read than zstd, for 30% more disk
 STAGING_ROW_GROUP = 10_000  # games per Parquet row group: ~3 chunks; 35% less to write than a group per 1,700 games
+HELPER_QUEUE = 3  # chunks handed to each helper ahead: with 2 it sometimes ran dry while this process parsed one
 MAX_WAITING = 16  # parsed chunks (~3,400 games each) that may wait, in order, behind one a helper still parses
 
+MOVE_TYPE_DDL = f"CREATE TYPE IF NOT EXISTS uci_move AS ENUM ({', '.join(repr(uci) for uci in MOVES)})"
 GAMES_DDL = """
 CREATE TABLE IF NOT EXISTS games (
     month VARCHAR, game_id VARCHAR, site VARCHAR, event VARCHAR, rated BOOLEAN, variant VARCHAR, speed VARCHAR,
     base_seconds INTEGER, increment_seconds INTEGER, white VARCHAR, black VARCHAR,
     white_elo SMALLINT, black_elo SMALLINT, white_rating_diff SMALLINT, black_rating_diff SMALLINT,
     white_title VARCHAR, black_title VARCHAR, result VARCHAR, termination VARCHAR, utc_time TIMESTAMP,
-    eco VARCHAR, opening VARCHAR, moves VARCHAR[], ply_count SMALLINT, has_clock BOOLEAN, has_eval BOOLEAN
+    eco VARCHAR, opening VARCHAR, moves uci_move[], ply_count SMALLINT, has_clock BOOLEAN, has_eval BOOLEAN
 )"""
 QUARANTINE_DDL = """
 CREATE TABLE IF NOT EXISTS games_quarantine (
@@ -160,7 +165,8 @@ def ingest_month(
                 _StagingWriter(stage / "quarantine.parquet", QUARANTINE_SCHEMA) as quarantine_out,
             ):
                 chunks = game_aligned_chunks(read_pgn_chunks(dump_path, byte_counts))
-                for games, quarantined in _parsed_chunks(chunks, month, workers, moves_max_elo, after_swap):
+                # Iterated inline, not held in a variable, so that an error here closes it (its helpers stop) at once.
+                for games, quarantined in _parsed_chunks(chunks, month, workers, moves_max_elo, after_swap, stage):
                     positions = pc.add(quarantined.column("position"), pa.scalar(games_read, pa.int32()))
                     games_out.write(games)
                     quarantine_out.write(quarantined.set_column(1, "position", positions))
@@ -172,7 +178,9 @@ def ingest_month(
                         next_report += PROGRESS_EVERY
             pa.default_memory_pool().release_unused()  # give back what parsing freed before DuckDB takes its share
             swap_started = time.perf_counter()
-            _swap_month(warehouse_path, month, stage)
+            # DuckDB splits a copy by row groups: more threads than the month has row groups only contend.
+            threads = max(1, min(workers, math.ceil(accepted / DUCKDB_ROW_GROUP)))
+            _swap_month(warehouse_path, month, stage, threads)
             swap_seconds = time.perf_counter() - swap_started
     except PgnFormatError as error:
         raise DumpReadError(f"{dump_path}: {error}") from error
@@ -223,18 +231,26 @@ class _StagingWriter:
 
 
 def _parsed_chunks(
-    chunks: Iterator[PgnChunk], month: str, workers: int, moves_max_elo: int | None, after_swap: contextlib.ExitStack
+    chunks: Iterator[PgnChunk],
+    month: str,
+    workers: int,
+    moves_max_elo: int | None,
+    after_swap: contextlib.ExitStack,
+    stage: Path,
 ) -> Iterator[tuple[pa.Table, pa.Table]]:
     """Parse chunks here and in `workers - 1` helper processes; yield the results in the chunks' order.
 
-    Only whole chunks of raw PGN travel to the helpers (one bytes object each),
-    so this process does little but decompress and write. It parses every chunk
-    itself until the helpers have started (their imports take half a second, as
-    long as a small month), and later whenever they have 2 chunks each queued.
-    Results wait in order behind the oldest helper chunk, at most `MAX_WAITING`.
-    Once every chunk is parsed, the helpers exit (a tenth of a second or more:
-    an interpreter with Arrow loaded shutting down) while the caller swaps the
-    rows in; `after_swap` waits for them.
+    This process decompresses, splits and writes; it parses every chunk itself
+    until the helpers have started (their imports take half a second, as long
+    as a small month), and later whenever they have `HELPER_QUEUE` chunks each
+    queued. A chunk reaches a helper as a file in `stage` (the page cache, in
+    practice), not through the pool's pipe: the pipe is fed by a thread of this
+    process, which waits for the GIL while this process parses, and the helper
+    sat idle a third of the time waiting for its next 8 MB. Results wait in order
+    behind the oldest helper chunk, at most `MAX_WAITING`. Once every chunk is
+    parsed, the helpers exit (a tenth of a second or more: an interpreter with
+    Arrow loaded shutting down) while the caller swaps the rows in; `after_swap`
+    waits for them.
     """
     chunks = iter(chunks)
     head = list(itertools.islice(chunks, 2))
@@ -250,11 +266,14 @@ def _parsed_chunks(
     parsed_all = False
     try:
         waiting: collections.deque[Future] = collections.deque()
-        for chunk in itertools.chain(head, chunks):
+        for number, chunk in enumerate(itertools.chain(head, chunks)):
             while waiting and (waiting[0].done() or len(waiting) >= MAX_WAITING):
                 yield waiting.popleft().result()
-            if all(future.done() for future in started) and sum(not f.done() for f in waiting) < 2 * (workers - 1):
-                waiting.append(pool.submit(parse_chunk, chunk, month, moves_max_elo))
+            queued = sum(not future.done() for future in waiting)
+            if all(future.done() for future in started) and queued < HELPER_QUEUE * (workers - 1):
+                handed = stage / f"chunk-{number}.pgn"
+                handed.write_bytes(chunk.text)
+                waiting.append(pool.submit(_parse_file, handed, chunk.ends_stream, month, moves_max_elo))
             else:
                 parsed: Future = Future()
                 parsed.set_result(parse_chunk(chunk, month, moves_max_elo))
@@ -273,21 +292,31 @@ def _parsed_chunks(
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _swap_month(warehouse_path: Path, month: str, stage: Path) -> None:
+def _parse_file(path: Path, ends_stream: bool, month: str, moves_max_elo: int | None) -> tuple[pa.Table, pa.Table]:
+    """`parse_chunk` on a chunk handed over as a file, which it deletes."""
+    text = path.read_bytes()
+    path.unlink()
+    return parse_chunk(PgnChunk(text, ends_stream), month, moves_max_elo)
+
+
+def _swap_month(warehouse_path: Path, month: str, stage: Path, threads: int) -> None:
     """Replace the month's rows of both tables from the staged Parquet files, in one transaction.
 
-    The copy (about a fifth of a one-worker ingest) runs on one thread: on 2 cores
-    shared with other work, a second DuckDB thread doubled its CPU time and did
-    not shorten it (300k games, 2026-11-28), with or without insertion order.
+    The copy runs on the ingest's `threads`, which then have nothing else to do.
+    Two threads copy 1M games about twice as fast as one (4.0-4.5 s -> 1.9-2.3 s),
+    but only if the rows may land out of their file order (`month` and `game_id`
+    identify them; a quarantined game keeps its position); in order, 1.2x. On
+    100k games (one row group) two threads took 0.70 s against 0.49 s for one.
     """
     with open_warehouse(warehouse_path) as connection:
         connection.execute("SET enable_progress_bar = false")
-        connection.execute("SET threads = 1")
+        connection.execute(f"SET threads = {int(threads)}")
+        connection.execute("SET preserve_insertion_order = false")
         connection.execute(f"SET memory_limit = '{SWAP_MEMORY_LIMIT}'")  # spill rather than grow with the month
         connection.execute("BEGIN TRANSACTION")
         try:
-            connection.execute(GAMES_DDL)
-            connection.execute(QUARANTINE_DDL)
+            for ddl in (MOVE_TYPE_DDL, GAMES_DDL, QUARANTINE_DDL):
+                connection.execute(ddl)
             for table, staged in (("games", "games.parquet"), ("games_quarantine", "quarantine.parquet")):
                 connection.execute(f"DELETE FROM {table} WHERE month = ?", [month])
                 connection.execute(f"INSERT INTO {table} BY NAME SELECT * FROM read_parquet(?)", [str(stage / staged)])

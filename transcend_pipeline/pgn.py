@@ -40,6 +40,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import rust_pgn_reader_python_binding as rust_pgn
 
+from transcend_pipeline.vocab import MOVES
+
 GAME_START = b"\n[Event "
 GAME_START_PATTERN = re.compile(re.escape(GAME_START))
 IS_WHITESPACE = np.isin(np.arange(256), list(b" \t\n\r\x0b\x0c"))  # the bytes that bytes.strip() removes
@@ -52,6 +54,11 @@ TAG_LINE = re.compile(r'^\[([A-Za-z0-9_]+) "([^"\\]*(?:\\.[^"\\]*)*)"\][ \t]*$',
 TAG_LINE_RE2 = r'^\[(?P<name>[A-Za-z0-9_]+) "(?P<value>[^"\\]*(?:\\.[^"\\]*)*)"\][ \t]*$'  # TAG_LINE, for Arrow
 RESULT_AT_END = re.compile(r"(?:^|\s)(1-0|0-1|1/2-1/2|\*)$")
 RESULTS = ("1-0", "0-1", "1/2-1/2", "*")
+
+# A game's moves are indices into the vocabulary's moves (DuckDB stores them as the ENUM `uci_move`): the parser's
+# squares become one lookup, and the warehouse writes 2 bytes a move instead of compressing 2M short strings a month.
+UCI_MOVES = pa.array(MOVES, pa.string())
+MOVE_LISTS = pa.list_(pa.dictionary(pa.int16(), pa.string()))
 
 GAMES_SCHEMA = pa.schema(
     [
@@ -77,7 +84,7 @@ GAMES_SCHEMA = pa.schema(
         ("utc_time", pa.timestamp("s")),
         ("eco", pa.string()),
         ("opening", pa.string()),
-        ("moves", pa.list_(pa.string())),
+        ("moves", MOVE_LISTS),
         ("ply_count", pa.int16()),
         ("has_clock", pa.bool_()),
         ("has_eval", pa.bool_()),
@@ -125,20 +132,23 @@ TAGS_STRUCT = pa.struct(
 PIVOTED_TAGS = [field.name for field in TAGS_STRUCT if field.type == pa.string()] + ["FEN", "SetUp"]
 
 
-def _uci_table() -> pa.StringArray:
-    """Every UCI string indexed by (from * 64 + to) * 5 + promotion slot, so moves become one `take`."""
-    squares = [f"{file}{rank}" for rank in "12345678" for file in "abcdefgh"]
-    return pa.array(
-        [a + b + promotion for a in squares for b in squares for promotion in ("", "n", "b", "r", "q")], pa.string()
-    )
-
-
-UCI_TABLE = _uci_table()
 # Lichess's speed classes, by estimated seconds below each limit; the last class is for a TimeControl of '-'.
 SPEEDS = pa.array(["ultraBullet", "bullet", "blitz", "rapid", "classical", "correspondence"], pa.string())
 SPEED_LIMITS = np.array([30, 180, 480, 1500])
 # The binding encodes promotions as -1 (none), 2=N, 3=B, 4=R, 5=Q; map them to slots 0..4.
 PROMOTION_SLOT = np.array([0, 0, 0, 1, 2, 3, 4], dtype=np.int64)  # index = promotion + 1
+
+
+def _move_indices() -> np.ndarray:
+    """Each (from * 64 + to) * 5 + promotion slot -> the move's index in `MOVES` (-1 where no piece moves so)."""
+    indices = np.full(64 * 64 * 5, -1, dtype=np.int16)
+    for index, uci in enumerate(MOVES):
+        from_square, to_square = ("abcdefgh".index(uci[i]) + 8 * (int(uci[i + 1]) - 1) for i in (0, 2))
+        indices[(from_square * 64 + to_square) * 5 + "_nbrq".index(uci[4:] or "_")] = index
+    return indices
+
+
+MOVE_INDEX = _move_indices()
 
 
 class PgnFormatError(ValueError):
@@ -499,7 +509,7 @@ def _site_of(head: str) -> str | None:
 def _parse_moves(movetexts: pa.StringArray) -> tuple[pa.ListArray, np.ndarray, list[str | None]]:
     """Legal-move check movetexts in Rust; return (UCI move lists, valid flags, error messages), one per text."""
     if not movetexts:
-        return pa.array([], pa.list_(pa.string())), np.zeros(0, dtype=bool), []
+        return pa.array([], MOVE_LISTS), np.zeros(0, dtype=bool), []
     parsed = rust_pgn.parse_games(pa.chunked_array([movetexts]), num_threads=1)
     if len(parsed) != len(movetexts):  # some text read as several games, or none: find it game by game
         return _parse_moves_one_by_one(movetexts)
@@ -510,7 +520,8 @@ def _parse_moves(movetexts: pa.StringArray) -> tuple[pa.ListArray, np.ndarray, l
     from_squares = np.concatenate([chunk.from_squares for chunk in chunks]).astype(np.int64)
     to_squares = np.concatenate([chunk.to_squares for chunk in chunks]).astype(np.int64)
     promotions = np.concatenate([chunk.promotions for chunk in chunks]).astype(np.int64)
-    uci = UCI_TABLE.take(pa.array((from_squares * 64 + to_squares) * 5 + PROMOTION_SLOT[promotions + 1]))
+    indices = MOVE_INDEX[(from_squares * 64 + to_squares) * 5 + PROMOTION_SLOT[promotions + 1]]
+    uci = pa.DictionaryArray.from_arrays(pa.array(indices, mask=indices < 0), UCI_MOVES)
     moves = pa.ListArray.from_arrays(pa.array(np.concatenate(offsets).astype(np.int32)), uci)
     valid = np.concatenate([chunk.valid for chunk in chunks])
     errors = [error for chunk in chunks for error in chunk.parse_errors]
@@ -532,7 +543,10 @@ def _parse_moves_one_by_one(movetexts: pa.StringArray) -> tuple[pa.ListArray, np
             moves.append([])
             valid.append(False)
             errors.append(f"the movetext reads as {len(parsed)} games")
-    return pa.array(moves, pa.list_(pa.string())), np.array(valid, dtype=bool), errors
+    texts = pa.array(moves, pa.list_(pa.string()))
+    indices = pc.index_in(texts.values, value_set=UCI_MOVES).cast(pa.int16())
+    as_lists = pa.ListArray.from_arrays(texts.offsets, pa.DictionaryArray.from_arrays(indices, UCI_MOVES))
+    return as_lists, np.array(valid, dtype=bool), errors
 
 
 def _games_columns(tags: pa.StructArray, month: str) -> tuple[dict[str, pa.Array], list[tuple[int, str]]]:
