@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -131,15 +132,29 @@ def test_a_bad_dump_fails_naming_the_file_and_keeps_the_previous_rows(
     assert list((tmp_path / "staging").iterdir()) == []
 
 
-def test_staging_writes_few_large_row_groups_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_staging_writes_few_large_row_groups_in_order_and_rolls_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(ingest_module, "STAGING_ROW_GROUP", 100)
+    monkeypatch.setattr(ingest_module, "STAGING_FILE_ROWS", 200)
     schema = pa.schema([("n", pa.int32())])
-    with ingest_module._StagingWriter(tmp_path / "staged.parquet", schema) as staged:
+    with ingest_module._StagingWriter(tmp_path, "staged", schema) as staged:
         for start in range(0, 250, 30):  # tables of 30 rows, as chunks of games come
             staged.write(pa.table({"n": pa.array(range(start, min(start + 30, 250)), pa.int32())}))
-    parquet = pq.ParquetFile(tmp_path / "staged.parquet")
-    assert [parquet.metadata.row_group(i).num_rows for i in range(parquet.num_row_groups)] == [120, 120, 10]
-    assert parquet.read().column("n").to_pylist() == list(range(250))
+    files = sorted(tmp_path.glob("staged-*.parquet"))
+    assert [file.name for file in files] == ["staged-00000.parquet", "staged-00001.parquet"]
+    groups = [
+        [pq.ParquetFile(file).metadata.row_group(i).num_rows for i in range(pq.ParquetFile(file).num_row_groups)]
+        for file in files
+    ]
+    assert groups == [[120, 120], [10]]
+    assert duckdb.execute("SELECT n FROM read_parquet(?)", [staged.pattern]).fetchall() == [(n,) for n in range(250)]
+
+
+def test_staging_writes_a_file_even_with_no_rows(tmp_path: Path) -> None:
+    with ingest_module._StagingWriter(tmp_path, "empty", pa.schema([("n", pa.int32())])):
+        pass
+    assert pq.read_table(tmp_path / "empty-00000.parquet").num_rows == 0
 
 
 def test_moves_max_elo_stores_moves_only_for_bucket_candidates(lichess_samples: Path, tmp_path: Path) -> None:
