@@ -37,6 +37,7 @@ from transcend_pipeline.pgn import (
     PgnFormatError,
     game_aligned_chunks,
     parse_chunk,
+    parse_chunk_file,
 )
 from transcend_pipeline.vocab import MOVES
 from transcend_pipeline.warehouse import open_warehouse
@@ -294,7 +295,7 @@ def _parsed_chunks(
             if all(future.done() for future in started) and queued < HELPER_QUEUE * (workers - 1):
                 handed = stage / f"chunk-{number}.pgn"
                 handed.write_bytes(chunk.text)
-                waiting.append(pool.submit(_parse_file, handed, chunk.ends_stream, month, moves_max_elo))
+                waiting.append(pool.submit(parse_chunk_file, handed, chunk.ends_stream, month, moves_max_elo))
             else:
                 parsed: Future = Future()
                 parsed.set_result(parse_chunk(chunk, month, moves_max_elo))
@@ -311,13 +312,6 @@ def _parsed_chunks(
             after_swap.callback(stopping.join)
         else:
             pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _parse_file(path: Path, ends_stream: bool, month: str, moves_max_elo: int | None) -> tuple[pa.Table, pa.Table]:
-    """`parse_chunk` on a chunk handed over as a file, which it deletes."""
-    text = path.read_bytes()
-    path.unlink()
-    return parse_chunk(PgnChunk(text, ends_stream), month, moves_max_elo)
 
 
 def _swap_month(warehouse_path: Path, month: str, staged: dict[str, str], threads: int) -> None:

