@@ -187,7 +187,7 @@ def main() -> None:
             return
         with EnginePool.start(PooledQ.engine_factory(config, stockfish), args.workers) as pool:
             for cap in args.caps:
-                measure_cap(cap, games, config, rows, PooledQ(pool), args, work)
+                measure_cap(cap, games, config, rows, PooledQ(pool, independent=True), args, work)
 
 
 if __name__ == "__main__":

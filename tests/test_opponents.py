@@ -219,6 +219,18 @@ def test_pooled_q_scores_as_a_single_engine_does(q, stockfish_path):
     assert q.evaluate([board]) == [pytest.approx(max(expected.values()))]
 
 
+def test_independent_q_does_not_depend_on_what_the_engines_searched_before(q):
+    rng = np.random.default_rng(3)
+    board, boards = chess.Board(), []
+    while len(boards) < 30 and not board.is_game_over():
+        board.push(sorted(board.legal_moves, key=chess.Move.uci)[rng.integers(board.legal_moves.count())])
+        boards.append(board.copy())
+    forward, backward = PooledQ(q.pool, independent=True), PooledQ(q.pool, independent=True)
+    forward.prefetch(boards)
+    backward.prefetch(boards[::-1])
+    assert [forward.q_values(board) for board in boards] == [backward.q_values(board) for board in boards]
+
+
 def test_panel_opponents_and_baselines_come_from_the_panel_players_rows(panel_rows, q):
     panel_rows[5]["rating"] = None  # absent this month
     opponents = panel_opponents(CONFIG, panel_rows, q)

@@ -276,7 +276,8 @@ def _quality_bar(
     config = PanelConfig.for_profile(dump_source.profile)
     model = ChessFormer.from_checkpoint(str(checkpoint)).eval()
     with EnginePool.start(PooledQ.engine_factory(config, find_stockfish()), size=2) as pool:
-        report = measure_policy_quality(model, games, config, players, PooledQ(pool), positions=1000, seed=0)
+        q = PooledQ(pool, independent=True)
+        report = measure_policy_quality(model, games, config, players, q, positions=1000, seed=0)
     table = "| policy | kind | consensus agreement | Q-regret | top-1 |\n|---|---|---|---|---|\n" + "\n".join(
         f"| {row['policy']} | {row['kind']} | {row['agreement']:.1%} | {row['q_regret']:.4f} | {row['top1']:.1%} |"
         for row in report.rows()
