@@ -143,10 +143,8 @@ def test_staging_writes_few_large_row_groups_in_order_and_rolls_files(
             staged.write(pa.table({"n": pa.array(range(start, min(start + 30, 250)), pa.int32())}))
     files = sorted(tmp_path.glob("staged-*.parquet"))
     assert [file.name for file in files] == ["staged-00000.parquet", "staged-00001.parquet"]
-    groups = [
-        [pq.ParquetFile(file).metadata.row_group(i).num_rows for i in range(pq.ParquetFile(file).num_row_groups)]
-        for file in files
-    ]
+    metadata = [pq.ParquetFile(file).metadata for file in files]
+    groups = [[meta.row_group(i).num_rows for i in range(meta.num_row_groups)] for meta in metadata]
     assert groups == [[120, 120], [10]]
     assert duckdb.execute("SELECT n FROM read_parquet(?)", [staged.pattern]).fetchall() == [(n,) for n in range(250)]
 
