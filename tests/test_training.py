@@ -185,6 +185,25 @@ def test_training_stops_when_the_validation_loss_stops_improving(shards: Path, t
 
 
 @pytest.mark.slow
+def test_gpu_settings_train_on_cpu_and_the_checkpoint_loads_as_fp32(shards: Path, tmp_path: Path) -> None:
+    # No GPU exists here: bf16 autocast and the compiled trunk, which train() uses on CUDA, run on CPU instead, so
+    # that a dtype clash in the head or a checkpoint the eager model cannot load fails here rather than on a cluster.
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    config = TrainConfig(**{**FAST, "compile": True, "precision": "bf16-mixed"})
+    result = train(shards, config, tmp_path, max_steps=40)
+    assert counters["stats"]["unique_graphs"] > 0  # the trunk did run compiled
+    assert result.steps == 40 and result.val_curve[-1][1] < result.val_curve[0][1]
+    checkpoint = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    model = ChessFormer.from_checkpoint(tmp_path / "last.ckpt")
+    assert set(checkpoint["state_dict"]) == {f"model.{key}" for key in model.state_dict()}
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast keeps fp32 master weights
+    distribution = legal_move_distribution(model, [chess.Board()], temperature=1.0).as_dicts()[0]
+    assert len(distribution) == 20 and abs(sum(distribution.values()) - 1) < 1e-5
+
+
+@pytest.mark.slow
 def test_resume_continues_from_the_saved_step(shards: Path, tmp_path: Path) -> None:
     config = TrainConfig(**{**FAST, "checkpoint_every_steps": 10, "val_every_steps": 10})
     first = train(shards, config, tmp_path, max_steps=10)

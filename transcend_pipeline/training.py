@@ -294,7 +294,7 @@ class TrainConfig:
     strategy: str = "auto"  # "ddp" for several devices or nodes
     num_nodes: int = 1
     precision: str | None = None  # None: bf16-mixed on CUDA, 32-true on CPU
-    compile: bool = True  # torch.compile the trunk on CUDA (ignored on CPU)
+    compile: bool | None = None  # torch.compile the trunk; None: on CUDA only (on CPU it pays the compile for little)
     num_workers: int = 0
     cpu_threads: int = 1  # intra-op threads on CPU: small models lose far more to thread sync than they gain
 
@@ -473,7 +473,7 @@ def train(
         "code_version": code_version(),
     }
     module = ChessFormerModule(config, lineage)
-    if cuda and config.compile:  # the transformer; the head's ragged indexing stays eager
+    if config.compile or (config.compile is None and cuda):  # the trunk; the head's ragged indexing stays eager
         module.model.trunk = torch.compile(module.model.trunk, dynamic=True)
     checkpoint, best = out_dir / "last.ckpt", out_dir / "best.ckpt"
     record = _RunRecord(checkpoint, best, config.checkpoint_every_steps, config.patience)
