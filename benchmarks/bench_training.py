@@ -17,7 +17,7 @@ from pathlib import Path
 import chess
 import torch
 
-from transcend_pipeline.features import featurise
+from transcend_pipeline.features import MOVE_FEATURES, featurise
 from transcend_pipeline.model import ChessFormer, config_for, peak_flops
 from transcend_pipeline.training import (
     ShardDataset,
@@ -64,7 +64,7 @@ def bench_features(boards: list[chess.Board]) -> None:
     print(f"featurise            {seconds * per:8.1f} µs/position ({len(boards)} positions)")
     print(f"  baseline: python-chess legal move generation alone {legal_seconds * per:8.1f} µs/position")
     print(
-        f"  baseline: python-chess per-move push/attackers/gives_check (4 of 13 features) {reference_seconds * 1e6 / len(sample):8.1f} µs/position"
+        f"  baseline: python-chess per-move push/attackers/gives_check (4 of {len(MOVE_FEATURES)} features) {reference_seconds * 1e6 / len(sample):8.1f} µs/position"
     )
 
 
