@@ -1,12 +1,15 @@
-"""Does a `tiny` ChessFormer trained on a cap bucket clear the quality bar (issue 5)? End to end on a panel month.
+"""Does a ChessFormer trained on a cap bucket clear the quality bar (issue 5)? End to end on a panel month.
 
     .venv/bin/python benchmarks/model_quality.py --quick                          # smoke panel, seconds of training
     .venv/bin/python benchmarks/model_quality.py --profile demo --games 3000 --minutes 5
     .venv/bin/python benchmarks/model_quality.py --dump data/raw/panel-demo/lichess_db_standard_rated_2025-01.pgn.zst \
         --caps 1000 1300 --targets mixture --minutes 2                           # the head's ceiling, on a demo month
+    .venv/bin/python benchmarks/model_quality.py --dump ... --model paper --override board_input=true \
+        --override move_features=true                                          # a board network, on a GPU
 
 Generates a month dump with the panel (or reads `--dump`), reads its games, splits them into cap buckets (max Elo
-<= cap), holds out every tenth game of each bucket, trains a `tiny` model per cap for `--minutes`, and prints the
+<= cap), holds out every tenth game of each bucket, trains a model per cap (`--model`, default `tiny`, with `--override`s
+of its config) for `--minutes` on CUDA with bf16 when present, else on the CPU, and prints the
 quality table per cap: the model at τ→0 and τ=1 next to every bucket player's clone and softmax, the consensus, and
 the bar (the bucket's best player's clone), all measured in the same run on the same held-out positions.
 
@@ -23,6 +26,7 @@ import argparse
 import collections
 import dataclasses
 import io
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -32,7 +36,7 @@ import numpy as np
 import torch
 import zstandard
 
-from transcend_pipeline.model import ChessFormer, config_for, position_batch
+from transcend_pipeline.model import SIZES, ChessFormer, config_for, position_batch
 from transcend_pipeline.model_quality import format_table, measure_policy_quality, sample_positions
 from transcend_pipeline.opponents import EnginePool, PooledQ
 from transcend_pipeline.panel import Panel, PanelConfig, TacticalQ, panel_players, write_month_dump
@@ -82,32 +86,35 @@ def oracle_targets(boards, moves, config, rows, bucket_players, q, targets) -> l
 
 
 def fit_to_oracle(training, config, rows, bucket_players, q, args) -> ChessFormer:
-    """A `tiny` ChessFormer trained for `args.minutes` on noise-free targets (soft cross-entropy), not played moves."""
+    """A ChessFormer trained for `args.minutes` on noise-free targets (soft cross-entropy), not played moves."""
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     samples = sample_positions(training, args.fit_positions, seed=1, skip_plies=config.opening_plies[1])
     boards = [board for board, _ in samples]
-    model = ChessFormer(config_for("tiny"))
+    model = ChessFormer(config_for(args.model, **args.override)).to(device)
     moves = [position_batch(model, boards[i : i + FIT_BATCH])[1] for i in range(0, len(boards), FIT_BATCH)]
     moves = [legal for batch in moves for legal in batch]
     targets = oracle_targets(boards, moves, config, rows, bucket_players, q, args.targets)
-    optimizer = model.configure_optimizers(0.01, 2e-3, (0.9, 0.99), "cpu")
+    optimizer = model.configure_optimizers(0.01, 2e-3, (0.9, 0.99), device.type)
     rng, steps, started = np.random.default_rng(0), 0, time.perf_counter()
     model.train()
     while time.perf_counter() - started < args.minutes * 60:
         chosen = np.sort(rng.choice(len(boards), size=min(FIT_BATCH, len(boards)), replace=False))
         batch, _ = position_batch(model, [boards[i] for i in chosen])
-        logits, _ = model(batch)
+        with torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
+            logits, _ = model(batch)
+        logits = logits.float()
         target = torch.zeros_like(logits)
         for row, i in enumerate(chosen):
-            target[row, : len(targets[i])] = torch.from_numpy(targets[i])
+            target[row, : len(targets[i])] = torch.from_numpy(targets[i]).to(device)
         log_p = torch.log_softmax(logits, dim=-1)
         loss = -torch.where(target > 0, target * log_p, torch.zeros_like(log_p)).sum(-1).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         steps += 1
-    print(f"    fitted to {args.targets} targets: {len(boards)} positions, {steps} steps of {FIT_BATCH}")
+    print(f"    fitted to {args.targets} targets on {device}: {len(boards)} positions, {steps} steps of {FIT_BATCH}")
     return model.eval()
 
 
@@ -132,7 +139,12 @@ def measure_cap(cap, games, config, rows, q, args, work: Path) -> None:
     shards = work / f"shards-{cap}"
     build_shards({"train": training, "val": held_out}, shards, games_per_shard=512)
     train_config = TrainConfig(
-        experiment=f"cap{cap}", batch_games=min(32, len(training)), val_every_steps=100, cpu_threads=args.threads
+        experiment=f"cap{cap}",
+        model_size=args.model,
+        model_overrides=args.override,
+        batch_games=min(32, len(training)),
+        val_every_steps=100,
+        cpu_threads=args.threads,
     )
     started = time.perf_counter()
     result = train(shards, train_config, work / f"run-{cap}", max_minutes=args.minutes)
@@ -163,7 +175,13 @@ def main() -> None:
     parser.add_argument("--dump", type=Path, help="read this panel month (of --profile's panel) instead of writing one")
     parser.add_argument("--targets", choices=("played", "mixture", "q"), default="played", help="see above")
     parser.add_argument("--fit-positions", type=int, default=20_000, help="positions fitted with oracle targets")
+    parser.add_argument("--model", choices=sorted(SIZES), default="tiny", help="ChessFormer size")
+    parser.add_argument(
+        "--override", action="append", default=[], metavar="KEY=VALUE", help="a config field (VALUE as JSON)"
+    )
     args = parser.parse_args()
+    args.override = {key: json.loads(value) for key, value in (item.split("=", 1) for item in args.override)}
+    config_for(args.model, **args.override)  # an unknown field fails here, before the panel month is made
     if args.quick:
         args.profile, args.minutes, args.positions = "smoke", 0.1, 200
     config = PanelConfig.for_profile(args.profile)
