@@ -12,8 +12,6 @@ from transcend_pipeline.ratings import (
     elo_difference_interval,
     expected_score,
     fit_pool_ratings,
-    glicko2_update,
-    pooled_rating,
     win_probability,
 )
 
@@ -35,86 +33,6 @@ def test_expected_score_and_lichess_win_probability() -> None:
     assert win_probability(0) == 0.5
     assert win_probability(100) == pytest.approx(1 / (1 + math.exp(-0.368208)))
     assert win_probability([-300, 300]).sum() == pytest.approx(1.0)
-
-
-def test_glicko2_matches_glickmans_worked_example() -> None:
-    rating, rd, vol = glicko2_update(1500, 200, 0.06, [(1400, 30), (1550, 100), (1700, 300)], [1, 0, 0])
-    assert rating == pytest.approx(1464.06, abs=0.02)  # the paper rounds intermediate values; exact is 1464.05
-    assert rd == pytest.approx(151.52, abs=0.01)
-    assert vol == pytest.approx(0.05999, abs=1e-5)
-
-
-def test_glicko2_idle_period_only_widens_rd() -> None:
-    rating, rd, vol = glicko2_update(1500, 200, 0.06, [], [])
-    assert (rating, vol) == (1500, 0.06)
-    assert rd == pytest.approx(173.7178 * math.hypot(200 / 173.7178, 0.06))
-
-
-def test_all_wins_rate_far_above_the_strongest_opponent_with_finite_interval() -> None:
-    for method in ("bradley_terry", "glicko2"):
-        estimate = pooled_rating(POOL, np.ones(POOL.size), method=method)
-        assert estimate.rating > POOL.max() + 150, method
-        assert math.isfinite(estimate.low) and math.isfinite(estimate.high)
-        assert estimate.low < estimate.rating < estimate.high
-        assert (estimate.games, estimate.wins, estimate.draws, estimate.losses) == (12, 12, 0, 0)
-
-
-def test_all_losses_mirror_all_wins() -> None:
-    wins = pooled_rating(POOL, np.ones(POOL.size))
-    losses = pooled_rating(POOL, np.zeros(POOL.size))
-    assert losses.rating - 1500 == pytest.approx(-(wins.rating - 1500))
-    assert losses.high - 1500 == pytest.approx(-(wins.low - 1500))
-    assert losses.losses == 12
-
-
-def test_even_score_against_a_1500_pool_is_1500() -> None:
-    opponents, scores = np.full(40, 1500.0), np.array([1.0, 0.0, 0.5, 0.5] * 10)
-    for method in ("bradley_terry", "glicko2"):
-        estimate = pooled_rating(opponents, scores, method=method)
-        assert estimate.rating == pytest.approx(1500, abs=1), method
-        assert (estimate.wins, estimate.draws, estimate.losses) == (10, 20, 10)
-
-
-def test_bradley_terry_without_prior_is_the_hand_computed_mle() -> None:
-    # two wins and a loss against 1500: score 2/3 -> 1500 + 400·log10(2); information 3·p(1-p)/173.72²
-    estimate = pooled_rating([1500, 1500, 1500], [1, 1, 0], prior=(1500, math.inf))
-    assert estimate.rating == pytest.approx(1500 + 400 * math.log10(2))
-    half_width = 1.959964 * 173.7178 / math.sqrt(3 * (2 / 3) * (1 / 3))
-    assert estimate.high - estimate.rating == pytest.approx(half_width, rel=1e-5)
-    with pytest.raises(ValueError, match="no finite"):
-        pooled_rating([1500, 1600], [1, 1], prior=(1500, math.inf))
-
-
-def test_interval_shrinks_as_games_grow() -> None:
-    rng = np.random.default_rng(1)
-    opponents = rng.uniform(1300, 1700, 50)
-    scores = simulate_scores(rng, expected_score(1550, opponents), draw_rate=0.2)
-    widths = []
-    for copies in (1, 4, 16):
-        estimate = pooled_rating(np.tile(opponents, copies), np.tile(scores, copies))
-        widths.append(estimate.high - estimate.low)
-    assert widths[0] > widths[1] > widths[2]
-    assert widths[0] / widths[2] == pytest.approx(4, rel=0.05)  # 1/√games
-
-
-def test_methods_agree_on_a_large_balanced_sample() -> None:
-    rng = np.random.default_rng(2)
-    opponents = rng.uniform(1300, 1700, 4000)
-    scores = simulate_scores(rng, expected_score(1500, opponents), draw_rate=0.3)
-    bradley_terry = pooled_rating(opponents, scores, method="bradley_terry")
-    glicko2 = pooled_rating(opponents, scores, method="glicko2")
-    assert bradley_terry.rating == pytest.approx(1500, abs=25)
-    assert glicko2.rating == pytest.approx(bradley_terry.rating, abs=3)
-    assert glicko2.high - glicko2.low == pytest.approx(bradley_terry.high - bradley_terry.low, rel=0.05)
-
-
-def test_pooled_rating_rejects_malformed_input() -> None:
-    with pytest.raises(ValueError, match="one score per game"):
-        pooled_rating([1500, 1600], [1])
-    with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        pooled_rating([1500], [2])
-    with pytest.raises(ValueError, match="method"):
-        pooled_rating([1500], [1], method="elo")  # type: ignore[arg-type]
 
 
 def simulate_pool(rng: np.random.Generator, strengths: np.ndarray, games: int) -> tuple[np.ndarray, ...]:

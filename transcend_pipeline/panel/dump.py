@@ -31,7 +31,7 @@ from transcend_pipeline.lichess import dump_filename, sha256_file
 from transcend_pipeline.panel.games import activity_weights, pair_at_random, pair_by_rating, play_pairs
 from transcend_pipeline.panel.players import Panel, PanelConfig
 from transcend_pipeline.panel.pool import chunked, worker_pool
-from transcend_pipeline.ratings import expected_score, fit_pool_ratings
+from transcend_pipeline.ratings import expected_score, fit_pool_ratings, written_scale
 
 ZSTD_LEVEL = 10
 TIME_CONTROL_SECONDS = 180
@@ -188,7 +188,7 @@ def _written_ratings(config: PanelConfig, played: list[_GameText]) -> np.ndarray
         anchor_median=1500.0,
     )
     fitted = np.asarray(fitted, dtype=np.float64)
-    return 1500.0 + config.rating_spread * (fitted - np.median(fitted))
+    return written_scale(fitted, centre=float(np.median(fitted)), at=1500.0, spread=config.rating_spread)
 
 
 def _play_chunk(month: str, first_index: int, pairs: list[tuple[int, int]]) -> list[_GameText]:
