@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from transcend_pipeline.defs.resources import resources_from_env
 from transcend_pipeline.settings import (
     Settings,
     StockfishNotFoundError,
@@ -38,6 +39,22 @@ def test_settings_validate_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_
     monkeypatch.setenv("TRANSCEND_PROFILE", "huge")
     with pytest.raises(ValueError, match="TRANSCEND_PROFILE must be one of"):
         Settings.from_env()
+
+
+def test_workers_come_from_the_environment_and_must_be_a_positive_integer(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("TRANSCEND_HOME", str(tmp_path))
+    monkeypatch.delenv("TRANSCEND_WORKERS", raising=False)
+    assert Settings.from_env().workers == 2
+    monkeypatch.setenv("TRANSCEND_WORKERS", " 1 ")
+    assert Settings.from_env().workers == 1
+    monkeypatch.setenv("TRANSCEND_SOURCE", "panel")
+    assert resources_from_env()["dump_source"].workers == 1
+    for bad in ("0", "-2", "1.5", "two"):
+        monkeypatch.setenv("TRANSCEND_WORKERS", bad)
+        with pytest.raises(ValueError, match="TRANSCEND_WORKERS must be a positive integer"):
+            Settings.from_env()
 
 
 def test_stockfish_path_is_configurable_and_a_missing_binary_says_how_to_install(

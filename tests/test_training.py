@@ -149,6 +149,7 @@ def test_checkpoint_loads_with_weights_only_and_records_lineage(trained, shards:
     assert lineage["experiment"] == "greedy" and lineage["data_hash"] == ShardManifest.load(shards).content_hash
     assert lineage["code_version"] == code_version() and lineage["config"]["move_features"]
     assert lineage["train_config"]["batch_games"] == 16 and lineage["data"]["train"]["games"] == 100
+    assert lineage["budget"] == {"max_steps": 60, "max_minutes": None}
     assert checkpoint["global_step"] == 60
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["steps"] == 60 and metrics["checkpoint"] == str(run / "best.ckpt")

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import yaml
 
+from transcend_pipeline.settings import PROFILES
+
 EXPERIMENTS_FILE = Path(__file__).with_name("experiments.yaml")
 MODEL_SIZES = ("tiny", "paper")
 
@@ -41,17 +43,18 @@ class Experiment:
     name: str
     cap: int
     model: str
-    minutes: dict[str, float]
+    steps: dict[str, int]
     months: tuple[str, ...] | None = None
     variant: Variant | None = None
     description: str = ""
     extra: dict = field(default_factory=dict)
 
-    def budget_minutes(self, profile: str) -> float:
-        """The training budget for a profile (`demo`, `smoke`); a single number applies to every profile."""
-        if profile not in self.minutes:
+    def budget_steps(self, profile: str) -> int:
+        """The training budget for a profile (`demo`, `smoke`) in optimiser steps: unlike wall time, a step count
+        stops training at the same weights on any machine, however fast or busy."""
+        if profile not in self.steps:
             raise ExperimentError(f"experiment {self.name!r} has no training budget for profile {profile!r}")
-        return float(self.minutes[profile])
+        return self.steps[profile]
 
     def data_months(self, default: list[str]) -> list[str]:
         """The months this experiment trains on: its own window, or the run's months."""
@@ -65,27 +68,36 @@ def load_experiments(path: Path = EXPERIMENTS_FILE) -> dict[str, Experiment]:
     for row in rows:
         row = dict(row)
         try:
-            name, cap, model, minutes = row.pop("name"), int(row.pop("cap")), row.pop("model"), row.pop("minutes")
+            name, cap, model, steps = row.pop("name"), int(row.pop("cap")), row.pop("model"), row.pop("steps")
         except KeyError as missing:
             raise ExperimentError(f"{path}: an experiment lacks {missing}: {row}") from None
         if name in experiments:
             raise ExperimentError(f"{path}: experiment {name!r} is defined twice")
         if model not in MODEL_SIZES:
             raise ExperimentError(f"{path}: experiment {name!r} has model {model!r}, expected one of {MODEL_SIZES}")
-        if not isinstance(minutes, dict):
-            minutes = {"demo": minutes, "smoke": minutes}
         months = row.pop("months", None)
         experiments[name] = Experiment(
             name=name,
             cap=cap,
             model=model,
-            minutes={profile: float(value) for profile, value in minutes.items()},
+            steps=_steps(path, name, steps),
             months=tuple(str(month) for month in months) if months else None,
             variant=_variant(path, name, row.pop("variant", None)),
             description=row.pop("description", ""),
             extra=row,
         )
     return experiments
+
+
+def _steps(path: Path, name: str, value: object) -> dict[str, int]:
+    """The step budget per profile: a mapping, or a single number for every profile; each a positive int."""
+    steps = value if isinstance(value, dict) else dict.fromkeys(PROFILES, value)
+    for profile, count in steps.items():
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ExperimentError(
+                f"{path}: experiment {name!r} has steps {count!r} for profile {profile!r}, expected a positive integer"
+            )
+    return dict(steps)
 
 
 def _variant(path: Path, name: str, value: dict | None) -> Variant | None:

@@ -62,6 +62,7 @@ class Settings:
     lichess_url: str = DEFAULT_LICHESS_URL
     profile: str = "demo"
     stockfish_path: str = ""
+    workers: int = 2  # processes writing the panel dump, and Stockfish engines in an evaluation's pool
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -77,7 +78,18 @@ class Settings:
             lichess_url=os.environ.get("TRANSCEND_LICHESS_URL", DEFAULT_LICHESS_URL).rstrip("/"),
             profile=profile,
             stockfish_path=os.environ.get("STOCKFISH_PATH", ""),
+            workers=_positive_int("TRANSCEND_WORKERS", default=2),
         )
+
+
+def _positive_int(variable: str, default: int) -> int:
+    """The integer in $`variable` (`default` when unset or blank); anything but a positive integer is an error."""
+    value = os.environ.get(variable, "").strip()
+    if not value:
+        return default
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{variable} must be a positive integer, got {value!r}")
+    return int(value)
 
 
 def last_complete_month(today: date | None = None) -> str:

@@ -9,7 +9,7 @@ Checkpoints: ``last.ckpt`` (where training stands: weights, optimiser, step) and
 lowest validation loss so far: the model every later asset uses) in the run directory, written atomically
 (temporary file + ``os.replace``), holding only tensors, dicts, lists, strings and numbers
 (``torch.load(weights_only=True)`` works), plus a ``transcend`` entry: experiment, model config, training config,
-data hash, code version. ``train(..., resume=True)`` continues from ``last.ckpt``.
+data hash, code version, budget. ``train(..., resume=True)`` continues from ``last.ckpt``.
 
 Why the best and not the last weights, and why training stops early: a cap bucket of a few thousand games is seen
 many times in a CPU budget, and the model then learns the games rather than the players. On the demo's 1000 bucket
@@ -449,8 +449,9 @@ def train(
 
     Stops at ``max_steps`` optimiser steps or after ``max_minutes`` of this session, whichever comes first (at
     least one is required), or earlier when the validation loss has not improved for ``config.patience``
-    validations. With ``resume`` an existing ``last.ckpt`` is continued from its step (so ``max_steps``
-    counts from the start of the run, not of this session). The device arguments override the config's.
+    validations. Only a step budget is reproducible: where a time budget stops depends on the machine's speed.
+    With ``resume`` an existing ``last.ckpt`` is continued from its step (so ``max_steps`` counts from the start of
+    the run, not of this session). The device arguments override the config's.
     """
     if max_steps is None and max_minutes is None:
         raise ValueError("give max_steps, max_minutes or both")
@@ -471,6 +472,7 @@ def train(
             for split in manifest.splits
         },
         "code_version": code_version(),
+        "budget": {"max_steps": max_steps, "max_minutes": max_minutes},
     }
     module = ChessFormerModule(config, lineage)
     if config.compile or (config.compile is None and cuda):  # the trunk; the head's ragged indexing stays eager

@@ -154,5 +154,5 @@ def resources_from_env() -> dict[str, dg.ConfigurableResource]:
     if settings.source == "lichess":
         source = LichessSource(base_url=settings.lichess_url)
     else:
-        source = PanelSource(profile=settings.profile, stockfish_path=settings.stockfish_path)
+        source = PanelSource(profile=settings.profile, stockfish_path=settings.stockfish_path, workers=settings.workers)
     return {"home": TranscendHome(path=str(settings.home)), "dump_source": source}

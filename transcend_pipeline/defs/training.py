@@ -181,13 +181,13 @@ def chessformer(
     out_dir = home.checkpoint_dir(experiment.name)
     _discard_checkpoint_of_other_data(out_dir, ShardManifest.load(shards).content_hash, context)
     config = TrainConfig(experiment=experiment.name, model_size=experiment.model)
-    minutes = experiment.budget_minutes(training.profile)
-    context.log.info(f"training {experiment.name} ({experiment.model}) for up to {minutes} min")
+    budget = experiment.budget_steps(training.profile)
+    context.log.info(f"training {experiment.name} ({experiment.model}) for up to {budget} steps")
     result = train(
         shards,
         config,
         out_dir,
-        max_minutes=minutes,
+        max_steps=budget,
         devices=int(training.devices) if training.devices.isdigit() else training.devices,
         strategy=training.strategy,
         num_nodes=training.num_nodes,
@@ -198,6 +198,7 @@ def chessformer(
             "checkpoint": dg.MetadataValue.path(str(result.checkpoint)),
             "parameters": result.parameters,
             "steps": result.steps,
+            "max_steps": budget,
             "best_step": result.best_step,
             "tokens_seen": result.positions_seen,
             "val_loss": result.val_curve[-1][1] if result.val_curve else None,
