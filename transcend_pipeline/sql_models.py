@@ -55,6 +55,10 @@ class UnknownVarError(SqlModelError):
     """A model uses a variable that the project does not define."""
 
 
+class UnknownTargetError(SqlModelError):
+    """A run asks for a target that dbt_project.yml does not define."""
+
+
 class ModelCycleError(SqlModelError):
     """The refs between models form a cycle, so no build order exists."""
 
@@ -189,11 +193,18 @@ def load_vars(root: Path, overrides: Mapping | None = None, *, target: str | Non
     """The project's `vars:` from dbt_project.yml, then the `targets:` entry for `target`, then `overrides`.
 
     Targets play the role of dbt's: one per data source (`lichess`, `panel-demo`, ...), because a panel of a
-    few dozen synthetic players cannot meet thresholds sized for Lichess's hundreds of thousands.
+    few dozen synthetic players cannot meet thresholds sized for Lichess's hundreds of thousands, plus `sample`
+    for excerpts of real months. An unknown target is an error: silently falling back to the defaults would
+    apply gates the run never asked for.
     """
     project = _read_project(Path(root))
     variables = dict(project.get("vars") or {})
-    overrides = {**((project.get("targets") or {}).get(target) or {}), **(overrides or {})}
+    targets = project.get("targets") or {}
+    if target is not None and target not in targets:
+        raise UnknownTargetError(
+            f"target {target!r} is not under `targets:` in {Path(root) / PROJECT_FILE} (known: {sorted(targets)})"
+        )
+    overrides = {**(targets.get(target) or {}), **(overrides or {})}
     for name in overrides:
         if name not in variables:
             raise UnknownVarError(f"cannot override unknown var {name!r} (known: {sorted(variables)})")

@@ -6,6 +6,7 @@ Monthly models are partitioned like `games` and backfill in a single run.
 """
 
 import hashlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,7 @@ DBT_ROOT = Path(__file__).resolve().parents[2] / "dbt_like_sql"
 MODELS = discover_models(DBT_ROOT)
 EXPECTATIONS = load_expectations(DBT_ROOT)
 CAPS = [int(cap) for cap in load_vars(DBT_ROOT)["caps"]]
+DBT_TARGET_VARIABLE = "TRANSCEND_DBT_TARGET"
 
 # Dagster's stale status does not cross a monthly -> whole-table edge (an AllPartitionMapping; dagster-io/dagster
 # #21146), so the UI would show the bucket tables as fresh after a month is rebuilt on its own. Instead they rebuild
@@ -33,9 +35,16 @@ def check_name(cap: int | None) -> str:
     return "expectations" if cap is None else f"cap_{cap}"
 
 
+def dbt_target(dump_source: DumpSource) -> str:
+    """$TRANSCEND_DBT_TARGET, else the source's raw/ folder label: a run on an excerpt of a real month asks for
+    `sample` while its dumps stay in raw/lichess/. Read when a step runs (as TRANSCEND_MONTHS is), and shown in
+    the metadata of every SQL model and gate, since no resource carries it."""
+    return os.environ.get(DBT_TARGET_VARIABLE, "").strip() or dump_source.label
+
+
 def project_vars(dump_source: DumpSource) -> dict:
-    """The SQL vars for the active source: dbt_project.yml's `targets:` entry named like the raw/ folder."""
-    return load_vars(DBT_ROOT, target=dump_source.label)
+    """The SQL vars for the active target: dbt_project.yml's `vars:` with its `targets:` entry applied."""
+    return load_vars(DBT_ROOT, target=dbt_target(dump_source))
 
 
 def _sql_asset(model: SqlModel) -> dg.AssetsDefinition:
@@ -69,6 +78,7 @@ def _sql_asset(model: SqlModel) -> dg.AssetsDefinition:
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": rows,
+                "target": dbt_target(dump_source),
                 "sql": dg.MetadataValue.md(f"```sql\n{render(model, variables, month=months[-1])}\n```"),
             }
         )
@@ -77,14 +87,19 @@ def _sql_asset(model: SqlModel) -> dg.AssetsDefinition:
 
 
 def _quality_gate(model: SqlModel, expectations: list[dict]) -> dg.AssetChecksDefinition:
-    """The model's Great Expectations suite as blocking checks: one per cap for bucket models, so that a failing
-    bucket shows which cap failed, and `training_set` refuses exactly the experiments on that bucket."""
+    """The model's Great Expectations suite as checks: one per cap for bucket models, so that a failing bucket
+    shows which cap failed, and `training_set` refuses exactly the experiments on that bucket.
+
+    A whole-table check (stg_games) blocks the models downstream in its run. A per-cap check does not: Dagster
+    blocks whole assets, so one small bucket failing (a sample's or an early month's 1000 bucket without a test
+    split) would skip bucket_players and bucket_diversity for every cap, and with them the other caps' diversity
+    gates; the block is per cap in `training_set`, which reads its own cap's latest results."""
     caps: list[int | None] = list(CAPS) if model.checked_per_cap else [None]
     specs = [
         dg.AssetCheckSpec(
             check_name(cap),
             asset=model.name,
-            blocking=True,
+            blocking=not model.checked_per_cap,
             automation_condition=REBUILD_WHEN_A_MONTH_CHANGES if not model.partitioned_by_month else None,
             description=f"GX suite for {model.name}{f' (bucket {cap})' if cap else ''}: "
             + ", ".join(expectation["name"] for expectation in expectations),
@@ -114,7 +129,10 @@ def _quality_gate(model: SqlModel, expectations: list[dict]) -> dg.AssetChecksDe
                     )
                     for outcome in outcomes
                 }
-                | {"failed": ", ".join(outcome.name for outcome in outcomes if not outcome.success) or "none"},
+                | {
+                    "failed": ", ".join(outcome.name for outcome in outcomes if not outcome.success) or "none",
+                    "target": dbt_target(dump_source),
+                },
             )
 
     return quality_gate
