@@ -1,179 +1,219 @@
-"""Ratings tables, verdicts, the figure and the report, from hand-made game records."""
+"""The verdict from simulated tournaments with known strengths: one fit, differences with corrected intervals, the
+temperature chosen before it is tested, the figure and the report."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from transcend_pipeline.evaluation import (
-    TEMPERATURES,
-    diversity_section,
-    diversity_table,
+    BASELINE,
+    CONFIRM,
+    LADDER,
+    SWEEP,
+    best_scoring_temperature,
+    fit_games,
     markdown_report,
+    method_text,
+    per_opponent_rows,
     plot_transcendence,
-    ratings_table,
-    verdict,
+    ratings_rows,
+    verdict_rows,
+    verdict_table,
 )
-from transcend_pipeline.ratings import pooled_rating
+from transcend_pipeline.ladder import Member, clone_name, consensus_name
+from transcend_pipeline.play import Rules
+from transcend_pipeline.ratings import expected_score
+
+SCALE = 1.5
+#: True strengths in Elo of odds (the fit reports them stretched by SCALE around the reference).
+LADDER_ELO = {"weak": -300.0, "low": -150.0, "ref": 0.0, "best": 100.0, "high": 250.0, "top": 450.0}
 
 
-def game(
-    score: float,
-    *,
-    player: str = "model",
-    kind: str = "model",
-    temperature: float | None = 0.1,
-    opponent: str = "L1",
-    opponent_rating: float | None = 1500.0,
-    termination: str | None = None,
-    illegal_mass: float | None = None,
-) -> dict:
-    """A game row as `GameRecord.as_row()` gives it, with only the fields the ratings read."""
-    return {
-        "player": player,
-        "player_kind": kind,
-        "temperature": temperature,
-        "opponent": opponent,
-        "opponent_rating": opponent_rating,
-        "score": score,
-        "termination": termination or ("threefold" if score == 0.5 else "checkmate"),
-        "tiebreak_moves": 0,
-        "illegal_mass": illegal_mass,
-    }
-
-
-def test_even_scores_against_one_opponent_rate_at_its_rating():
-    records = [game(1.0)] * 10 + [game(0.0)] * 10 + [game(0.5, termination="ply_cap")] * 4
-    (row,) = ratings_table(records, experiment="cap1000")
-    assert row["rating"] == pytest.approx(1500.0, abs=1e-6)
-    assert row["low"] < 1500.0 < row["high"]
-    assert row["high"] - 1500.0 == pytest.approx(1500.0 - row["low"])
-    assert (row["games"], row["wins"], row["draws"], row["losses"]) == (24, 10, 4, 10)
-    assert (row["repetition_draws"], row["ply_cap_draws"]) == (0, 4)
-    assert row["experiment"] == "cap1000" and row["score"] == 0.5
-
-
-def test_rows_are_per_player_and_temperature_and_match_the_pooled_rating():
-    records = [
-        *(game(s, opponent="L1", opponent_rating=1554.0) for s in (1, 1, 0.5, 0)),
-        *(game(s, opponent="L3", opponent_rating=1867.0) for s in (1, 0, 0, 0.5)),
-        *(game(s, temperature=1.0) for s in (0, 0, 1)),
-        *(game(s, player="consensus", kind="consensus", temperature=None) for s in (1, 1, 0)),
-        game(1.0, opponent="clone", opponent_rating=None),  # unrated opponent: no information on the scale
+def ladder(cap: int = 1300) -> list[Member]:
+    written = {name: 1500 + SCALE * elo for name, elo in LADDER_ELO.items()}
+    return [
+        Member(
+            name,
+            "panel",
+            written[name],
+            player_index=i,
+            reference=name == "ref",
+            top_of=(cap,) if name == "best" else (),
+        )
+        for i, name in enumerate(LADDER_ELO)
     ]
-    rows = {(row["player"], row["temperature"]): row for row in ratings_table(records)}
-    assert set(rows) == {("model", 0.1), ("model", 1.0), ("consensus", None)}
-    cell = rows["model", 0.1]
-    expected = pooled_rating([1554.0] * 4 + [1867.0] * 4, [1, 1, 0.5, 0, 1, 0, 0, 0.5])
-    assert (cell["rating"], cell["low"], cell["high"]) == pytest.approx((expected.rating, expected.low, expected.high))
-    assert cell["games"] == 8 and cell["opponents"] == 2 and cell["repetition_draws"] == 2
 
 
-def test_all_wins_stay_finite_and_above_the_opponent():
-    (row,) = ratings_table([game(1.0)] * 20)
-    assert math.isfinite(row["rating"]) and row["low"] > 1500.0
-    (row,) = ratings_table([game(0.0)] * 20)
-    assert math.isfinite(row["rating"]) and row["high"] < 1500.0
+def games(
+    rng: np.random.Generator, player: str, elo: float, n_per_opponent: int, *, kind: str, phase: str, **about
+) -> list[dict]:
+    """`player` (true strength `elo`) against every ladder member but itself, colours alternating, draws common
+    between equals."""
+    rows = []
+    for opponent, opponent_elo in LADDER_ELO.items():
+        if opponent == player:
+            continue
+        p = float(expected_score(elo, opponent_elo))
+        for g in range(n_per_opponent):
+            draw = 0.3 * 4 * p * (1 - p)
+            u = rng.random()
+            score = 1.0 if u < p - draw / 2 else 0.5 if u < p + draw / 2 else 0.0
+            white, black = (player, opponent) if g % 2 == 0 else (opponent, player)
+            white_score = score if g % 2 == 0 else 1 - score
+            rows.append(
+                {
+                    "player": player,
+                    "player_kind": kind,
+                    "opponent": opponent,
+                    "white": white,
+                    "black": black,
+                    "result": {1.0: "1-0", 0.0: "0-1"}.get(white_score, "1/2-1/2"),
+                    "score": score,
+                    "termination": "checkmate" if score != 0.5 else "threefold",
+                    "phase": phase,
+                    "temperature": about.get("temperature"),
+                    "experiment": about.get("experiment"),
+                    "cap": about.get("cap"),
+                    "temperature_choice": about.get("choice"),
+                }
+            )
+    return rows
 
 
-def test_glicko2_uses_the_prior_it_is_given():
-    records = [game(1.0), game(0.0)] * 5
-    (row,) = ratings_table(records, method="glicko2", prior=(1500.0, 500.0))
-    expected = pooled_rating([1500.0] * 10, [1.0, 0.0] * 5, method="glicko2", prior=(1500.0, 500.0))
-    assert row["rating"] == pytest.approx(expected.rating) and row["high"] == pytest.approx(expected.high)
-    assert row["method"] == "glicko2"
-
-
-def test_illegal_mass_is_averaged_over_games_that_report_it():
-    rows = ratings_table([game(1.0, illegal_mass=0.2), game(0.0, illegal_mass=0.4), game(0.5)])
-    assert rows[0]["illegal_mass_per_game"] == pytest.approx(0.3)
-    assert ratings_table([game(1.0)])[0]["illegal_mass_per_game"] is None
-
-
-def rating_row(temperature: float, rating: float, half_width: float = 50.0, kind: str = "model") -> dict:
-    return {
-        "experiment": "cap1000",
-        "player": "model" if kind == "model" else kind,
-        "kind": kind,
-        "temperature": temperature,
-        "rating": rating,
-        "low": rating - half_width,
-        "high": rating + half_width,
-        "games": 100,
-    }
-
-
-def test_verdict_picks_the_best_temperature_and_needs_its_interval_above_the_cap():
-    rows = [rating_row(0.001, 1100), rating_row(0.1, 1180), rating_row(1.0, 900), rating_row(0.0, 1500, kind="clone")]
-    result = verdict(rows, cap=1000)
-    assert result.best_temperature == 0.1 and result.rating == 1180
-    assert result.transcends and result.bar == 1000 and result.as_row()["margin"] == pytest.approx(130)
-    assert not verdict([rating_row(0.1, 1040)], cap=1000).transcends  # low end 990: the band reaches the cap
-
-
-def test_on_panel_data_the_bar_is_the_best_player_when_above_the_cap():
-    rows = [rating_row(0.01, 1180)]
-    assert not verdict(rows, cap=1000, best_player_rating=1150).transcends
-    assert verdict(rows, cap=1000, best_player_rating=1100).transcends
-    assert verdict(rows, cap=1000, best_player_rating=900).bar == 1000
-
-
-def test_verdict_refuses_rows_it_cannot_judge():
-    with pytest.raises(ValueError):
-        verdict([rating_row(0.1, 1200, kind="clone")], cap=1000)
-    with pytest.raises(ValueError):
-        verdict([rating_row(0.1, 1200), {**rating_row(0.3, 1200), "player": "other"}], cap=1000)
-
-
-def test_figure_and_report_are_written(tmp_path: Path):
-    rows = [rating_row(t, 1000 + 300 * math.exp(-t), 80) for t in TEMPERATURES]
-    rows += [{**row, "experiment": "cap1500"} for row in rows]
-    verdicts = [verdict(rows[:8], cap=1000, best_player_rating=1100), verdict(rows[8:], cap=1500)]
-    path = plot_transcendence(rows, verdicts, tmp_path / "reports" / "transcendence.png")
-    assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") and path.stat().st_size > 10_000
-    table_rows = [
-        {
-            **row,
-            "wins": 1,
-            "draws": 2,
-            "losses": 3,
-            "repetition_draws": 1,
-            "ply_cap_draws": 0,
-            "illegal_mass_per_game": None,
-        }
-        for row in rows
-    ]
-    report = markdown_report(verdicts, table_rows, path)
-    assert "| cap1000 | 1000 | 1100 | 0.001 |" in report and "**yes**" in report
-    assert "| cap1500 | 1500 | — |" in report and "| no |" in report
-    assert report.count("\n| cap1500 | model | model |") == len(TEMPERATURES)
-    assert "![rating against temperature](transcendence.png)" in report
-
-
-def test_the_diversity_section_puts_each_bucket_beside_its_rating_and_the_best_players_argmax():
-    full = [rating_row(0.1, 1600), rating_row(0.0, 1450, kind="clone")]
-    clones = [{**row, "experiment": "clones"} for row in (rating_row(0.001, 1440), rating_row(0.0, 1460, kind="clone"))]
-    verdicts = [verdict(full, cap=1300), verdict(clones, cap=1300)]
-    diversity = {
-        "cap1000": {"games": 6000, "players": 26, "top_player_share": 0.1, "player_entropy": 0.98},
-        "clones": {"games": 6000, "players": 1, "top_player_share": 1.0, "player_entropy": 0.0},
-    }
-    section = diversity_section(
-        verdicts, full + clones, diversity, {"cap1000": "full bucket", "clones": "clones of one player"}
+def tournament(model_elo: float, *, seed: int = 0, sweep_elo: float | None = None) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    rows = []
+    names = list(LADDER_ELO)
+    for i, a in enumerate(names):  # the ladder's round robin
+        for b in names[i + 1 :]:
+            rows += [r for r in games(rng, a, LADDER_ELO[a], 8, kind="panel", phase=LADDER) if r["opponent"] == b]
+    rows += games(rng, "best", LADDER_ELO["best"], 80, kind="best_player", phase=BASELINE, cap=1300)
+    rows += games(rng, clone_name("best"), 150.0, 80, kind="clone", phase=BASELINE, cap=1300)
+    rows += games(rng, consensus_name(1300), 300.0, 80, kind="consensus", phase=BASELINE, cap=1300)
+    for temperature, elo in ((0.001, model_elo if sweep_elo is None else sweep_elo), (1.0, model_elo - 300)):
+        rows += games(
+            rng,
+            f"m τ={temperature:g}",
+            elo,
+            20,
+            kind="model",
+            phase=SWEEP,
+            experiment="m",
+            cap=1300,
+            temperature=temperature,
+        )
+    rows += games(
+        rng,
+        "m τ=0.001 (confirm)",
+        model_elo,
+        80,
+        kind="model",
+        phase=CONFIRM,
+        experiment="m",
+        cap=1300,
+        temperature=0.001,
+        choice="sweep",
     )
-    lines = section.splitlines()
-    full_line = next(line for line in lines if line.startswith("| cap1000 |"))
-    clone_line = next(line for line in lines if line.startswith("| clones |"))
-    assert (
-        "| full bucket | 6000 | 26 | 0.100 | 0.980 | — | 0.1 | 1600 [1550, 1650] | 1300 | 1450 [1400, 1500] |"
-        in full_line
-    )
-    assert "| clones of one player | 6000 | 1 | 1.000 | 0.000 | — | 0.001 | 1440 [1390, 1490] |" in clone_line
-    assert clone_line.endswith("| 1460 [1410, 1510] | **yes** |")
+    return rows
 
-    table = diversity_table({"clones": {**diversity["clones"], "top_player": "p0"}, "full bucket": {}}).splitlines()
-    assert table[0] == "| bucket | top_player | games | players | top_player_share | player_entropy | opening_entropy |"
-    assert table[2] == "| clones | p0 | 6000 | 1 | 1.000 | 0.000 | — |"
-    assert table[3] == "| full bucket | — | — | — | — | — | — |"
+
+def verdict(rows: list[dict], *, source: str = "panel") -> dict:
+    members = ladder()
+    fit = fit_games(rows, members, scale=SCALE)
+    (row,) = verdict_rows(fit, ratings_rows(fit, rows, members), members, {"m": 1300}, source=source)
+    return row
+
+
+def test_a_model_well_above_the_best_expert_transcends_with_the_right_difference():
+    row = verdict(tournament(model_elo=350.0))
+    assert row["bar_kind"] == "best_expert" and row["bar"] == "best"
+    truth = SCALE * (350.0 - LADDER_ELO["best"])
+    assert row["diff_bar_low"] < truth < row["diff_bar_high"]
+    assert row["diff_bar_low"] > 0 and row["transcends"]
+    assert row["claims"] == 2 and row["level_bar"] == pytest.approx(0.975)  # Holm: the smaller p-value's step
+    assert row["clone"] == clone_name("best") and row["beats_clone"]
+    assert row["confirm_games"] == 6 * 80 and row["confirm_temperature"] == 0.001
+    assert row["temperature_choice"] == "sweep"
+    assert row["diff_consensus_low"] < SCALE * (350.0 - 300.0) < row["diff_consensus_high"]
+
+
+def test_a_model_at_the_best_experts_level_is_rarely_declared_to_transcend():
+    declared = [verdict(tournament(model_elo=LADDER_ELO["best"], seed=seed))["transcends"] for seed in range(40)]
+    assert sum(declared) <= 2  # one-sided 2.5%, Holm-corrected: about 1 in 40 at most
+
+
+def test_only_confirmatory_games_decide_even_when_the_sweep_looks_better():
+    row = verdict(tournament(model_elo=LADDER_ELO["best"], sweep_elo=800.0))  # a sweep cell far above the bar
+    assert not row["transcends"] and abs(row["diff_bar"]) < 150
+
+
+def test_ratings_rows_put_the_reference_at_its_written_rating_and_mark_the_ladder():
+    members = ladder()
+    rows = tournament(model_elo=200.0)
+    fit = fit_games(rows, members, scale=SCALE)
+    by_player = {row["player"]: row for row in ratings_rows(fit, rows, members)}
+    assert by_player["ref"]["rating"] == 1500.0 and by_player["ref"]["reference"]
+    assert by_player["best"]["kind"] == "best_player" and by_player["best"]["in_ladder"]  # a baseline and a rung
+    assert by_player["top"]["written_rating"] == pytest.approx(1500 + SCALE * 450)
+    assert by_player["top"]["low"] < 1500 + SCALE * 450 < by_player["top"]["high"]
+    confirm = by_player["m τ=0.001 (confirm)"]
+    assert (confirm["phase"], confirm["temperature_choice"], confirm["games"]) == (CONFIRM, "sweep", 480)
+    cells = per_opponent_rows(rows)
+    assert sum(c["wins"] + c["draws"] + c["losses"] for c in cells) == len(rows)
+
+
+def test_a_perfect_confirmation_gives_a_one_sided_bound():
+    rows = tournament(model_elo=350.0)
+    for row in rows:
+        if row["phase"] == CONFIRM:
+            row["score"] = 1.0
+            row["result"] = "1-0" if row["white"] == row["player"] else "0-1"
+    result = verdict(rows)
+    assert result["rating"] == math.inf and result["high"] == math.inf and math.isfinite(result["low"])
+    assert result["diff_bar"] == math.inf and result["diff_bar_low"] > 0 and result["transcends"]
+    assert "∞" in verdict_table([result])
+
+
+def test_lichess_verdict_is_the_model_minus_the_cap():
+    rows = tournament(model_elo=350.0)
+    members = ladder()
+    fit = fit_games(rows, members, scale=SCALE)
+    ratings = ratings_rows(fit, rows, members)
+    (high,) = verdict_rows(fit, ratings, members, {"m": 1300}, source="lichess")
+    (low,) = verdict_rows(fit, ratings, members, {"m": 2100}, source="lichess")
+    confirm = next(r for r in ratings if r["phase"] == CONFIRM)
+    assert high["bar_kind"] == "cap" and high["claims"] == 1 and high["clone"] is None
+    assert high["diff_bar"] == pytest.approx(confirm["rating"] - 1300)
+    assert high["transcends"] and high["p_bar"] < 0.001
+    assert not low["transcends"] and low["p_bar"] > 0.5
+    assert (high["diff_bar_low"] > 0) == high["transcends"]
+
+
+def test_the_sweep_picks_the_best_mean_score_and_ties_go_to_the_lower_temperature():
+    rows = [{"temperature": t, "score": s} for t, s in ((0.1, 1.0), (0.1, 0.0), (0.01, 0.5), (0.01, 0.5), (1.0, 0.0))]
+    assert best_scoring_temperature(rows) == 0.01
+    rows.append({"temperature": 0.3, "score": 1.0})
+    assert best_scoring_temperature(rows) == 0.3
+    with pytest.raises(ValueError):
+        best_scoring_temperature([])
+
+
+def test_report_and_figure(tmp_path: Path):
+    members = ladder()
+    rows = tournament(model_elo=350.0)
+    fit = fit_games(rows, members, scale=SCALE)
+    ratings = ratings_rows(fit, rows, members)
+    verdicts = verdict_rows(fit, ratings, members, {"m": 1300}, source="panel")
+    figure = plot_transcendence(ratings, verdicts, tmp_path / "t.png")
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and figure.stat().st_size > 10_000
+    method = method_text(
+        verdicts, members, scale=SCALE, rules=Rules(max_plies=160, resign_cp=600, adjudicate_cp=300), book=50
+    )
+    report = markdown_report(verdicts, ratings, per_opponent_rows(rows), method, figure, ["## Extra\n"])
+    assert "| m | 1300 | 0.001 (sweep) | 480 |" in report
+    assert "fixed by ref at its written 1500" in report and "2 claims" in report
+    assert "ref (reference)" in report and "## Extra" in report and "## Wins-draws-losses per opponent" in report

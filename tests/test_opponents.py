@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import chess
+import chess.pgn
 import numpy as np
 import pytest
 
 from transcend_pipeline import opponents
-from transcend_pipeline.evaluation import ratings_table
 from transcend_pipeline.opponents import (
     STOCKFISH_ANCHORS,
     EnginePool,
@@ -20,12 +21,8 @@ from transcend_pipeline.opponents import (
     SkillEngine,
     StockfishPolicy,
     _position_command,
-    opponents_around,
-    panel_baselines,
-    panel_opponents,
     stockfish_opponents,
 )
-from transcend_pipeline.panel.dump import panel_players
 from transcend_pipeline.panel.engine import Engine, EngineError
 from transcend_pipeline.panel.players import PanelConfig
 from transcend_pipeline.play import Pairing, Player, Rules, play_matches
@@ -43,15 +40,6 @@ def skill_pool(stockfish_path: str) -> Iterator[EnginePool]:
 def q(stockfish_path: str) -> Iterator[PooledQ]:
     with EnginePool.start(PooledQ.engine_factory(CONFIG, stockfish_path), size=2) as pool:
         yield PooledQ(pool)
-
-
-@pytest.fixture()
-def panel_rows() -> list[dict]:
-    """`panel_players` rows with hand-set ratings: the smoke panel's players are ranked best (index 0) first."""
-    rows = panel_players(CONFIG, "2024-01")
-    for row in rows:
-        row["rating"] = 1700.0 - 100.0 * row["player_index"]
-    return rows
 
 
 def test_pool_spreads_work_over_every_engine_and_keeps_order(skill_pool):
@@ -173,19 +161,55 @@ def test_searches_asked_ahead_are_answered_to_each_caller_in_any_order(skill_poo
     monkeypatch.setattr(opponents, "QUEUED_BYTES", 200)  # a few questions at a time
     first = engine.ask(boards, 20, "go depth 3")
     second = engine.ask(boards[:3], 20, "go depth 2")
+    by_nodes = engine.ask(boards[:9], 20, "go nodes 2000")
     other_level = engine.ask(boards[:6], 19, "go depth 3")
     with ThreadPoolExecutor(1) as thread:
         assert thread.submit(engine.answers, other_level).result() == mates[:6]
+    assert engine.answers(by_nodes) == mates[:9]
     assert engine.answers(second) == mates[:3]
     assert engine.answers(first) == mates
     assert engine.best_moves([], 18, "go depth 1") == []
     assert not engine._searches and engine._written == engine._answered
-    with pytest.raises(ValueError, match="node-limited"):
-        engine.ask(boards, 20, "go nodes 2000")
     # the policy asks every engine at once and reads them when collected (the match engine's `AsksAhead`)
-    first, second = (StockfishPolicy(skill_pool, 20, depth=depth).ask(boards) for depth in (3, 2))
-    assert [next(iter(answer)) for answer in second()] == [next(iter(answer)) for answer in first()] == mates
-    assert StockfishPolicy(skill_pool, 20, nodes=2000).ask(boards) is None  # node-limited: called in a thread
+    first, second, third = (
+        StockfishPolicy(skill_pool, 20, **limit).ask(boards) for limit in ({"depth": 3}, {"depth": 2}, {"nodes": 2000})
+    )
+    assert [[next(iter(answer)) for answer in collect()] for collect in (third, second, first)] == [mates] * 3
+
+
+def _real_positions(samples: Path, count: int, skip: int = 0) -> list[chess.Board]:
+    """One position from each of `count` real games (of 30 plies or more, after the first `skip` games), at plies
+    spread over the games, each board with its game's moves (the `position` command lists them)."""
+    boards: list[chess.Board] = []
+    with (samples / "lichess_2021-10_dump_excerpt_999games.pgn").open() as pgn:
+        for _ in range(skip):
+            chess.pgn.skip_game(pgn)
+        while len(boards) < count and (game := chess.pgn.read_game(pgn)) is not None:
+            moves = list(game.mainline_moves())
+            if len(moves) >= 30:
+                board = chess.Board()
+                for move in moves[: 8 + 7 * len(boards) % (len(moves) - 10)]:
+                    board.push(move)
+                boards.append(board)
+    return boards
+
+
+@pytest.mark.parametrize("limit", [{"nodes": 200}, {"depth": 4}], ids=["nodes", "depth"])
+def test_full_strength_moves_do_not_depend_on_what_the_engines_searched_before(skill_pool, lichess_samples, limit):
+    """At `Skill Level` 20 a position's move depends on the position and the limit only: the same asked in one batch
+    on one engine, in another order, among other positions on the other engine, or spread over both. (Without the
+    `ucinewgame` before each search, 7 to 17 of these 40 moves changed.)"""
+    boards = _real_positions(lichess_samples, 40)
+    others = _real_positions(lichess_samples, 40, skip=200)
+    policy = StockfishPolicy(skill_pool, 20, **limit)
+    first, second = skill_pool.engines
+    batch = first.best_moves(boards, 20, policy.go)
+    order = np.random.default_rng(0).permutation(len(boards))
+    shuffled = dict(zip(order, first.best_moves([boards[i] for i in order], 20, policy.go), strict=True))
+    assert [shuffled[i] for i in range(len(boards))] == batch
+    mixed = [board for pair in zip(others, boards, strict=True) for board in pair]
+    assert second.best_moves(mixed, 20, policy.go)[1::2] == batch
+    assert [next(iter(answer)) for answer in policy.distributions(boards)] == batch
 
 
 def test_stockfish_opponents_carry_the_papers_anchors_by_default(skill_pool):
@@ -219,57 +243,24 @@ def test_pooled_q_scores_as_a_single_engine_does(q, stockfish_path):
     assert q.evaluate([board]) == [pytest.approx(max(expected.values()))]
 
 
-def test_independent_q_does_not_depend_on_what_the_engines_searched_before(q):
+def test_independent_q_does_not_depend_on_what_the_engines_searched_before(q, stockfish_path):
+    """Nor on the pool's size, nor on which of two positions differing only in their clocks was asked first:
+    Stockfish scales its evaluation down as the halfmove clock grows, so the memo keeps the clock in its key."""
     rng = np.random.default_rng(3)
     board, boards = chess.Board(), []
     while len(boards) < 30 and not board.is_game_over():
         board.push(sorted(board.legal_moves, key=chess.Move.uci)[rng.integers(board.legal_moves.count())])
         boards.append(board.copy())
+    later = [board.copy(stack=False) for board in boards[::3]]  # the same positions, forty moves and no pawn later
+    for board in later:
+        board.halfmove_clock, board.fullmove_number = 80, board.fullmove_number + 40
+    asked = boards + later
     forward, backward = PooledQ(q.pool, independent=True), PooledQ(q.pool, independent=True)
-    forward.prefetch(boards)
-    backward.prefetch(boards[::-1])
-    assert [forward.q_values(board) for board in boards] == [backward.q_values(board) for board in boards]
-
-
-def test_panel_opponents_and_baselines_come_from_the_panel_players_rows(panel_rows, q):
-    panel_rows[5]["rating"] = None  # absent this month
-    opponents = panel_opponents(CONFIG, panel_rows, q)
-    assert [o.name for o in opponents] == [row["player"] for row in panel_rows[:5]]
-    assert all(o.kind == "panel" and o.rating == row["rating"] for o, row in zip(opponents, panel_rows, strict=False))
-    best, clone, consensus = panel_baselines(CONFIG, panel_rows, q, cap=1450.0)
-    assert (best.name, best.kind, best.rating) == (panel_rows[3]["player"], "best_player", 1400.0)
-    assert clone.kind == "clone" and clone.rating is None and clone.policy.policy.members == (3,)
-    assert consensus.kind == "consensus" and consensus.policy.policy.members == (3, 4)
-    with pytest.raises(ValueError):
-        panel_baselines(CONFIG, panel_rows, q, cap=1000.0)
-
-
-def test_opponents_around_the_cap_are_the_nearest_rated(panel_rows, q):
-    opponents = panel_opponents(CONFIG, panel_rows, q)
-    chosen = opponents_around([*opponents, Player("unrated", RandomPolicy())], cap=1420.0, count=3)
-    assert [o.rating for o in chosen] == [1300.0, 1400.0, 1500.0]
-
-
-@pytest.mark.slow
-def test_consensus_rates_above_a_weak_player_and_random_play_far_below(panel_rows, q):
-    """The oracle property through the whole path: policies, engine, pooled ratings (16 games per side)."""
-    opponents = panel_opponents(CONFIG, panel_rows, q)
-    consensus = panel_baselines(CONFIG, panel_rows, q, cap=1700.0)[2]
-    middle = Player("middle", opponents[2].policy, "middle")
-    weakest = Player("weakest", opponents[-1].policy, "weakest")
-    randomly = Player("random", RandomPolicy(), "random")
-    rules = Rules(max_plies=160, resign_cp=800, resign_plies=4, adjudicate_cp=300)  # no long unfinished games
-    records = play_matches(
-        [
-            Pairing(side, opponent, games=4)
-            for side in (consensus, middle, weakest, randomly)
-            for opponent in opponents[2:]
-        ],
-        rules=rules,
-        rng_seed=0,
-        evaluator=q,
-    )
-    rating = {row["kind"]: row for row in ratings_table(records)}
-    assert rating["consensus"]["rating"] > rating["weakest"]["rating"] + 200
-    assert rating["random"]["score"] < 0.2
-    assert rating["random"]["rating"] < rating["middle"]["rating"] - 300
+    forward.prefetch(asked)
+    backward.prefetch(asked[::-1])
+    with EnginePool.start(PooledQ.engine_factory(CONFIG, stockfish_path), size=1) as pool:
+        alone = PooledQ(pool, independent=True)
+        expected = [alone.q_values(board) for board in asked]  # one position at a time
+    assert [forward.q_values(board) for board in asked] == expected
+    assert [backward.q_values(board) for board in asked] == expected
+    assert any(expected[len(boards) + i] != expected[3 * i] for i in range(len(later)))  # the clock does count

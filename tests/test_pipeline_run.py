@@ -55,6 +55,20 @@ def test_transcend_run_materialises_the_default_graph_on_the_smoke_panel(transce
             "FROM state_advantage GROUP BY experiment ORDER BY experiment"
         ).fetchall()
         kinds = {kind for (kind,) in connection.execute("SELECT DISTINCT kind FROM ratings").fetchall()}
+        phases = connection.execute(
+            "SELECT experiment, count(DISTINCT phase), count(DISTINCT opponent) FROM evaluation_games "
+            "GROUP BY experiment ORDER BY experiment"
+        ).fetchall()
+        (ladder_size,) = connection.execute("SELECT count(*) FROM ladder").fetchone()
+        (references,) = connection.execute("SELECT count(*) FROM ladder WHERE reference").fetchone()
+        (book,) = connection.execute("SELECT count(DISTINCT moves) FROM opening_book").fetchone()
+        claims = connection.execute(
+            "SELECT DISTINCT claims, bar_kind, bool_and(confirm_games > 0), bool_and(p_bar_holm >= p_bar) "
+            "FROM transcendence GROUP BY ALL"
+        ).fetchall()
+        (reference_rating,) = connection.execute(
+            "SELECT bool_and(rating = written_rating) FROM ratings WHERE reference"
+        ).fetchone()
     assert read > 0 and quarantined == 0  # the panel writes only games the ingestion accepts
     assert players[0] > 0 and players[1] > 0
     assert [cap for (cap,) in caps] == [1000, 1300, 1500]
@@ -70,6 +84,10 @@ def test_transcend_run_materialises_the_default_graph_on_the_smoke_panel(transce
     report = (transcend_home / "reports" / "transcendence.md").read_text()
     assert "## Does it need diversity?" in report and "## Where the gain comes from" in report
     assert {"model", "best_player", "clone", "consensus"} <= kinds
+    # Every model met the whole ladder in a sweep and a confirmation; one reference fixed the scale of one fit.
+    assert phases == [(name, 2, ladder_size) for name in experiments]
+    assert references == 1 and reference_rating and book == 8
+    assert claims == [(10, "best_expert", True, True)]  # Holm over two claims per experiment
     assert (transcend_home / "reports" / "transcendence.png").stat().st_size > 10_000
     assert "transcends" in output and "reports/transcendence.md" in output
 

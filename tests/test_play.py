@@ -17,7 +17,7 @@ import torch
 from transcend_pipeline import play
 from transcend_pipeline.model import ChessFormer, config_for, legal_move_distribution
 from transcend_pipeline.opponents import RandomPolicy
-from transcend_pipeline.panel.players import Policy, sample
+from transcend_pipeline.panel.players import PanelConfig, Policy, sample
 from transcend_pipeline.play import (
     TERMINATIONS,
     GameRecord,
@@ -26,9 +26,11 @@ from transcend_pipeline.play import (
     Pairing,
     Player,
     Rules,
+    book_from_games,
     opening_book,
+    pairings_against,
     play_matches,
-    temperature_pairings,
+    round_robin,
 )
 
 
@@ -279,13 +281,62 @@ def test_tiebreak_temperature_breaks_repetitions_and_is_recorded(tiny_model):
     assert np.mean([r.plies for r in remedied]) > np.mean([r.plies for r in plain])
 
 
-def test_temperature_pairings_share_one_policy_per_temperature_and_balance_colours(tiny_model):
+def test_every_rated_player_meets_each_opponent_in_the_same_openings_and_colours():
+    """The paired design: the opening of game g against opponent i depends on i and g only, never on who is rated."""
+    book = opening_book()
     opponents = [random_player("a", 1000.0), random_player("b", 1200.0), random_player("c", 1400.0)]
-    pairings = temperature_pairings("cap1000", tiny_model, [0.001, 1.0], opponents, games_per_cell=10)
-    assert len(pairings) == 6 and all(pairing.games == 4 for pairing in pairings)  # 10 over 3, rounded up to even
-    assert [pairing.player.temperature for pairing in pairings] == [0.001] * 3 + [1.0] * 3
-    assert len({id(pairing.player.policy) for pairing in pairings}) == 2  # one batch per temperature and step
-    assert {pairing.player.kind for pairing in pairings} == {"model"}
+    first = pairings_against(random_player("x"), opponents, 10, book_size=len(book))
+    second = pairings_against(random_player("y"), opponents, 10, book_size=len(book))
+    assert [pairing.games for pairing in first] == [4, 4, 4]  # 10 over 3, rounded up to even: both colours
+    assert [pairing.opening_offset for pairing in first] == [0, len(book) // 3, 2 * len(book) // 3]
+    records = play_matches([*first, *second], rules=Rules(max_plies=20), rng_seed=0, book=book)
+    seen = {}
+    for record in records:
+        seen.setdefault(record.player, []).append((record.opponent, record.player_colour, record.opening))
+    assert seen["x"] == seen["y"]
+    assert len({opening for _, _, opening in seen["x"]}) == 6  # each opponent its own part of the book
+    with pytest.raises(MatchError):
+        pairings_against(random_player("x"), [], 10, book_size=len(book))
+
+
+def test_round_robin_meets_every_pair_in_both_colours():
+    players = [random_player(name, 1000.0) for name in "abcd"]
+    pairings = round_robin(players, 3, book_size=30)
+    assert [(p.player.name, p.opponent.name) for p in pairings] == [
+        ("a", "b"),
+        ("a", "c"),
+        ("a", "d"),
+        ("b", "c"),
+        ("b", "d"),
+        ("c", "d"),
+    ]
+    assert {p.games for p in pairings} == {4} and len({p.opening_offset for p in pairings}) == 6
+
+
+def test_a_book_from_games_keeps_the_first_distinct_lines_and_refuses_too_few():
+    games = [
+        ["e2e4", "e7e5", "g1f3", "b8c6"],
+        ["e2e4", "e7e5", "g1f3", "b8c6", "f1b5"],  # the same first four plies: not a new line
+        ["d2d4", "d7d5"],  # too short
+        ["f2f3", "e7e5", "g2g4", "d8h4"],  # mate: no game left to play
+        ["d2d4", "g8f6", "c2c4", "e7e6"],
+    ]
+    book = book_from_games(games, count=2, plies=4)
+    assert [opening.sans for opening in book] == [("e4", "e5", "Nf3", "Nc6"), ("d4", "Nf6", "c4", "e6")]
+    assert book[1].name == "book 2: d4 Nf6 c4 e6"
+    with pytest.raises(MatchError, match="only 2 distinct 4-ply openings"):
+        book_from_games(games, count=3, plies=4)
+
+
+def test_evaluation_ends_games_by_the_panel_dumps_rules():
+    config = PanelConfig.for_profile("demo")
+    rules = Rules.of_panel(config)
+    assert (rules.max_plies, rules.resign_cp, rules.resign_plies, rules.adjudicate_cp) == (
+        config.max_plies,
+        config.resign_cp,
+        config.resign_plies,
+        config.adjudicate_cp,
+    )
 
 
 def test_the_repetition_shortcut_answers_as_python_chess() -> None:
@@ -313,7 +364,7 @@ def test_pgn_is_what_python_chess_exports() -> None:
     byte for byte (checks, mates, promotions, castling, disambiguation and 80-column wrapping included)."""
     rules = Rules(max_plies=200, tiebreak_temperature=0.5)
     pairings = [Pairing(random_player("a"), random_player("b", 1234.4), games=16)]
-    records = play_matches(pairings, rules=rules, rng_seed=7)
+    records = play_matches(pairings, rules=rules, rng_seed=8)  # a seed whose games mate and promote
     for record in records:
         board = replay(record)
         game = chess.pgn.Game.from_board(board)

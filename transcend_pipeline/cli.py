@@ -38,9 +38,10 @@ def run(months: list[str] | None = None) -> int:
     started = time.monotonic()
     print(f"transcend: source={settings.source} profile={settings.profile} home={settings.home} months={months}")
     stages = [("ingest_month", f"{month}-01") for month in months]
-    for name, experiment in load_experiments().items():
-        stages += [("build_ablation", name)] if experiment.variant else []
-        stages += [("train_experiment", name)]
+    experiments = load_experiments()
+    stages += [("build_ablation", name) for name, experiment in experiments.items() if experiment.variant]
+    stages += [("build_ladder", None)]
+    stages += [("train_experiment", name) for name in experiments]
     stages += [("report", None)]
     failed = []
     for job, partition in stages:
@@ -50,7 +51,7 @@ def run(months: list[str] | None = None) -> int:
         )
         if not result.success:
             failed.append(f"{job}[{partition}] (run {result.run_id})")
-            if job == "ingest_month":
+            if job in ("ingest_month", "build_ladder"):
                 break
     print_summary(settings, time.monotonic() - started)
     if failed:
@@ -88,20 +89,14 @@ def print_summary(settings: Settings, seconds: float) -> None:
 
 
 def print_verdicts(warehouse_path: Path) -> None:
-    """The transcendence table: each experiment's best temperature and whether its interval clears the bar."""
+    """The verdict table: per experiment, its confirmatory τ and games, and each claim as a difference with its
+    Holm-corrected interval (the same lines as the report)."""
+    from transcend_pipeline.evaluation import verdict_table
     from transcend_pipeline.warehouse import open_warehouse
 
     with open_warehouse(warehouse_path, read_only=True) as connection:
-        verdicts = connection.execute(
-            "SELECT experiment, cap, bar, best_temperature, rating, low, high, games, transcends "
-            "FROM transcendence ORDER BY cap, experiment"
-        ).fetchall()
-    print(f"\n  {'experiment':<16} {'cap':>5} {'bar':>6} {'best τ':>7} {'rating [95%]':>20} {'games':>6}  transcends")
-    for name, cap, bar, temperature, rating, low, high, games, transcends in verdicts:
-        interval = f"{rating:.0f} [{low:.0f}, {high:.0f}]"
-        print(
-            f"  {name:<16} {cap:>5.0f} {bar:>6.0f} {temperature:>7g} {interval:>20} {games:>6}  {'YES' if transcends else 'no'}"
-        )
+        verdicts = connection.execute("SELECT * FROM transcendence ORDER BY cap, experiment").fetch_arrow_table()
+    print("\n" + verdict_table(verdicts.to_pylist()))
 
 
 def exec_dagster(*arguments: str) -> int:

@@ -19,6 +19,7 @@ defs = dg.Definitions.merge(
             *warehouse.sql_model_assets,
             *dg.load_assets_from_modules([training]),
             ablation.ablation_games,
+            evaluation.opponent_ladder,
             evaluation.evaluation_games,
             evaluation.ratings,
             evaluation.transcendence_report,

@@ -24,17 +24,17 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 import chess
-import numpy as np
 
 from transcend_pipeline.followed_games import FollowedGame, GameMemo
 from transcend_pipeline.panel.engine import Engine, EngineError
-from transcend_pipeline.panel.players import Panel, PanelConfig, PanelPolicy, Policy, clone, consensus, player
+from transcend_pipeline.panel.players import PanelConfig, PanelPolicy, Policy
 from transcend_pipeline.play import Player
 
 #: The paper's Glicko-2 anchors for Stockfish `Skill Level` 1 / 3 / 5 (measured there at 0.1 s per move).
 STOCKFISH_ANCHORS: dict[int, float] = {1: 1554.0, 3: 1867.0, 5: 2148.0}
 
-#: Bytes of questions an engine may hold unanswered: half a pipe's buffer (64 KiB on Linux), some 150 searches.
+#: Bytes of questions an engine may hold unanswered: half a pipe's buffer (64 KiB on Linux), some 250 searches of
+#: real games (125 bytes a question, its `ucinewgame` included).
 QUEUED_BYTES = 1 << 15
 
 T = TypeVar("T")
@@ -112,12 +112,19 @@ class _Search:
 class SkillEngine(Engine):
     """A Stockfish that plays moves at a `Skill Level`, searching to a fixed depth or node count.
 
-    Depth-limited searches are pipelined: `ask` writes a batch of questions at once and returns, and `answers`
-    reads them back, so several callers (the match engine's two halves) can keep one engine's input queue full and
-    Stockfish goes from one search to the next without waiting for this process, which may be waiting for a CPU or
-    for the GIL. Stockfish answers in the order asked, so whichever caller reads hands each answer to its search.
-    The pipes are used through their file descriptors: one write per batch and one read for whatever answers have
-    arrived, instead of a flush and a line read per command and answer.
+    Every search is asked after a `ucinewgame`, which clears the hash and history tables: a move then depends only
+    on the position (with its history) and the limit, not on what the engine searched before, so the same positions
+    get the same moves in any order, among any others, on any engine of a pool. (Without it, at depth 4 or 8 or at
+    200 to 10,000 nodes, 7 to 17 of 40 positions of real games changed their move with what was searched before.)
+
+    Searches are pipelined: `ask` writes a batch of questions at once and returns, and `answers` reads them back, so
+    several callers (the match engine's two halves) can keep one engine's input queue full and Stockfish goes from
+    one search to the next without waiting for this process, which may be waiting for a CPU or for the GIL.
+    Stockfish answers in the order asked, so whichever caller reads hands each answer to its search. Node-limited
+    searches are pipelined too: Stockfish counts the moves it replays for a `position` command as nodes of the
+    search running meanwhile, but it runs `ucinewgame` only once that search is over, so the `position` after it is
+    never read during a search. The pipes are used through their file descriptors: one write per batch and one read
+    for whatever answers have arrived, instead of a flush and a line read per command and answer.
     """
 
     def __init__(self, path: str) -> None:
@@ -135,25 +142,11 @@ class SkillEngine(Engine):
         return self.best_moves([board], skill_level, go)[0]
 
     def best_moves(self, boards: Sequence[chess.Board], skill_level: int, go: str) -> list[chess.Move]:
-        """`best_move` for each board. Stockfish replays a position's moves when it reads the command, counting them
-        as nodes of the search in progress, so a node-limited search runs alone: its questions go one at a time,
-        after every search asked before them is answered and before anyone else's."""
-        if not go.startswith("go nodes"):
-            return self.answers(self.ask(boards, skill_level, go))
-        with self._writing:
-            self._set_skill_level(skill_level)
-            searches = []
-            for board in boards:
-                searches.append(self._write([board], go))
-                with self._reading:
-                    while not searches[-1].complete:
-                        self._read_answers()
-        return [move for search in searches for move in self._moves(search)]
+        """`best_move` for each board."""
+        return self.answers(self.ask(boards, skill_level, go))
 
     def ask(self, boards: Sequence[chess.Board], skill_level: int, go: str) -> _Search:
-        """Write the questions for a depth-limited search of each board; `answers` returns the moves."""
-        if go.startswith("go nodes"):
-            raise ValueError("node-limited searches cannot be queued (best_moves runs them one at a time)")
+        """Write the questions for a search of each board; `answers` returns the moves."""
         with self._writing:
             self._set_skill_level(skill_level)
             return self._write(boards, go)
@@ -183,7 +176,7 @@ class SkillEngine(Engine):
     def _write(self, boards: Sequence[chess.Board], go: str) -> _Search:
         """Write the questions (holding `_writing`), never more than `QUEUED_BYTES` unanswered: below a pipe's
         buffer, so a write never waits for Stockfish, which may itself wait for its answers to be read."""
-        questions = [f"{_position_command(board)}\n{go}\n".encode() for board in boards]
+        questions = [f"ucinewgame\n{_position_command(board)}\n{go}\n".encode() for board in boards]
         search = _Search(boards, [len(question) for question in questions])
         if questions:  # an empty search is complete already, and no answer is handed to it
             self._searches.append(search)
@@ -278,8 +271,10 @@ _POSITION_COMMANDS: GameMemo[_PositionCommand] = GameMemo()
 class StockfishPolicy(Policy):
     """Stockfish at a `Skill Level`, depth- or node-limited; positions of one call run in parallel on the pool.
 
-    Skill levels below 20 pick a random weaker move; Stockfish seeds that choice from the clock, so these
-    games are not reproducible move for move (their strength is).
+    At level 20 a move depends only on the position and the limit (every search starts from `ucinewgame`, see
+    `SkillEngine`), so its games are reproducible. Levels below 20 pick a random weaker move, from a generator
+    Stockfish seeds with the clock (`static PRNG rng(now())` in 15.1) and no UCI option can seed: those games are
+    not reproducible move for move (their strength is).
     """
 
     def __init__(self, pool: EnginePool, level: int, *, depth: int | None = None, nodes: int | None = None) -> None:
@@ -293,24 +288,12 @@ class StockfishPolicy(Policy):
         return f"StockfishPolicy(level={self.level}, {self.go!r})"
 
     def distributions(self, boards: Sequence[chess.Board]) -> list[dict[chess.Move, float]]:
-        """The positions go out in interleaved shares, one per engine, searched one at a time where the limit is
-        a node count; depth-limited ones are asked all at once (`ask`)."""
-        collect = self.ask(boards)
-        if collect is not None:
-            return collect()
-        engines = self.pool.engines[: len(boards)]
-        answers = self.pool.map(
-            lambda engine, share: engine.best_moves(share, self.level, self.go),
-            [boards[i :: len(engines)] for i in range(len(engines))],
-        )
-        return _interleaved(answers, len(boards))
+        """The positions go out at once in interleaved shares, one per engine (`ask`)."""
+        return self.ask(boards)()
 
-    def ask(self, boards: Sequence[chess.Board]) -> Callable[[], list[dict[chess.Move, float]]] | None:
+    def ask(self, boards: Sequence[chess.Board]) -> Callable[[], list[dict[chess.Move, float]]]:
         """Write every position's search to the engines now, in interleaved shares, and return what reads the
-        moves (`play.AsksAhead`: the match engine asks for one half of its games while the model plays the other);
-        None for node-limited searches, which cannot be queued."""
-        if self.go.startswith("go nodes"):
-            return None
+        moves (`play.AsksAhead`: the match engine asks for one half of its games while the model plays the other)."""
         engines = self.pool.engines[: len(boards)]
         searches = [engine.ask(boards[i :: len(engines)], self.level, self.go) for i, engine in enumerate(engines)]
         return lambda: _interleaved(
@@ -345,12 +328,12 @@ def stockfish_opponents(
 class PooledQ:
     """The panel's Q source (every legal move scored by a depth-limited Stockfish) over an engine pool, memoised.
 
-    `prefetch` scores a batch of positions in parallel; `q_values` then answers from the memo, so a panel
-    policy's per-position loop costs no engine time. Also the `Evaluator` for resignation and adjudication.
-    With `independent`, every position is scored after `ucinewgame`: its Q then does not depend on which engine
-    searched what before it (4 of 30 positions changed with the order they were asked in, otherwise), so a
-    measurement gives the same figures on every run. It doubles the engine time of a position (0.8 ms against
-    0.4), which a thousand-position measurement does not notice and play would.
+    `prefetch` scores a batch of positions in parallel; `q_values` then answers from the memo (keyed by
+    `_position_key`, halfmove clock included), so a panel policy's per-position loop costs no engine time. Also the
+    `Evaluator` for resignation and adjudication. With `independent`, every position is scored after `ucinewgame`:
+    its Q then does not depend on which engine searched what before it (4 of 30 positions changed with the order
+    they were asked in, otherwise), so a measurement gives the same figures on every run. It doubles the engine time
+    of a position (0.8 ms against 0.4), which a thousand-position measurement does not notice and play would.
     """
 
     def __init__(self, pool: EnginePool, max_memo: int = 200_000, *, independent: bool = False) -> None:
@@ -392,7 +375,10 @@ class PooledQ:
 
 
 def _position_key(board: chess.Board) -> str:
-    return board.fen().rsplit(" ", 2)[0]
+    """The FEN without the move number, which Stockfish's search does not read; the halfmove clock stays, as
+    Stockfish scales its evaluation down as the clock nears the fifty-move rule: one key for positions differing
+    only in their clocks would memoise the Q of whichever was asked first."""
+    return board.fen().rsplit(" ", 1)[0]
 
 
 class PanelOpponentPolicy(Policy):
@@ -419,49 +405,3 @@ class RandomPolicy(Policy):
             moves = list(board.legal_moves)
             result.append(dict.fromkeys(moves, 1.0 / len(moves)))
         return result
-
-
-def panel_opponents(config: PanelConfig, rows: Sequence[Mapping], q: PooledQ) -> list[Player]:
-    """Panel players as fixed-rating opponents, from `panel_players` rows (`player`, `player_index`, `rating`);
-    rows without a rating (players absent from the month) are skipped."""
-    panel = Panel(config)
-    return [
-        Player(
-            row["player"], PanelOpponentPolicy(player(panel, q, int(row["player_index"])), q), "panel", row["rating"]
-        )
-        for row in rows
-        if row["rating"] is not None
-    ]
-
-
-def panel_baselines(config: PanelConfig, rows: Sequence[Mapping], q: PooledQ, cap: float) -> list[Player]:
-    """The players a model trained on bucket `cap` is compared with on the same scale: the bucket's best player
-    (as it plays in the dump), its clone (its argmax) and the oracle consensus of every player in the bucket.
-
-    The clone and the consensus are rated like the model (no fixed rating); the best player keeps its own.
-    """
-    bucket = [row for row in rows if row["rating"] is not None and row["rating"] <= cap]
-    if not bucket:
-        raise ValueError(f"no rated panel player at or below the cap {cap}")
-    panel = Panel(config)
-    best = max(bucket, key=lambda row: row["rating"])
-    index = int(best["player_index"])
-    members = sorted(int(row["player_index"]) for row in bucket)
-    return [
-        Player(best["player"], PanelOpponentPolicy(player(panel, q, index), q), "best_player", best["rating"]),
-        Player(f"clone({best['player']})", PanelOpponentPolicy(clone(panel, q, index), q), "clone"),
-        Player(
-            f"consensus(≤{cap:g}, {len(members)} players)",
-            PanelOpponentPolicy(consensus(panel, q, members), q),
-            "consensus",
-        ),
-    ]
-
-
-def opponents_around(opponents: Sequence[Player], cap: float, count: int) -> list[Player]:
-    """The `count` fixed-rating opponents rated closest to `cap` (where a pooled rating is most informative
-    for the verdict), sorted by rating."""
-    rated = [opponent for opponent in opponents if opponent.rating is not None]
-    distance = np.array([abs(opponent.rating - cap) for opponent in rated])
-    chosen = [rated[i] for i in np.argsort(distance, kind="stable")[:count]]
-    return sorted(chosen, key=lambda opponent: opponent.rating)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import chess
 import numpy as np
 
-from transcend_pipeline.panel.players import Policy, sample
+from transcend_pipeline.panel.players import PanelConfig, Policy, sample
 from transcend_pipeline.ratings import win_probability
 
 if TYPE_CHECKING:
@@ -96,6 +96,27 @@ def opening_book() -> list[Opening]:
     return book
 
 
+def book_from_games(games: Sequence[Sequence[str]], *, count: int, plies: int) -> list[Opening]:
+    """The first `count` distinct `plies`-ply beginnings of `games` (UCI move lists, in the order given), as a book.
+
+    Evaluation samples its book from a bucket's own games (in a seeded order): every rated player meets the same
+    openings, in positions the bucket's players actually reach. Lines after which the game is over, and games
+    shorter than `plies`, are skipped; fewer than `count` distinct lines is an error, not a smaller design."""
+    book: dict[tuple[str, ...], Opening] = {}
+    for game in games:
+        line = tuple(game[:plies])
+        if len(line) < plies or line in book:
+            continue
+        board = chess.Board()
+        sans = tuple(board.san_and_push(chess.Move.from_uci(uci)) for uci in line)
+        if board.is_game_over():
+            continue
+        book[line] = Opening("?", f"book {len(book) + 1}: {' '.join(sans)}", tuple(board.move_stack), sans)
+        if len(book) == count:
+            return list(book.values())
+    raise MatchError(f"only {len(book)} distinct {plies}-ply openings in {len(games)} games; {count} wanted")
+
+
 class MatchError(ValueError):
     """A pairing or rule set the engine cannot play (e.g. resignation asked for without an evaluator)."""
 
@@ -125,6 +146,17 @@ class Rules:
     def paper(cls) -> Rules:
         """Zhang et al.'s protocol: games cut at move 90 and scored as draws, no resignation, no remedy."""
         return cls(max_plies=180)
+
+    @classmethod
+    def of_panel(cls, config: PanelConfig) -> Rules:
+        """The rules the panel's dump plays by (its ply cap, resignation and adjudication), so that ratings fitted
+        in evaluation games and the Elos written into the dump describe games that end the same way."""
+        return cls(
+            max_plies=config.max_plies,
+            adjudicate_cp=config.adjudicate_cp,
+            resign_cp=config.resign_cp,
+            resign_plies=config.resign_plies,
+        )
 
     @property
     def needs_evaluator(self) -> bool:
@@ -160,11 +192,15 @@ class Player:
 
 @dataclass(frozen=True)
 class Pairing:
-    """`games` games of `player` (the side being rated) against `opponent`; `player` is White in even games."""
+    """`games` games of `player` (the side being rated) against `opponent`; `player` is White in even games.
+
+    Game g opens with the book's line (opening_offset + g // 2) mod its length, so two pairings with the same
+    offset play the same openings in the same colours: a paired design when the offset belongs to the opponent."""
 
     player: Player
     opponent: Player
     games: int
+    opening_offset: int = 0
 
 
 @dataclass(frozen=True)
@@ -226,19 +262,27 @@ class _Game:
         return self.board.turn == self.player_is_white
 
 
-def temperature_pairings(
-    name: str, model: ChessFormer, temperatures: Sequence[float], opponents: Sequence[Player], games_per_cell: int
-) -> list[Pairing]:
-    """The pairings of one model's evaluation: at each temperature, `games_per_cell` games spread evenly over the
-    opponents (an even number against each, so colours and openings balance; rounded up where needed)."""
+def pairings_against(player: Player, opponents: Sequence[Player], games: int, *, book_size: int) -> list[Pairing]:
+    """`games` games of `player` spread evenly over `opponents` (an even number against each, rounded up, so
+    colours balance). Opponent i's games start at book line i·book_size/len(opponents): every rated player meets
+    opponent i in the same openings and colours (a paired design), and the opponents together cover the book."""
     if not opponents:
         raise MatchError("an evaluation needs at least one opponent")
-    per_opponent = 2 * -(-games_per_cell // (2 * len(opponents)))
-    pairings = []
-    for temperature in temperatures:
-        rated = Player(name, ModelPolicy(model, temperature), "model", temperature=temperature)
-        pairings.extend(Pairing(rated, opponent, per_opponent) for opponent in opponents)
-    return pairings
+    per_opponent = 2 * -(-games // (2 * len(opponents)))
+    return [
+        Pairing(player, opponent, per_opponent, opening_offset=i * book_size // len(opponents))
+        for i, opponent in enumerate(opponents)
+    ]
+
+
+def round_robin(players: Sequence[Player], games_per_pair: int, *, book_size: int) -> list[Pairing]:
+    """Every pair of `players` meets `games_per_pair` times (rounded up to even: both colours of each opening), each
+    pair from its own place in the book."""
+    per_pair = 2 * -(-games_per_pair // 2)
+    pairs = [(a, b) for i, a in enumerate(players) for b in players[i + 1 :]]
+    return [
+        Pairing(a, b, per_pair, opening_offset=k * book_size // max(len(pairs), 1)) for k, (a, b) in enumerate(pairs)
+    ]
 
 
 def play_matches(
@@ -248,13 +292,14 @@ def play_matches(
     rng_seed: int,
     evaluator: Evaluator | None = None,
     max_in_flight: int = 256,
+    book: Sequence[Opening] | None = None,
 ) -> list[GameRecord]:
     """Play every pairing's games, up to `max_in_flight` at once, and return them in (pairing, game) order.
 
     Each step, the games waiting on one policy object are scored in one `distributions()` call; moves are
     sampled with each game's own generator (seeded by `rng_seed`, pairing and game index), so a game does not
     depend on which others shared its batches (Stockfish's skill levels draw their own randomness). Openings come
-    from `opening_book()`, shuffled per pairing, each played twice with colours reversed.
+    from `book` (default `opening_book()`) as `Pairing` says, each played twice with colours reversed.
 
     The games where the rated players move and those where their opponents move advance as two halves, one
     step apart: the opponents' calls (Stockfish searches, in the engine pool's processes) run while this thread
@@ -266,7 +311,7 @@ def play_matches(
         raise MatchError(f"rules {rules} resign or adjudicate, which needs an evaluator")
     if any(pairing.games < 0 for pairing in pairings):
         raise MatchError("a pairing cannot have a negative number of games")
-    pending = _games(pairings, rng_seed)
+    pending = _games(pairings, rng_seed, list(book) if book is not None else opening_book())
     finished: list[GameRecord] = []
     tiebreak: dict[int, Policy] = {}  # per policy object, its copy at the tie-break temperature
     players_turn: list[_Game] = []
@@ -292,13 +337,11 @@ def play_matches(
     return sorted(finished, key=lambda record: (record.pairing, record.game))
 
 
-def _games(pairings: Sequence[Pairing], rng_seed: int) -> Iterator[_Game]:
+def _games(pairings: Sequence[Pairing], rng_seed: int, book: Sequence[Opening]) -> Iterator[_Game]:
     """The games to play, created lazily (a long evaluation never holds all its boards at once)."""
-    book = opening_book()
     for p, pairing in enumerate(pairings):
-        order = np.random.default_rng([rng_seed, p]).permutation(len(book))
         for g in range(pairing.games):
-            opening = book[int(order[(g // 2) % len(book)])]
+            opening = book[(pairing.opening_offset + g // 2) % len(book)]
             game = _Game(p, g, pairing.player, pairing.opponent, opening, np.random.default_rng([rng_seed, p, g, 1]))
             for move in opening.moves:
                 game.board.push(move)

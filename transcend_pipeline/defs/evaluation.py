@@ -1,4 +1,5 @@
-"""Evaluation assets: every model's games across temperatures, pooled ratings, and the transcendence verdict."""
+"""Evaluation assets: the opponent ladder and its baselines, every model's sweep and confirmation, one joint rating
+fit, and the transcendence verdict. The procedures live in `transcend_pipeline.ladder` and `.evaluation`."""
 
 from pathlib import Path
 
@@ -6,160 +7,294 @@ import dagster as dg
 
 from transcend_pipeline.defs.ablation import bucket_diversity_row
 from transcend_pipeline.defs.resources import DumpSource, PanelSource, TranscendHome
-from transcend_pipeline.defs.training import (
-    EXPERIMENTS,
-    bucket_panel_players,
-    chessformer,
-    experiment_months,
-    experiment_partitions,
-)
-from transcend_pipeline.settings import Settings, find_stockfish
+from transcend_pipeline.defs.training import EXPERIMENTS, chessformer, experiment_partitions
+from transcend_pipeline.settings import Settings, default_months, find_stockfish
 
 PAPER_TEMPERATURES = [0.001, 0.01, 0.1, 0.3, 0.5, 0.75, 1.0, 1.5]
+DEMO_TEMPERATURES = [0.001, 0.01, 0.1, 0.3, 1.0]
+PANEL_STOCKFISH_NODES = [100, 1000]  # full strength, node-limited: deterministic
+PAPER_STOCKFISH_LEVELS = [1, 3, 5]
 
 
 class EvaluationSettings(dg.ConfigurableResource):
-    """How much evaluation a run affords: the paper's temperatures, and games per (model, temperature) cell.
+    """How much evaluation a run affords, and the ladder every rated player meets (see the README's power figures).
 
-    Panel-trained experiments play the panel players rated nearest their cap (`opponents` of them); Lichess-trained
-    ones play Stockfish levels with the paper's anchors. Games are cut at `max_plies`; a side resigns after
-    `resign_plies` moves below −`resign_cp`, and games still running at the cap are adjudicated beyond
-    ±`adjudicate_cp` (the remedy for argmax-vs-argmax repetition, recorded in every game row).
+    `sweep_games` per temperature, `confirm_games` at the temperature taken forward, `baseline_games` for each of the
+    bucket's best player, its clone and the consensus; the ladder: `ladder_members` panel players from
+    `ladder_below_cap` under the lowest cap to the strongest, each bucket's `bucket_top` players, full-strength
+    Stockfish at `stockfish_nodes` (panel data) or skill `stockfish_levels` at `level_nodes` (Lichess data), in a
+    round robin of `games_per_pair`; the book: `book_openings` lines of `book_plies` plies from the bucket's games.
     """
 
-    temperatures: list[float] = PAPER_TEMPERATURES
-    games_per_cell: int = 24
-    opponents: int = 4
-    max_plies: int = 200
-    resign_cp: int = 800
-    resign_plies: int = 6
-    adjudicate_cp: int = 300
+    sweep_temperatures: list[float] = DEMO_TEMPERATURES
+    sweep_games: int = 100
+    confirm_games: int = 400
+    baseline_games: int = 400
+    ladder_members: int = 10
+    ladder_below_cap: float = 300.0
+    bucket_top: int = 2
+    stockfish_nodes: list[int] = PANEL_STOCKFISH_NODES
+    stockfish_levels: list[int] = PAPER_STOCKFISH_LEVELS
+    level_nodes: int = 20_000
+    games_per_pair: int = 4
+    book_openings: int = 50
+    book_plies: int = 8
+    engines: int = 2
     seed: int = 0
 
     @classmethod
-    def for_profile(cls, profile: str) -> "EvaluationSettings":
-        return cls(temperatures=[0.001, 1.0], games_per_cell=4, opponents=2) if profile == "smoke" else cls()
+    def for_profile(cls, profile: str, engines: int = 2) -> "EvaluationSettings":
+        if profile == "smoke":
+            return cls(
+                sweep_temperatures=[0.001, 1.0],
+                sweep_games=8,
+                confirm_games=8,
+                baseline_games=8,
+                ladder_members=4,
+                bucket_top=1,
+                stockfish_nodes=[100],
+                level_nodes=2_000,
+                games_per_pair=2,
+                book_openings=8,
+                engines=engines,
+            )
+        return cls(engines=engines)
+
+    def plan(self):
+        from transcend_pipeline.evaluation import EvaluationPlan
+
+        return EvaluationPlan(
+            tuple(self.sweep_temperatures), self.sweep_games, self.confirm_games, self.baseline_games, self.seed
+        )
+
+    def ladder_plan(self):
+        from transcend_pipeline.ladder import LadderPlan
+
+        return LadderPlan(
+            self.ladder_below_cap,
+            self.ladder_members,
+            self.bucket_top,
+            tuple(self.stockfish_nodes),
+            tuple(self.stockfish_levels),
+            self.level_nodes,
+            self.games_per_pair,
+        )
 
 
-def _latest_panel_rows(connection, months: list[str]) -> list[dict]:
-    """The panel's ground truth for the experiment's last month: the ratings opponents are anchored to."""
-    rows = connection.execute(
-        "SELECT * FROM panel_players WHERE month = (SELECT max(month) FROM panel_players WHERE list_contains(?, month))",
-        [months],
-    ).fetch_arrow_table()
-    return rows.to_pylist()
+def _panel_config(dump_source: DumpSource):
+    from transcend_pipeline.panel import PanelConfig
+
+    return PanelConfig.for_profile(dump_source.profile) if isinstance(dump_source, PanelSource) else None
+
+
+def _rules(config):
+    from transcend_pipeline.play import Rules
+
+    return Rules.of_panel(config) if config is not None else Rules.paper()
+
+
+def _ladder_and_book(connection) -> tuple[list, list, float]:
+    """The ladder members, the opening book and the reporting scale `opponent_ladder` stored."""
+    import chess
+
+    from transcend_pipeline.ladder import Member
+    from transcend_pipeline.play import Opening
+
+    rows = connection.execute("SELECT * FROM ladder ORDER BY position").fetch_arrow_table().to_pylist()
+    scale = rows[0]["scale"]
+    members = [Member.from_row({k: v for k, v in row.items() if k not in ("position", "scale")}) for row in rows]
+    book = []
+    for name, line in connection.execute("SELECT name, moves FROM opening_book ORDER BY line").fetchall():
+        board = chess.Board()
+        sans = tuple(board.san_and_push(chess.Move.from_uci(uci)) for uci in line)
+        book.append(Opening("?", name, tuple(board.move_stack), sans))
+    return members, book, scale
 
 
 @dg.asset(
-    deps=[chessformer, dg.AssetDep("panel_players", partition_mapping=dg.AllPartitionMapping())],
-    partitions_def=experiment_partitions,
+    deps=[
+        dg.AssetDep("panel_players", partition_mapping=dg.AllPartitionMapping()),
+        dg.AssetDep("stg_games", partition_mapping=dg.AllPartitionMapping()),
+        "bucket_games",
+    ],
     group_name="evaluation",
-    kinds={"duckdb", "pytorch"},
+    kinds={"duckdb"},
+    pool="warehouse",
     description=(
-        "The experiment's model playing at every temperature against fixed-rating opponents — panel players rated "
-        "around its cap (panel data) or Stockfish levels 1/3/5 (Lichess data) — plus the bucket's baselines "
-        "(best player, its clone, the oracle consensus), many games in flight with batched model calls. One row "
-        "per game in the DuckDB table `evaluation_games`, with its PGN."
+        "The ladder every rated player meets: panel players from below the lowest cap to the strongest (each "
+        "bucket's top players included) and node-limited Stockfish — or, on Lichess data, Stockfish's skill levels "
+        "with the paper's anchors — calibrated by a round robin among themselves; the fixed opening book sampled "
+        "from the bucket's games; and, per cap, the baselines (the bucket's best player, its clone, the oracle "
+        "consensus) against the ladder. DuckDB tables `ladder`, `opening_book` and `ladder_games`."
     ),
 )
-def evaluation_games(
-    context: dg.AssetExecutionContext,
-    home: TranscendHome,
-    dump_source: DumpSource,
-    evaluation: EvaluationSettings,
+def opponent_ladder(
+    context: dg.AssetExecutionContext, home: TranscendHome, dump_source: DumpSource, evaluation: EvaluationSettings
 ) -> dg.MaterializeResult:
-    from transcend_pipeline.model import ChessFormer
-    from transcend_pipeline.opponents import (
-        EnginePool,
-        PooledQ,
-        SkillEngine,
-        opponents_around,
-        panel_baselines,
-        panel_opponents,
-        stockfish_opponents,
-    )
-    from transcend_pipeline.panel import PanelConfig
-    from transcend_pipeline.play import Pairing, Rules, play_matches, temperature_pairings
+    from transcend_pipeline.evaluation import BASELINE, LADDER
+    from transcend_pipeline.ladder import LadderEngines, ladder_players, panel_baselines, panel_ladder, stockfish_ladder
+    from transcend_pipeline.play import book_from_games, pairings_against, play_matches, round_robin
     from transcend_pipeline.warehouse import open_warehouse, replace_with_rows
 
-    experiment = EXPERIMENTS[context.partition_key]
-    model = ChessFormer.from_checkpoint(str(home.model_checkpoint(experiment.name))).eval()
-    stockfish = find_stockfish()
-    rules = Rules(
-        max_plies=evaluation.max_plies,
-        resign_cp=evaluation.resign_cp,
-        resign_plies=evaluation.resign_plies,
-        adjudicate_cp=evaluation.adjudicate_cp,
+    months = default_months(Settings.from_env())
+    caps = sorted({experiment.cap for experiment in EXPERIMENTS.values()})
+    config = _panel_config(dump_source)
+    plan = evaluation.ladder_plan()
+    with open_warehouse(home.warehouse_path, read_only=True) as connection:
+        games = connection.execute(
+            "SELECT s.moves FROM bucket_games AS b JOIN stg_games AS s USING (month, game_id) "
+            "WHERE b.cap = ? AND list_contains(?::VARCHAR[], b.month) ORDER BY md5(b.month || b.game_id || ?) LIMIT ?",
+            [max(caps), months, str(evaluation.seed), 50 * evaluation.book_openings],
+        ).fetchall()
+        panel_rows = (
+            connection.execute(
+                "SELECT * FROM panel_players WHERE month = "
+                "(SELECT max(month) FROM panel_players WHERE list_contains(?::VARCHAR[], month))",
+                [months],
+            )
+            .fetch_arrow_table()
+            .to_pylist()
+            if config is not None
+            else []
+        )
+    book = book_from_games(
+        [list(moves) for (moves,) in games], count=evaluation.book_openings, plies=evaluation.book_plies
     )
-    if isinstance(dump_source, PanelSource):
-        config = PanelConfig.for_profile(dump_source.profile)
-        with open_warehouse(home.warehouse_path, read_only=True) as connection:
-            rows = _latest_panel_rows(connection, experiment_months(experiment))
-            bucket_rows = bucket_panel_players(connection, experiment)
-        with EnginePool.start(PooledQ.engine_factory(config, stockfish), size=2) as pool:
-            q = PooledQ(pool)
-            opponents = opponents_around(panel_opponents(config, rows, q), experiment.cap, evaluation.opponents)
-            pairings = temperature_pairings(
-                experiment.name, model, evaluation.temperatures, opponents, evaluation.games_per_cell
-            )
-            per_opponent = pairings[0].games
-            for baseline in panel_baselines(config, bucket_rows, q, experiment.cap):
-                pairings += [
-                    Pairing(baseline, opponent, per_opponent)
-                    for opponent in opponents
-                    if opponent.name != baseline.name
+    members = panel_ladder(panel_rows, caps, plan) if config is not None else stockfish_ladder(plan)
+    scale = config.rating_spread if config is not None else 1.0
+    rules = _rules(config)
+    with LadderEngines.start(find_stockfish(), size=evaluation.engines, config=config) as engines:
+        ladder = ladder_players(members, engines)
+        phases = [(LADDER, None, pairing) for pairing in round_robin(ladder, plan.games_per_pair, book_size=len(book))]
+        for cap in caps if config is not None else []:
+            for baseline in panel_baselines(panel_rows, cap, engines):
+                phases += [
+                    (BASELINE, cap, pairing)
+                    for pairing in pairings_against(baseline, ladder, evaluation.baseline_games, book_size=len(book))
+                    if pairing.opponent.name != baseline.name
                 ]
-            context.log.info(
-                f"{len(pairings)} pairings, {sum(p.games for p in pairings)} games vs {len(opponents)} panel players"
-            )
-            records = play_matches(pairings, rules=rules, rng_seed=evaluation.seed, evaluator=q)
-    else:
-        rules = Rules.paper()  # the paper's protocol: cut at move 90 as a draw, no engine evaluation
-        with EnginePool.start(lambda: SkillEngine(stockfish), size=2) as pool:
-            opponents = stockfish_opponents(pool)
-            pairings = temperature_pairings(
-                experiment.name, model, evaluation.temperatures, opponents, evaluation.games_per_cell
-            )
-            records = play_matches(pairings, rules=rules, rng_seed=evaluation.seed)
-
-    rows = [{"experiment": experiment.name, **record.as_row()} for record in records]
+        context.log.info(f"{len(ladder)} ladder members; {sum(p.games for _, _, p in phases)} games to play")
+        records = play_matches(
+            [pairing for _, _, pairing in phases], rules=rules, rng_seed=evaluation.seed, evaluator=engines.q, book=book
+        )
+    rows = [
+        {"phase": phases[record.pairing][0], "cap": phases[record.pairing][1], **record.as_row()} for record in records
+    ]
     with open_warehouse(home.warehouse_path) as connection:
-        count = replace_with_rows(connection, "evaluation_games", rows, partition=("experiment", experiment.name))
-    terminations: dict[str, int] = {}
-    for record in records:
-        terminations[record.termination] = terminations.get(record.termination, 0) + 1
+        replace_with_rows(
+            connection,
+            "ladder",
+            [{"position": i, "scale": scale, **member.as_row()} for i, member in enumerate(members)],
+        )
+        replace_with_rows(
+            connection,
+            "opening_book",
+            [{"line": i, "name": o.name, "moves": [m.uci() for m in o.moves]} for i, o in enumerate(book)],
+        )
+        count = replace_with_rows(connection, "ladder_games", rows)
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": count,
-            "opponents": dg.MetadataValue.json({o.name: o.rating for o in opponents}),
-            "terminations": dg.MetadataValue.json(terminations),
-            "remedy": rules.remedy,
+            "members": dg.MetadataValue.json({m.name: m.written_rating for m in members}),
+            "reference": next(m.name for m in members if m.reference),
+            "openings": len(book),
+            "rules": str(rules),
         }
     )
 
 
 @dg.asset(
-    deps=[dg.AssetDep(evaluation_games, partition_mapping=dg.AllPartitionMapping())],
+    deps=[chessformer, opponent_ladder],
+    partitions_def=experiment_partitions,
+    group_name="evaluation",
+    kinds={"duckdb", "pytorch"},
+    description=(
+        "The experiment's model against the whole ladder, from the same book and colours as every other rated "
+        "player: a sweep over temperatures, then fresh confirmatory games (another seed) at the temperature the "
+        "experiment declares (`confirm_temperature`) or the sweep scored best at. One row per game in the DuckDB "
+        "table `evaluation_games` (phase 'sweep' or 'confirm'), with its PGN."
+    ),
+)
+def evaluation_games(
+    context: dg.AssetExecutionContext, home: TranscendHome, dump_source: DumpSource, evaluation: EvaluationSettings
+) -> dg.MaterializeResult:
+    from transcend_pipeline.evaluation import CONFIRM, SWEEP, evaluate_model
+    from transcend_pipeline.ladder import LadderEngines, ladder_players
+    from transcend_pipeline.model import ChessFormer
+    from transcend_pipeline.warehouse import open_warehouse, replace_with_rows
+
+    experiment = EXPERIMENTS[context.partition_key]
+    model = ChessFormer.from_checkpoint(str(home.model_checkpoint(experiment.name))).eval()
+    with open_warehouse(home.warehouse_path, read_only=True) as connection:
+        members, book, _ = _ladder_and_book(connection)
+    config = _panel_config(dump_source)
+    with LadderEngines.start(find_stockfish(), size=evaluation.engines, config=config) as engines:
+        result = evaluate_model(
+            experiment.name,
+            model,
+            ladder_players(members, engines),
+            book,
+            evaluation.plan(),
+            rules=_rules(config),
+            evaluator=engines.q,
+            declared_temperature=experiment.extra.get("confirm_temperature"),
+        )
+    rows = [
+        {
+            "experiment": experiment.name,
+            "phase": phase,
+            "cap": experiment.cap,
+            "temperature_choice": choice,
+            **record.as_row(),
+        }
+        for phase, choice, records in ((SWEEP, None, result.sweep), (CONFIRM, result.choice, result.confirm))
+        for record in records
+    ]
+    with open_warehouse(home.warehouse_path) as connection:
+        count = replace_with_rows(connection, "evaluation_games", rows, partition=("experiment", experiment.name))
+    scores = {}
+    for row in rows:
+        scores.setdefault(f"{row['phase']} τ={row['temperature']:g}", []).append(row["score"])
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": count,
+            "confirm_temperature": result.temperature,
+            "temperature_choice": result.choice,
+            "mean_score": dg.MetadataValue.json({cell: round(sum(s) / len(s), 3) for cell, s in scores.items()}),
+        }
+    )
+
+
+def _rated_games(connection) -> list[dict]:
+    games = connection.execute("SELECT * FROM ladder_games").fetch_arrow_table().to_pylist()
+    return games + connection.execute("SELECT * FROM evaluation_games").fetch_arrow_table().to_pylist()
+
+
+@dg.asset(
+    deps=[dg.AssetDep(evaluation_games, partition_mapping=dg.AllPartitionMapping()), opponent_ladder],
     group_name="evaluation",
     kinds={"duckdb"},
     pool="warehouse",
     description=(
-        "Per experiment and temperature, a pooled Bradley–Terry rating over all its games against fixed-rating "
-        "opponents with a 95% interval, wins/draws/losses and repetition draws; the same for the baselines "
-        "(the bucket's best player, its clone and the oracle consensus), on one scale. DuckDB table `ratings`."
+        "One Bradley–Terry fit of every game of the run — the ladder's round robin, the baselines, every model at "
+        "every temperature — on one scale (the dump's written Elo on panel data, fixed by one ladder member; the "
+        "paper's Stockfish anchor on Lichess data), with 95% profile-likelihood intervals and W/D/L. DuckDB tables "
+        "`ratings` and `ratings_per_opponent`."
     ),
 )
 def ratings(home: TranscendHome) -> dg.MaterializeResult:
-    from transcend_pipeline.evaluation import ratings_table
+    from transcend_pipeline.evaluation import fit_games, per_opponent_rows, ratings_rows
     from transcend_pipeline.warehouse import open_warehouse, replace_with_rows
 
     with open_warehouse(home.warehouse_path) as connection:
-        games = connection.execute("SELECT * FROM evaluation_games").fetch_arrow_table().to_pylist()
-        rows = []
-        for name in sorted({game["experiment"] for game in games}):
-            rows += ratings_table([game for game in games if game["experiment"] == name], experiment=name)
-        count = replace_with_rows(connection, "ratings", rows)
-    return dg.MaterializeResult(metadata={"dagster/row_count": count})
+        members, _, scale = _ladder_and_book(connection)
+        games = _rated_games(connection)
+        fit = fit_games(games, members, scale=scale)
+        count = replace_with_rows(connection, "ratings", ratings_rows(fit, games, members))
+        replace_with_rows(connection, "ratings_per_opponent", per_opponent_rows(games))
+    return dg.MaterializeResult(
+        metadata={"dagster/row_count": count, "games": len(games), "dispersion": fit.dispersion}
+    )
 
 
 @dg.asset(
@@ -167,28 +302,38 @@ def ratings(home: TranscendHome) -> dg.MaterializeResult:
     group_name="evaluation",
     kinds={"duckdb", "markdown"},
     description=(
-        "For each experiment: does the model transcend? It does when its best temperature's 95% interval lies above "
-        "the cap and, on panel data, above the bucket's best player. The paper-style figure (rating against "
-        "temperature per cap, cap and best player dashed, interval as a band) and a Markdown report under "
-        "$TRANSCEND_HOME/reports/, rendered here too."
+        "For each experiment: does the model transcend? Panel data: model − the bucket's best expert (rated in the "
+        "same fit) above 0 with Holm's correction over the run's claims; beside it model − clone(best) and model − "
+        "consensus. Lichess data: model − cap. Only confirmatory games enter. Table `transcendence`, the figure "
+        "(rating against τ, baselines as bands) and a Markdown report under $TRANSCEND_HOME/reports/."
     ),
 )
-def transcendence_report(home: TranscendHome) -> dg.MaterializeResult:
-    from transcend_pipeline.evaluation import diversity_section, markdown_report, plot_transcendence, verdict
+def transcendence_report(home: TranscendHome, dump_source: DumpSource) -> dg.MaterializeResult:
+    from transcend_pipeline.evaluation import (
+        diversity_section,
+        fit_games,
+        markdown_report,
+        method_text,
+        plot_transcendence,
+        verdict_rows,
+        verdict_table,
+    )
     from transcend_pipeline.plots import Figure
     from transcend_pipeline.state_advantage import GainSummary, markdown_section
     from transcend_pipeline.warehouse import open_warehouse, replace_with_rows, table_exists
 
+    source = "panel" if isinstance(dump_source, PanelSource) else "lichess"
     with open_warehouse(home.warehouse_path) as connection:
+        members, book, scale = _ladder_and_book(connection)
+        games = _rated_games(connection)
         rows = connection.execute("SELECT * FROM ratings").fetch_arrow_table().to_pylist()
-        verdicts = []
-        for name in sorted({row["experiment"] for row in rows}, key=list(EXPERIMENTS).index):
-            mine = [row for row in rows if row["experiment"] == name]
-            best_player = [row for row in mine if row["kind"] == "best_player"]
-            best_rating = _best_player_rating(connection, best_player[0]["player"]) if best_player else None
-            verdicts.append(verdict(mine, cap=EXPERIMENTS[name].cap, best_player_rating=best_rating))
-        replace_with_rows(connection, "transcendence", [v.as_row() for v in verdicts])
-        diversity = {v.experiment: bucket_diversity_row(connection, EXPERIMENTS[v.experiment]) for v in verdicts}
+        per_opponent = connection.execute("SELECT * FROM ratings_per_opponent").fetch_arrow_table().to_pylist()
+        fit = fit_games(games, members, scale=scale)
+        evaluated = {g["experiment"] for g in games if g.get("experiment")}
+        experiments = {name: e.cap for name, e in EXPERIMENTS.items() if name in evaluated}
+        verdicts = verdict_rows(fit, rows, members, experiments, source=source)
+        replace_with_rows(connection, "transcendence", verdicts)
+        diversity = {v["experiment"]: bucket_diversity_row(connection, EXPERIMENTS[v["experiment"]]) for v in verdicts}
         advantage = (
             [
                 GainSummary(**row)
@@ -199,23 +344,23 @@ def transcendence_report(home: TranscendHome) -> dg.MaterializeResult:
         )
     reports = home.reports_dir
     reports.mkdir(parents=True, exist_ok=True)
-    main = [v for v in verdicts if not EXPERIMENTS[v.experiment].variant]
+    main = [v for v in verdicts if not EXPERIMENTS[v["experiment"]].variant]
     figure = plot_transcendence(rows, main, reports / "transcendence.png")
     figures = {"figure": Figure(figure)}
     sections, ui_sections = [], {}
-    ablated_caps = {EXPERIMENTS[v.experiment].cap for v in verdicts if EXPERIMENTS[v.experiment].variant}
+    ablated_caps = {EXPERIMENTS[v["experiment"]].cap for v in verdicts if EXPERIMENTS[v["experiment"]].variant}
     if ablated_caps:
-        compared = [v for v in verdicts if EXPERIMENTS[v.experiment].cap in ablated_caps]
+        compared = [v for v in verdicts if EXPERIMENTS[v["experiment"]].cap in ablated_caps]
         ablation_figure = plot_transcendence(rows, compared, reports / "diversity_ablation.png")
         figures["ablation_figure"] = Figure(ablation_figure)
         buckets = {
-            v.experiment: EXPERIMENTS[v.experiment].variant.label
-            if EXPERIMENTS[v.experiment].variant
+            v["experiment"]: EXPERIMENTS[v["experiment"]].variant.label
+            if EXPERIMENTS[v["experiment"]].variant
             else "full bucket"
             for v in compared
         }
-        sections.append(diversity_section(compared, rows, diversity, buckets, Path(ablation_figure.name)))
-        ui_sections["diversity_ablation"] = diversity_section(compared, rows, diversity, buckets)
+        sections.append(diversity_section(compared, diversity, buckets, Path(ablation_figure.name)))
+        ui_sections["diversity_ablation"] = diversity_section(compared, diversity, buckets)
     if advantage:
         advantage.sort(key=lambda row: (list(EXPERIMENTS).index(row.experiment), row.source, row.temperature))
         analysed = [name for name in EXPERIMENTS if any(row.experiment == name for row in advantage)]
@@ -227,14 +372,16 @@ def transcendence_report(home: TranscendHome) -> dg.MaterializeResult:
         }
         sections.append(markdown_section(advantage, links))
         ui_sections["state_advantage"] = markdown_section(advantage)
-    (reports / "transcendence.md").write_text(markdown_report(main, rows, Path(figure.name), sections))
+    method = method_text(verdicts, members, scale=scale, rules=_rules(_panel_config(dump_source)), book=len(book))
+    report = markdown_report(verdicts, rows, per_opponent, method, Path(figure.name), sections)
+    (reports / "transcendence.md").write_text(report)
     return dg.MaterializeResult(
         metadata={
             "report": dg.MetadataValue.path(str(reports / "transcendence.md")),
-            "verdicts": dg.MetadataValue.md(markdown_report(main, rows)),
+            "verdicts": dg.MetadataValue.md(verdict_table(verdicts) + "\n" + method),
             **{key: dg.MetadataValue.md(value.markdown) for key, value in figures.items()},
             **{key: dg.MetadataValue.md(text) for key, text in ui_sections.items()},
-            "transcends": dg.MetadataValue.json({v.experiment: v.transcends for v in verdicts}),
+            "transcends": dg.MetadataValue.json({v["experiment"]: v["transcends"] for v in verdicts}),
         }
     )
 
@@ -247,13 +394,6 @@ ADVANTAGE_FIGURES = {
 }
 
 
-def _best_player_rating(connection, player: str) -> float | None:
-    """The bucket's best player's rating as written in the dump (its fixed rating in the evaluation)."""
-    row = connection.execute(
-        "SELECT rating FROM panel_players WHERE player = ? ORDER BY month DESC LIMIT 1", [player]
-    ).fetchone()
-    return float(row[0]) if row and row[0] is not None else None
-
-
 def evaluation_settings_from_env() -> EvaluationSettings:
-    return EvaluationSettings.for_profile(Settings.from_env().profile)
+    settings = Settings.from_env()
+    return EvaluationSettings.for_profile(settings.profile, settings.workers)

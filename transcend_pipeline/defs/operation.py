@@ -34,6 +34,15 @@ ablation_job = dg.define_asset_job(
     ),
 )
 
+ladder_job = dg.define_asset_job(
+    "build_ladder",
+    selection=dg.AssetSelection.assets("opponent_ladder"),
+    description=(
+        "Build the opponent ladder every model meets, its opening book and its calibration round robin, and play "
+        "the buckets' baselines (best player, clone, consensus) against it; once per run, before any evaluation."
+    ),
+)
+
 report_job = dg.define_asset_job(
     "report",
     selection=dg.AssetSelection.assets("ratings", "transcendence_report"),
@@ -49,7 +58,7 @@ bucket_rebuild_sensor = dg.AutomationConditionSensorDefinition(
 )
 
 defs = dg.Definitions(
-    jobs=[ingest_month_job, ablation_job, train_experiment_job, report_job],
+    jobs=[ingest_month_job, ablation_job, ladder_job, train_experiment_job, report_job],
     schedules=[monthly_ingest_schedule],
     sensors=[bucket_rebuild_sensor],
 )
