@@ -178,6 +178,20 @@ def test_a_perfect_confirmation_gives_a_one_sided_bound():
     assert "∞" in verdict_table([result])
 
 
+def test_the_figure_draws_a_confirmation_lost_in_every_game_at_its_bound(tmp_path: Path):
+    rows = tournament(model_elo=0.0)
+    for row in rows:
+        if row["phase"] == CONFIRM:
+            row["score"] = 0.0
+            row["result"] = "0-1" if row["white"] == row["player"] else "1-0"
+    members = ladder()
+    fit = fit_games(rows, members, scale=SCALE)
+    ratings = ratings_rows(fit, rows, members)
+    verdicts = verdict_rows(fit, ratings, members, {"m": 1300}, source="panel")
+    assert verdicts[0]["rating"] == -math.inf and math.isfinite(verdicts[0]["high"]) and not verdicts[0]["transcends"]
+    assert plot_transcendence(ratings, verdicts, tmp_path / "t.png").stat().st_size > 10_000
+
+
 def test_lichess_verdict_is_the_model_minus_the_cap():
     rows = tournament(model_elo=350.0)
     members = ladder()

@@ -370,8 +370,8 @@ def plot_transcendence(ratings: Sequence[Mapping], verdicts: Sequence[Mapping], 
             key=lambda row: row["temperature"],
         )
         temperatures = [row["temperature"] for row in curve]
-        finite = [(row["rating"] if math.isfinite(row["rating"]) else row["low"]) for row in curve]
-        axes.plot(temperatures, finite, "o-", color=colour, label=f"{verdict['experiment']} (cap {verdict['cap']})")
+        points = [_point(row["rating"], row["low"], row["high"]) for row in curve]
+        axes.plot(temperatures, points, "o-", color=colour, label=f"{verdict['experiment']} (cap {verdict['cap']})")
         axes.fill_between(
             temperatures,
             [_clip(row["low"]) for row in curve],
@@ -379,12 +379,12 @@ def plot_transcendence(ratings: Sequence[Mapping], verdicts: Sequence[Mapping], 
             color=colour,
             alpha=0.15,
         )
-        rating, low, high = verdict["rating"], verdict["low"], verdict["high"]
-        centre = rating if math.isfinite(rating) else low
+        low, high = _clip(verdict["low"]), _clip(verdict["high"])
+        centre = _point(verdict["rating"], low, high)
         axes.errorbar(
             [verdict["confirm_temperature"]],
             [centre],
-            yerr=[[centre - _clip(low)], [_clip(high) - centre]],
+            yerr=[[centre - low], [high - centre]],
             fmt="D",
             color=colour,
             markeredgecolor="black",
@@ -420,6 +420,13 @@ def plot_transcendence(ratings: Sequence[Mapping], verdicts: Sequence[Mapping], 
     figure.savefig(path, format="png")
     plt.close(figure)
     return path
+
+
+def _point(rating: float, low: float, high: float) -> float:
+    """Where to draw a rating: the estimate, or for a perfect score (±inf) its finite bound."""
+    if math.isfinite(rating):
+        return rating
+    return _clip(low) if rating > 0 else _clip(high)
 
 
 def _clip(value: float, bound: float = 4000.0) -> float:
