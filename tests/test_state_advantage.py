@@ -235,16 +235,30 @@ def test_figures_are_pngs_and_the_section_links_them(analysed: list[PositionAnal
 
 
 def write_warehouse(path: Path, games: list[list[str]], month: str) -> None:
+    """Games 0–3 are the model's (0 and 1 confirmatory), the rest a clone's; games 0–2 are the test split; the
+    panel's smoke players 10–13 are rated 1040, 990, 900, 800, so player 11 is the 1000 bucket's best."""
     with duckdb.connect(str(path)) as connection:
         connection.execute(
-            "CREATE TABLE evaluation_games (experiment VARCHAR, pairing BIGINT, game BIGINT, player_kind VARCHAR, "
-            "player_colour VARCHAR, moves VARCHAR)"
+            "CREATE TABLE evaluation_games (experiment VARCHAR, phase VARCHAR, pairing BIGINT, game BIGINT, "
+            "player_kind VARCHAR, player_colour VARCHAR, moves VARCHAR)"
         )
         for i, moves in enumerate(games):
             connection.execute(
-                "INSERT INTO evaluation_games VALUES (?, 0, ?, ?, ?, ?)",
-                ["cap1000", i, "model" if i < 4 else "clone", "white" if i % 2 == 0 else "black", " ".join(moves)],
+                "INSERT INTO evaluation_games VALUES (?, ?, 0, ?, ?, ?, ?)",
+                [
+                    "cap1000",
+                    "confirm" if i < 2 else "sweep",
+                    i,
+                    "model" if i < 4 else "clone",
+                    "white" if i % 2 == 0 else "black",
+                    " ".join(moves),
+                ],
             )
+        connection.execute(
+            "CREATE TABLE panel_players (month VARCHAR, player VARCHAR, player_index BIGINT, rating BIGINT)"
+        )
+        for index, rating in zip(range(10, 14), (1040, 990, 900, 800), strict=True):
+            connection.execute("INSERT INTO panel_players VALUES (?, ?, ?, ?)", [month, f"p{index}", index, rating])
         connection.execute("CREATE TABLE stg_games (month VARCHAR, game_id VARCHAR, moves VARCHAR[])")
         connection.execute("CREATE TABLE bucket_games (cap INTEGER, month VARCHAR, game_id VARCHAR, split VARCHAR)")
         for i, moves in enumerate(games):
@@ -261,12 +275,21 @@ def test_load_source_games_reads_the_models_games_and_the_test_split(tmp_path: P
         loaded = load_source_games(connection, "cap1000", 1000, ["2025-01"], held_out_games=10)
         assert load_source_games(connection, "cap1000", 1000, ["2024-12"], held_out_games=10)[HELD_OUT] == []
         first_two = load_source_games(connection, "cap1000", 1000, ["2025-01"], held_out_games=2)[HELD_OUT]
+        confirmed = load_source_games(connection, "cap1000", 1000, ["2025-01"], held_out_games=2, phase="confirm")
     assert [(g.moves, g.colour) for g in loaded[OWN_GAMES]] == [
         (games[i], chess.WHITE if i % 2 == 0 else chess.BLACK) for i in range(4)
     ]
     held_out = sorted((g.game, list(g.moves), g.colour) for g in loaded[HELD_OUT])
     assert held_out == [(f"2025-01/id{i}", games[i], None) for i in range(3)]
     assert [g.game for g in first_two] == [g.game for g in loaded[HELD_OUT]][:2]  # a stable pick, not a new draw
+    assert [g.moves for g in confirmed[OWN_GAMES]] == games[:2]
+
+
+def test_sampling_can_skip_the_opening() -> None:
+    games = [SourceGame(f"g{i}", moves) for i, moves in enumerate(random_games(5, seed=8))]
+    positions = sample_positions(games, HELD_OUT, 1000, seed=0, skip_plies=8)
+    assert positions and min(p.ply for p in positions) == 8
+    assert len(positions) == sum(max(0, len(g.moves) - 8) for g in games)
 
 
 @pytest.mark.slow
@@ -276,7 +299,8 @@ def test_asset_writes_tables_figures_and_metadata_and_reruns_without_duplicates(
     import dagster as dg
 
     from transcend_pipeline.defs.analysis import StateAdvantageSettings, state_advantage
-    from transcend_pipeline.defs.resources import TranscendHome
+    from transcend_pipeline.defs.evaluation import EvaluationSettings
+    from transcend_pipeline.defs.resources import PanelSource, TranscendHome
 
     monkeypatch.setenv("TRANSCEND_MONTHS", "2025-01")
     write_warehouse(transcend_home / "warehouse.duckdb", random_games(8, seed=5), "2025-01")
@@ -286,7 +310,9 @@ def test_asset_writes_tables_figures_and_metadata_and_reruns_without_duplicates(
     torch.save({"transcend": {"config": tiny_model.config.to_dict()}, "state_dict": state_dict}, checkpoint)
     resources = {
         "home": TranscendHome(path=str(transcend_home)),
+        "dump_source": PanelSource(profile="smoke"),
         "advantage": StateAdvantageSettings.for_profile("smoke"),
+        "evaluation": EvaluationSettings.for_profile("smoke"),
     }
     for _ in range(2):
         result = dg.materialize([state_advantage], partition_key="cap1000", resources=resources)
@@ -295,14 +321,30 @@ def test_asset_writes_tables_figures_and_metadata_and_reruns_without_duplicates(
     assert metadata["positions"].value == 24 and metadata["dagster/row_count"].value == 48
     assert "| cap1000 | own games | 0.001 | 12 |" in metadata["summary"].value
     assert "data:image/png;base64," in metadata["gain histogram"].value
+    assert "| cap1000 | own games | clone(p11) | 12 (2) |" in metadata["argmax_comparison"].value
     with duckdb.connect(str(transcend_home / "warehouse.duckdb"), read_only=True) as connection:
         assert connection.execute("SELECT count(*) FROM state_advantage_positions").fetchone()[0] == 48
         assert connection.execute("SELECT count(*), count(DISTINCT source) FROM state_advantage").fetchone() == (4, 2)
+        compared = connection.execute(
+            "SELECT source, kind, policy, positions FROM argmax_comparison ORDER BY source, kind"
+        ).fetchall()
         summaries = [
             GainSummary(**row) for row in connection.sql("SELECT * FROM state_advantage").to_arrow_table().to_pylist()
         ]
     assert all(row.top10_share is None and row.mean_gain == 0.0 for row in summaries if row.temperature == 1.0)
     assert markdown_section(summaries).count("| cap1000 |") == 2  # read back, the rows render: one per source
+    assert compared == [
+        (source, kind, policy, 12)
+        for source in sorted((HELD_OUT, OWN_GAMES))
+        for kind, policy in sorted(
+            {
+                "clone": "clone(p11)",
+                "consensus": "consensus(3 players)",
+                "model": "model τ→0",
+                "player": "player(p11)",
+            }.items()
+        )
+    ]
     out_dir = transcend_home / "reports" / "state_advantage" / "cap1000"
     assert {path.name for path in out_dir.iterdir()} == {
         "gain_histogram.png",
@@ -310,4 +352,5 @@ def test_asset_writes_tables_figures_and_metadata_and_reruns_without_duplicates(
         "top_positions.png",
         "state_advantage.md",
     }
-    assert "![largest gains](top_positions.png)" in (out_dir / "state_advantage.md").read_text()
+    report = (out_dir / "state_advantage.md").read_text()
+    assert "![largest gains](top_positions.png)" in report and "the best player's clone" in report

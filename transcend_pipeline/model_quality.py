@@ -104,6 +104,14 @@ def sample_positions(
     return samples
 
 
+def rated_bucket(players_rows: Sequence[Mapping]) -> list[Mapping]:
+    """The bucket's rated players, best first: the first is the player whose clone is the bar."""
+    bucket = sorted((row for row in players_rows if row["rating"] is not None), key=lambda row: -row["rating"])
+    if not bucket:
+        raise EmptyBucketError("no rated player in the bucket")
+    return bucket
+
+
 def measure_policy_quality(
     model: ChessFormer | MoveDistributions,
     games: Sequence[Sequence[str]],
@@ -120,9 +128,7 @@ def measure_policy_quality(
     `q_source` is the panel's Q (a `PooledQ` is prefetched in parallel). `model` is a ChessFormer (read at
     τ = 1; its τ → 0 is the argmax of the same logits) or anything with `distributions(boards)` at τ = 1.
     """
-    bucket = sorted((row for row in players_rows if row["rating"] is not None), key=lambda row: -row["rating"])
-    if not bucket:
-        raise EmptyBucketError("no rated player in the bucket")
+    bucket = rated_bucket(players_rows)
     members = [int(row["player_index"]) for row in bucket]
     samples = sample_positions(games, positions, seed, skip_plies=panel_config.opening_plies[1])
     boards = [board for board, _ in samples]

@@ -11,10 +11,14 @@ from the bucket's held-out test games. Each keeps its history, because the model
 
 >>> analyses = analyse_positions(model, positions, stockfish, temperatures=(0.001, 1.0), depth=8)
 >>> summarise(analyses, 0.001, experiment="cap1000", source="own_games").mean_gain
+
+`argmax_comparison` asks, on the same positions, why the quality bar and the games disagree: the model at τ → 0
+against the bucket's best player's clone under the panel's depth-1 Q-regret, a deeper regret and blunder rates.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -25,6 +29,8 @@ import chess
 import numpy as np
 
 from transcend_pipeline.evaluation import TEMPERATURES
+from transcend_pipeline.model_quality import MoveDistributions, rated_bucket
+from transcend_pipeline.panel.players import Panel, PanelConfig, QSource, clone, consensus, player
 from transcend_pipeline.plots import Figure
 
 if TYPE_CHECKING:
@@ -67,15 +73,20 @@ class SourceGame:
     colour: chess.Color | None = None
 
 
-def sample_positions(games: Iterable[SourceGame], source: str, size: int, *, seed: int) -> list[Position]:
+def sample_positions(
+    games: Iterable[SourceGame], source: str, size: int, *, seed: int, skip_plies: int = 0
+) -> list[Position]:
     """A seeded sample of `size` distinct positions (distinct histories: low-τ games repeat their openings) in
-    which the game's `colour` (anyone, when None) is to move; only the chosen ones are replayed into boards."""
+    which the game's `colour` (anyone, when None) is to move; only the chosen ones are replayed into boards.
+    The first `skip_plies` plies are left out: an opening book's or the panel's random opening moves are nobody's
+    choice."""
     games = list(games)
     candidates: dict[int, tuple[int, int]] = {}  # history key -> (game, ply) of its first occurrence
     for index, game in enumerate(games):
         history = 0
         for ply, uci in enumerate(game.moves):
-            if game.colour is None or (ply % 2 == 0) == (game.colour == chess.WHITE):  # games start from the start
+            # games start from the standard position, so White moves at even plies
+            if ply >= skip_plies and (game.colour is None or (ply % 2 == 0) == (game.colour == chess.WHITE)):
                 candidates.setdefault(history, (index, ply))
             history = hash((history, uci))
     places = list(candidates.values())
@@ -91,17 +102,24 @@ def _replay(game: SourceGame, ply: int, source: str) -> Position:
 
 
 def load_source_games(
-    connection: duckdb.DuckDBPyConnection, experiment: str, cap: int, months: Sequence[str], *, held_out_games: int
+    connection: duckdb.DuckDBPyConnection,
+    experiment: str,
+    cap: int,
+    months: Sequence[str],
+    *,
+    held_out_games: int,
+    phase: str | None = None,
 ) -> dict[str, list[SourceGame]]:
-    """The model's evaluation games (its own side) and up to `held_out_games` of the bucket's test-split games
-    (both sides), by source. The held-out games are a stable pseudo-random pick (by the hash of their id), so a
-    real month's test split is never read whole."""
+    """The model's evaluation games (its own side; of one `phase` only, if given) and up to `held_out_games` of
+    the bucket's test-split games (both sides), by source. The held-out games are a stable pseudo-random pick (by
+    the hash of their id), so a real month's test split is never read whole."""
+    phase_filter = "" if phase is None else " AND phase = ?"
     own = [
         SourceGame(f"pairing {pairing} game {index}", moves.split(), chess.WHITE if colour == "white" else chess.BLACK)
         for pairing, index, moves, colour in connection.execute(
             "SELECT pairing, game, moves, player_colour FROM evaluation_games "
-            "WHERE experiment = ? AND player_kind = 'model' ORDER BY pairing, game",
-            [experiment],
+            f"WHERE experiment = ? AND player_kind = 'model'{phase_filter} ORDER BY pairing, game",
+            [experiment] if phase is None else [experiment, phase],
         ).fetchall()
     ]
     held_out = [
@@ -471,4 +489,223 @@ def markdown_section(summaries: Sequence[GainSummary], figures: Mapping[str, str
         )
     for label, target in (figures or {}).items():
         lines += ["", f"![{label}]({target})"]
+    return "\n".join(lines) + "\n"
+
+
+# The model's argmax against the bucket's best player's clone, on the same positions (review item 6): the quality
+# bar ranks them by depth-1 Q-regret, games by results; a deeper reward and blunder counts say which one loses less.
+
+MODEL, CLONE, PLAYER, CONSENSUS = "model", "clone", "player", "consensus"
+
+#: Losses of expected score under the deep reward that count as a blunder: from an even position, 0.2 is about
+#: 2.3 pawns (a piece) on Lichess's logistic, 0.1 about 1.1 (a pawn).
+BLUNDER, SLIP = 0.2, 0.1
+
+
+@dataclass(frozen=True)
+class ComparedPolicy:
+    """A policy in the comparison: its name, its kind (`MODEL`, `CLONE`, `PLAYER` or `CONSENSUS`) and its moves."""
+
+    name: str
+    kind: str
+    policy: MoveDistributions
+
+
+class ArgmaxModel:
+    """The model at τ → 0 as a `MoveDistributions`: all mass on its most likely legal move, which is what it plays
+    at τ = 0.001 (temperature rescales the logits, it does not reorder them)."""
+
+    def __init__(self, model: ChessFormer, batch_size: int = 128) -> None:
+        self.model = model
+        self.batch_size = batch_size
+
+    def distributions(self, boards: Sequence[chess.Board]) -> list[dict[chess.Move, float]]:
+        from transcend_pipeline.model import legal_move_distribution
+
+        result: list[dict[chess.Move, float]] = []
+        for start in range(0, len(boards), self.batch_size):
+            result += legal_move_distribution(self.model, boards[start : start + self.batch_size], 0.0).as_dicts()
+        return result
+
+
+def panel_policies(
+    model: MoveDistributions, config: PanelConfig, players_rows: Sequence[Mapping], q_source: QSource
+) -> list[ComparedPolicy]:
+    """The model (as given: wrap a ChessFormer in `ArgmaxModel`), the bucket's best player's clone, that player's own
+    softmax π_r, and the consensus of the bucket's rated players (unweighted, as the quality bar takes it)."""
+    bucket = rated_bucket(players_rows)
+    panel = Panel(config)
+    best, members = bucket[0], [int(row["player_index"]) for row in bucket]
+    return [
+        ComparedPolicy("model τ→0", MODEL, model),
+        ComparedPolicy(f"clone({best['player']})", CLONE, clone(panel, q_source, members[0])),
+        ComparedPolicy(f"player({best['player']})", PLAYER, player(panel, q_source, members[0])),
+        ComparedPolicy(f"consensus({len(members)} players)", CONSENSUS, consensus(panel, q_source, members)),
+    ]
+
+
+@dataclass(frozen=True)
+class ArgmaxComparison:
+    """One policy on one source's positions, in expected score per move (0..1); softmax policies by exact
+    expectation. The differences are this policy − the clone on the same positions, with 95% intervals from
+    resampling whole games (positions of one game share its opening, opponent and style)."""
+
+    experiment: str
+    source: str
+    policy: str
+    kind: str
+    positions: int
+    games: int
+    q1_regret: float  # max Q − Q(chosen) with the panel's depth-1 Q, as the quality bar measures it
+    deep_regret: float  # max R − R(chosen), R from a deeper search of every legal move
+    blunder_rate_02: float  # share of positions where the chosen move loses more than BLUNDER under R
+    blunder_rate_01: float  # ... more than SLIP
+    q_floor_rate: float  # share where Q gives the chosen move its floor (a non-best move scored lowest)
+    agreement_with_model: float
+    q1_regret_diff: float
+    q1_diff_low: float
+    q1_diff_high: float
+    deep_regret_diff: float
+    deep_diff_low: float
+    deep_diff_high: float
+
+    def as_row(self) -> dict:
+        return asdict(self)
+
+
+def game_bootstrap_interval(
+    values: Sequence[float], games: Sequence[str], *, seed: int, resamples: int = 2000, level: float = 0.95
+) -> tuple[float, float]:
+    """The percentile interval of the mean over positions when whole games are resampled (with all their
+    positions): positions of one game are not independent, so resampling positions would understate the width."""
+    values = np.asarray(values, dtype=float)
+    if len(values) == 0:
+        return math.nan, math.nan
+    _, game_of = np.unique(np.asarray(games), return_inverse=True)
+    sums, counts = np.bincount(game_of, weights=values), np.bincount(game_of)
+    draws = np.random.default_rng(seed).integers(0, len(sums), size=(resamples, len(sums)))
+    means = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
+    tail = (1.0 - level) / 2
+    low, high = np.quantile(means, [tail, 1.0 - tail])
+    return float(low), float(high)
+
+
+def compare_policies(
+    positions: Sequence[Position],
+    policies: Sequence[ComparedPolicy],
+    q_source: QSource,
+    rewards: Sequence[Mapping[chess.Move, float]],
+    *,
+    experiment: str,
+    seed: int = 0,
+) -> list[ArgmaxComparison]:
+    """Every policy on the same positions: one row per (source, policy), sources in order of appearance.
+
+    `rewards` holds R(a) for every legal move of each position (`score_positions`); `q_source` is the panel's Q (a
+    `PooledQ` is prefetched in parallel). Exactly one policy must be the `MODEL` and one the `CLONE`.
+    """
+    kinds = [policy.kind for policy in policies]
+    if kinds.count(MODEL) != 1 or kinds.count(CLONE) != 1:
+        raise ValueError(f"need exactly one {MODEL!r} and one {CLONE!r} policy, got kinds {kinds}")
+    model_at, clone_at = kinds.index(MODEL), kinds.index(CLONE)
+    boards = [position.board for position in positions]
+    if hasattr(q_source, "prefetch"):
+        q_source.prefetch(boards)
+    chosen = [policy.policy.distributions(boards) for policy in policies]
+    # [policy, position, figure]: Q-regret, deep regret, blunder, slip, at Q's floor, agreement with the model
+    figures = np.zeros((len(policies), len(positions), 6))
+    for i, (board, reward) in enumerate(zip(boards, rewards, strict=True)):
+        q = q_source.q_values(board)
+        moves = list(q)
+        values = np.fromiter(q.values(), dtype=np.float64, count=len(moves))
+        deep = np.array([reward[move] for move in moves])
+        deep = deep.max() - deep
+        probs = np.array([[distribution[i].get(move, 0.0) for move in moves] for distribution in chosen])
+        probs /= probs.sum(axis=1, keepdims=True)
+        floor = (values == values.min()) & (values < values.max())
+        per_move = np.stack([values.max() - values, deep, deep > BLUNDER, deep > SLIP, floor], axis=1)
+        figures[:, i, :5] = probs @ per_move
+        figures[:, i, 5] = probs @ probs[model_at]
+    rows = []
+    for source in dict.fromkeys(position.source for position in positions):
+        mine = np.array([position.source == source for position in positions])
+        games = [position.game for position in positions if position.source == source]
+        for k, policy in enumerate(policies):
+            q_diff = figures[k, mine, 0] - figures[clone_at, mine, 0]
+            deep_diff = figures[k, mine, 1] - figures[clone_at, mine, 1]
+            rows.append(
+                ArgmaxComparison(
+                    experiment,
+                    source,
+                    policy.name,
+                    policy.kind,
+                    int(mine.sum()),
+                    len(set(games)),
+                    *(float(mean) for mean in figures[k, mine].mean(axis=0)),
+                    float(q_diff.mean()),
+                    *game_bootstrap_interval(q_diff, games, seed=seed),
+                    float(deep_diff.mean()),
+                    *game_bootstrap_interval(deep_diff, games, seed=seed),
+                )
+            )
+    return rows
+
+
+def argmax_comparison(
+    model: MoveDistributions,
+    positions: Sequence[Position],
+    config: PanelConfig,
+    players_rows: Sequence[Mapping],
+    stockfish_path: str,
+    *,
+    experiment: str,
+    depth: int = 8,
+    workers: int = 2,
+    seed: int = 0,
+) -> list[ArgmaxComparison]:
+    """`compare_policies` for the model and the bucket's panel policies (`panel_policies`): Q as the panel's players
+    see it (each position scored after `ucinewgame`, as the quality bar does) and R from Stockfish at `depth`."""
+    from transcend_pipeline.opponents import EnginePool, PooledQ
+
+    rewards = score_positions([position.board for position in positions], stockfish_path, depth=depth, workers=workers)
+    with EnginePool.start(PooledQ.engine_factory(config, stockfish_path), size=workers) as pool:
+        q = PooledQ(pool, independent=True)
+        policies = panel_policies(model, config, players_rows, q)
+        return compare_policies(positions, policies, q, rewards, experiment=experiment, seed=seed)
+
+
+def argmax_comparison_section(rows: Sequence[ArgmaxComparison], *, depth: int) -> str:
+    """The report's section: the table, then per (experiment, source) the model − clone differences in words."""
+    lines = [
+        "## The model's argmax against the best player's clone, on the same positions",
+        "",
+        "Every policy is asked for a move in the same positions. *Q-regret*: max Q − Q(chosen) with the panel's "
+        "depth-1 Q (Stockfish's top 6 lines, every other move at one floor), as the quality bar measures it. "
+        f"*Deep regret*: the same with R from Stockfish at depth {depth} over every legal move. *Blunders*: the chosen "
+        f"move loses more than {BLUNDER:g} (or {SLIP:g}) expected score under R. *At Q's floor*: Q scores the chosen "
+        "move at its floor, like every move outside the top lines. All in expected score per move; softmax policies "
+        "by exact expectation. Intervals (95%) resample whole games.",
+        "",
+        "| experiment | positions from | policy | positions (games) | Q-regret | deep regret | blunders > 0.2 | > 0.1 "
+        "| at Q's floor | agrees with model | deep regret − clone [95%] |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row.experiment} | {row.source.replace('_', ' ')} | {row.policy} | {row.positions} ({row.games}) | "
+            f"{row.q1_regret:.4f} | {row.deep_regret:.4f} | {row.blunder_rate_02:.1%} | {row.blunder_rate_01:.1%} | "
+            f"{row.q_floor_rate:.1%} | {row.agreement_with_model:.1%} | "
+            f"{row.deep_regret_diff:+.4f} [{row.deep_diff_low:+.4f}, {row.deep_diff_high:+.4f}] |"
+        )
+    lines.append("")
+    for (experiment, source), group in itertools.groupby(rows, key=lambda row: (row.experiment, row.source)):
+        by_kind = {row.kind: row for row in group}
+        model, bar = by_kind[MODEL], by_kind[CLONE]
+        lines.append(
+            f"- {experiment}, {source.replace('_', ' ')} ({model.positions} positions, {model.games} games): model − "
+            f"clone is {model.q1_regret_diff:+.4f} [{model.q1_diff_low:+.4f}, {model.q1_diff_high:+.4f}] in Q-regret "
+            f"and {model.deep_regret_diff:+.4f} [{model.deep_diff_low:+.4f}, {model.deep_diff_high:+.4f}] in deep "
+            f"regret; blunders {model.blunder_rate_02:.1%} against {bar.blunder_rate_02:.1%}; the two argmaxes agree "
+            f"on {bar.agreement_with_model:.1%} of positions."
+        )
     return "\n".join(lines) + "\n"

@@ -1,11 +1,24 @@
 """Analysis assets: where the low-temperature gain of each experiment's model comes from, position by position."""
 
+from typing import TYPE_CHECKING
+
 import dagster as dg
 
-from transcend_pipeline.defs.evaluation import PAPER_TEMPERATURES, evaluation_games
-from transcend_pipeline.defs.resources import TranscendHome
-from transcend_pipeline.defs.training import EXPERIMENTS, chessformer, experiment_months, experiment_partitions
+from transcend_pipeline.defs.evaluation import PAPER_TEMPERATURES, EvaluationSettings, evaluation_games
+from transcend_pipeline.defs.resources import DumpSource, PanelSource, TranscendHome
+from transcend_pipeline.defs.training import (
+    EXPERIMENTS,
+    bucket_panel_players,
+    chessformer,
+    experiment_months,
+    experiment_partitions,
+)
+from transcend_pipeline.experiments import Experiment
 from transcend_pipeline.settings import Settings, find_stockfish
+
+if TYPE_CHECKING:
+    from transcend_pipeline.model_quality import MoveDistributions
+    from transcend_pipeline.state_advantage import ArgmaxComparison
 
 #: Overlaid in the figures: the paper's τ → 0, a middle and a mild temperature.
 FIGURE_TEMPERATURES = [0.001, 0.1, 0.75]
@@ -14,9 +27,11 @@ FIGURE_TEMPERATURES = [0.001, 0.1, 0.75]
 class StateAdvantageSettings(dg.ConfigurableResource):
     """How much state-level analysis a run affords: positions sampled per source (the model's own games, the
     bucket's held-out games), the Stockfish depth that scores every legal move, the temperatures, the temperatures
-    overlaid in the figures, how many largest-gain boards to draw, and the seed of sampling and bootstrap."""
+    overlaid in the figures, how many largest-gain boards to draw, and the seed of sampling and bootstrap; and the
+    positions per source on which the model's argmax is compared with the best player's clone (panel data only)."""
 
     positions_per_source: int = 300
+    comparison_positions: int = 300
     depth: int = 8
     temperatures: list[float] = PAPER_TEMPERATURES
     figure_temperatures: list[float] = FIGURE_TEMPERATURES
@@ -27,12 +42,18 @@ class StateAdvantageSettings(dg.ConfigurableResource):
     @classmethod
     def for_profile(cls, profile: str) -> "StateAdvantageSettings":
         if profile == "smoke":
-            return cls(positions_per_source=12, depth=1, temperatures=[0.001, 1.0], figure_temperatures=[0.001])
+            return cls(
+                positions_per_source=12,
+                comparison_positions=12,
+                depth=1,
+                temperatures=[0.001, 1.0],
+                figure_temperatures=[0.001],
+            )
         return cls()
 
 
 @dg.asset(
-    deps=[evaluation_games, chessformer],
+    deps=[evaluation_games, chessformer, dg.AssetDep("panel_players", partition_mapping=dg.AllPartitionMapping())],
     partitions_def=experiment_partitions,
     group_name="analysis",
     kinds={"duckdb", "pytorch"},
@@ -41,17 +62,26 @@ class StateAdvantageSettings(dg.ConfigurableResource):
         "move) and from the bucket's held-out games; Stockfish scores every legal move as the mover's win "
         "probability R(a); the model's exact expected reward E_τ = Σ p_τ(a)·R(a) per temperature and the gain "
         "F_τ = E_τ − E_1, with its mean (bootstrap 95% interval), the share of the gain in the top 10% of positions "
-        "and top-1 agreement with Stockfish. DuckDB tables `state_advantage` (summary) and "
-        "`state_advantage_positions`; figures under $TRANSCEND_HOME/reports/state_advantage/<experiment>/."
+        "and top-1 agreement with Stockfish. On panel data also the model's argmax against the bucket's best player's "
+        "clone on the same positions (confirmatory games and held-out games): depth-1 Q-regret as the quality bar "
+        "measures it, regret and blunder rates under R, and model − clone with game-bootstrap intervals. DuckDB "
+        "tables `state_advantage` (summary), `state_advantage_positions` and `argmax_comparison`; figures under "
+        "$TRANSCEND_HOME/reports/state_advantage/<experiment>/."
     ),
 )
 def state_advantage(
-    context: dg.AssetExecutionContext, home: TranscendHome, advantage: StateAdvantageSettings
+    context: dg.AssetExecutionContext,
+    home: TranscendHome,
+    dump_source: DumpSource,
+    advantage: StateAdvantageSettings,
+    evaluation: EvaluationSettings,
 ) -> dg.MaterializeResult:
     from transcend_pipeline.model import ChessFormer
     from transcend_pipeline.state_advantage import (
         SOURCES,
+        ArgmaxModel,
         analyse_positions,
+        argmax_comparison_section,
         load_source_games,
         markdown_section,
         plot_gain_concentration,
@@ -61,7 +91,7 @@ def state_advantage(
         sample_positions,
         summary_table,
     )
-    from transcend_pipeline.warehouse import open_warehouse, replace_with_rows
+    from transcend_pipeline.warehouse import open_warehouse, replace_with_rows, table_exists
 
     experiment = EXPERIMENTS[context.partition_key]
     model = ChessFormer.from_checkpoint(str(home.model_checkpoint(experiment.name))).eval()
@@ -90,6 +120,11 @@ def state_advantage(
         workers=advantage.workers,
     )
     summaries = summary_table(analyses, experiment=experiment.name, seed=advantage.seed)
+    comparison = (
+        _compare_argmaxes(context, home, experiment, ArgmaxModel(model), dump_source, advantage, evaluation.book_plies)
+        if isinstance(dump_source, PanelSource)
+        else []
+    )
     with open_warehouse(home.warehouse_path) as connection:
         partition = ("experiment", experiment.name)
         count = replace_with_rows(
@@ -99,6 +134,17 @@ def state_advantage(
             partition=partition,
         )
         replace_with_rows(connection, "state_advantage", [row.as_row() for row in summaries], partition=partition)
+        if comparison:
+            replace_with_rows(
+                connection, "argmax_comparison", [row.as_row() for row in comparison], partition=partition
+            )
+        elif table_exists(connection, "argmax_comparison"):  # no stale rows from an earlier run
+            connection.execute("DELETE FROM argmax_comparison WHERE experiment = ?", [experiment.name])
+    comparison_section = (
+        argmax_comparison_section(comparison, depth=advantage.depth)
+        if comparison
+        else "No argmax comparison: it needs the panel's players (panel data) and positions to compare on.\n"
+    )
 
     out_dir = home.reports_dir / "state_advantage" / experiment.name
     lowest = min(advantage.temperatures)
@@ -115,19 +161,84 @@ def state_advantage(
         ),
     }
     section = markdown_section(summaries, {label: figure.path.name for label, figure in figures.items()})
-    (out_dir / "state_advantage.md").write_text(section)
+    (out_dir / "state_advantage.md").write_text(f"{section}\n{comparison_section}")
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": count,
             "positions": len(analyses),
             "report": dg.MetadataValue.path(str(out_dir / "state_advantage.md")),
             "summary": dg.MetadataValue.md(markdown_section(summaries)),
+            "argmax_comparison": dg.MetadataValue.md(comparison_section),
             **{label: dg.MetadataValue.md(figure.markdown) for label, figure in figures.items()},
             "mean_gain_lowest_tau": dg.MetadataValue.json(
                 {row.source: round(row.mean_gain, 5) for row in summaries if row.temperature == lowest}
             ),
         }
     )
+
+
+def _compare_argmaxes(
+    context: dg.AssetExecutionContext,
+    home: TranscendHome,
+    experiment: Experiment,
+    model: "MoveDistributions",
+    dump_source: PanelSource,
+    advantage: StateAdvantageSettings,
+    book_plies: int,
+) -> "list[ArgmaxComparison]":
+    """The model's argmax against the bucket's best player's clone on positions of the model's confirmatory games
+    (its moves after the opening book) and of the bucket's held-out games (after the panel's random openings, as
+    the quality bar samples them): why a model that misses the bar can still win more games than the clone."""
+    from transcend_pipeline.evaluation import CONFIRM
+    from transcend_pipeline.model_quality import EmptyBucketError
+    from transcend_pipeline.panel import PanelConfig
+    from transcend_pipeline.state_advantage import (
+        HELD_OUT,
+        OWN_GAMES,
+        SOURCES,
+        argmax_comparison,
+        load_source_games,
+        sample_positions,
+    )
+    from transcend_pipeline.warehouse import open_warehouse
+
+    config = PanelConfig.for_profile(dump_source.profile)
+    with open_warehouse(home.warehouse_path, read_only=True) as connection:
+        games = load_source_games(
+            connection,
+            experiment.name,
+            experiment.cap,
+            experiment_months(experiment),
+            held_out_games=advantage.comparison_positions,
+            phase=CONFIRM,
+        )
+        players = bucket_panel_players(connection, experiment)
+    skip = {OWN_GAMES: book_plies, HELD_OUT: config.opening_plies[1]}
+    positions = [
+        position
+        for source in SOURCES
+        for position in sample_positions(
+            games[source], source, advantage.comparison_positions, seed=advantage.seed, skip_plies=skip[source]
+        )
+    ]
+    if not positions:
+        context.log.warning(f"{experiment.name}: no positions for the argmax comparison")
+        return []
+    try:
+        return argmax_comparison(
+            model,
+            positions,
+            config,
+            players,
+            find_stockfish(),
+            experiment=experiment.name,
+            depth=advantage.depth,
+            workers=advantage.workers,
+            seed=advantage.seed,
+        )
+    except EmptyBucketError:
+        context.log.warning(f"{experiment.name}: no rated panel player in the bucket, so no clone to compare with")
+        return []
 
 
 def state_advantage_settings_from_env() -> StateAdvantageSettings:
