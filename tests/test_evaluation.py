@@ -14,6 +14,7 @@ from transcend_pipeline.evaluation import (
     CONFIRM,
     LADDER,
     SWEEP,
+    beside_the_paper,
     best_scoring_temperature,
     fit_games,
     markdown_report,
@@ -178,6 +179,13 @@ def test_a_perfect_confirmation_gives_a_one_sided_bound():
     assert "∞" in verdict_table([result])
 
 
+def test_each_main_cap_is_set_beside_the_papers_finding():
+    row = {**verdict(tournament(model_elo=350.0)), "experiment": "cap1500", "cap": 1500}
+    text = beside_the_paper([row, {**row, "experiment": "cap1500_clones"}])
+    assert "does not transcend" in text and "| 1500 |" in text and text.count("| 1500 |") == 1
+    assert text.rstrip().endswith("| transcends |")
+
+
 def test_the_figure_draws_a_confirmation_lost_in_every_game_at_its_bound(tmp_path: Path):
     rows = tournament(model_elo=0.0)
     for row in rows:
@@ -230,4 +238,5 @@ def test_report_and_figure(tmp_path: Path):
     report = markdown_report(verdicts, ratings, per_opponent_rows(rows), method, figure, ["## Extra\n"])
     assert "| m | 1300 | 0.001 (sweep) | 480 |" in report
     assert "fixed by ref at its written 1500" in report and "2 claims" in report
+    assert "| cap | paper (Zhang et al. 2024) |" in report  # no main cap in this toy run: the header only
     assert "ref (reference)" in report and "## Extra" in report and "## Wins-draws-losses per opponent" in report

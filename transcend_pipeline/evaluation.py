@@ -521,6 +521,28 @@ def per_opponent_table(cells: Sequence[Mapping]) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: What the paper found per cap (read off its figure, ±10): its best rating, at which τ, and whether it transcended.
+PAPER_RESULTS = {
+    1000: "1500 at τ = 0.1 (1423 at τ = 0.001): transcends",
+    1300: "1630 at τ = 0.01: transcends",
+    1500: "1572 at τ = 0.01, with a band that includes 1500: does not transcend",
+}
+
+
+def beside_the_paper(verdicts: Sequence[Mapping]) -> str:
+    """Each main cap's verdict next to the paper's, so that a disagreement is stated rather than left to the reader
+    (the paper's ratings are Glicko-2 against Stockfish anchors; ours are on the scale this report names)."""
+    lines = ["| cap | paper (Zhang et al. 2024) | here: model − bar [corrected] | here |", "|---|---|---|---|"]
+    for v in verdicts:
+        if v["cap"] in PAPER_RESULTS and v["experiment"] == f"cap{v['cap']}":
+            here = "transcends" if v["transcends"] else "does not transcend"
+            lines.append(
+                f"| {v['cap']} | {PAPER_RESULTS[v['cap']]} | "
+                f"{_interval(v['diff_bar'], v['diff_bar_low'], v['diff_bar_high'], signed=True)} | {here} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def markdown_report(
     verdicts: Sequence[Mapping],
     ratings: Sequence[Mapping],
@@ -531,7 +553,7 @@ def markdown_report(
 ) -> str:
     """The verdict table, how it was reached, the figure, the ladder, every rated player, further `sections`
     (diversity, state analysis), and the W/D/L per opponent."""
-    parts = ["# Transcendence report", "", verdict_table(verdicts), method.rstrip()]
+    parts = ["# Transcendence report", "", verdict_table(verdicts), method.rstrip(), "", beside_the_paper(verdicts)]
     if figure is not None:
         parts += ["", f"![rating against temperature]({figure.name})"]
     parts += ["", "## The ladder", "", ladder_table(ratings), "## Every rated player", "", players_table(ratings)]
