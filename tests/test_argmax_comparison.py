@@ -71,6 +71,7 @@ def test_deep_regret_sees_a_hung_queen_that_the_depth1_floor_scores_like_a_quiet
             q,
             rewards,
             experiment="cap1000",
+            depth=8,
         )
     assert model.q_floor_rate == bar.q_floor_rate == 1.0  # both moves sit at Q's floor...
     assert model.q1_regret == pytest.approx(bar.q1_regret)  # ...so depth-1 Q-regret cannot tell them apart
@@ -108,7 +109,9 @@ def test_q_regret_is_the_quality_bars_and_rows_come_per_source() -> None:
     policies = panel_policies(first_moves, TACTICAL, rows, q)
     assert [policy.kind for policy in policies] == [MODEL, CLONE, PLAYER, CONSENSUS]
     assert policies[1].name == f"clone({Panel(TACTICAL).names[0]})"
-    compared = compare_policies(positions, policies, q, [q.q_values(p.board) for p in positions], experiment="x")
+    compared = compare_policies(
+        positions, policies, q, [q.q_values(p.board) for p in positions], experiment="x", depth=1
+    )
     assert [(row.source, row.kind) for row in compared] == [
         (source, kind) for source in (HELD_OUT, OWN_GAMES) for kind in (MODEL, CLONE, PLAYER, CONSENSUS)
     ]
@@ -118,6 +121,7 @@ def test_q_regret_is_the_quality_bars_and_rows_come_per_source() -> None:
         q,
         [q.q_values(p.board) for p in positions],
         experiment="x",
+        depth=1,
     )
     expected = {
         MODEL: report.model_argmax.q_regret,
@@ -131,14 +135,14 @@ def test_q_regret_is_the_quality_bars_and_rows_come_per_source() -> None:
         assert row.deep_regret == pytest.approx(row.q1_regret)
     clone_row = next(row for row in whole if row.kind == CLONE)
     assert (clone_row.deep_regret_diff, clone_row.deep_diff_low, clone_row.deep_diff_high) == (0.0, 0.0, 0.0)
-    section = argmax_comparison_section(whole, depth=8)
+    section = argmax_comparison_section(whole)
     assert f"| x | own games | model τ→0 | 60 (7) | {expected[MODEL]:.4f} |" in section
     assert "- x, own games (60 positions, 7 games): model − clone is" in section
 
 
 def test_compare_policies_needs_one_model_and_one_clone() -> None:
     with pytest.raises(ValueError, match="exactly one"):
-        compare_policies([], [ComparedPolicy("m", MODEL, Fixed({}))], TacticalQ(), [], experiment="x")
+        compare_policies([], [ComparedPolicy("m", MODEL, Fixed({}))], TacticalQ(), [], experiment="x", depth=1)
 
 
 def test_the_bootstrap_resamples_whole_games() -> None:
@@ -158,5 +162,5 @@ def test_the_bootstrap_resamples_whole_games() -> None:
 
 
 def test_rows_round_trip_as_warehouse_rows() -> None:
-    row = ArgmaxComparison("cap1000", OWN_GAMES, "model τ→0", MODEL, 10, 3, *([0.1] * 12))
+    row = ArgmaxComparison("cap1000", OWN_GAMES, "model τ→0", MODEL, 10, 3, 8, *([0.1] * 12))
     assert ArgmaxComparison(**row.as_row()) == row

@@ -556,6 +556,7 @@ class ArgmaxComparison:
     kind: str
     positions: int
     games: int
+    depth: int  # of the search behind R
     q1_regret: float  # max Q − Q(chosen) with the panel's depth-1 Q, as the quality bar measures it
     deep_regret: float  # max R − R(chosen), R from a deeper search of every legal move
     blunder_rate_02: float  # share of positions where the chosen move loses more than BLUNDER under R
@@ -597,11 +598,12 @@ def compare_policies(
     rewards: Sequence[Mapping[chess.Move, float]],
     *,
     experiment: str,
+    depth: int,
     seed: int = 0,
 ) -> list[ArgmaxComparison]:
     """Every policy on the same positions: one row per (source, policy), sources in order of appearance.
 
-    `rewards` holds R(a) for every legal move of each position (`score_positions`); `q_source` is the panel's Q (a
+    `rewards` holds R(a) for every legal move of each position (`score_positions` at `depth`); `q_source` is the panel's Q (a
     `PooledQ` is prefetched in parallel). Exactly one policy must be the `MODEL` and one the `CLONE`.
     """
     kinds = [policy.kind for policy in policies]
@@ -641,6 +643,7 @@ def compare_policies(
                     policy.kind,
                     int(mine.sum()),
                     len(set(games)),
+                    depth,
                     *(float(mean) for mean in figures[k, mine].mean(axis=0)),
                     float(q_diff.mean()),
                     *game_bootstrap_interval(q_diff, games, seed=seed),
@@ -671,17 +674,18 @@ def argmax_comparison(
     with EnginePool.start(PooledQ.engine_factory(config, stockfish_path), size=workers) as pool:
         q = PooledQ(pool, independent=True)
         policies = panel_policies(model, config, players_rows, q)
-        return compare_policies(positions, policies, q, rewards, experiment=experiment, seed=seed)
+        return compare_policies(positions, policies, q, rewards, experiment=experiment, depth=depth, seed=seed)
 
 
-def argmax_comparison_section(rows: Sequence[ArgmaxComparison], *, depth: int) -> str:
+def argmax_comparison_section(rows: Sequence[ArgmaxComparison]) -> str:
     """The report's section: the table, then per (experiment, source) the model − clone differences in words."""
+    depths = ", ".join(str(depth) for depth in sorted({row.depth for row in rows}))
     lines = [
         "## The model's argmax against the best player's clone, on the same positions",
         "",
         "Every policy is asked for a move in the same positions. *Q-regret*: max Q − Q(chosen) with the panel's "
         "depth-1 Q (Stockfish's top 6 lines, every other move at one floor), as the quality bar measures it. "
-        f"*Deep regret*: the same with R from Stockfish at depth {depth} over every legal move. *Blunders*: the chosen "
+        f"*Deep regret*: the same with R from Stockfish at depth {depths} over every legal move. *Blunders*: the chosen "
         f"move loses more than {BLUNDER:g} (or {SLIP:g}) expected score under R. *At Q's floor*: Q scores the chosen "
         "move at its floor, like every move outside the top lines. All in expected score per move; softmax policies "
         "by exact expectation. Intervals (95%) resample whole games.",

@@ -141,7 +141,7 @@ def state_advantage(
         elif table_exists(connection, "argmax_comparison"):  # no stale rows from an earlier run
             connection.execute("DELETE FROM argmax_comparison WHERE experiment = ?", [experiment.name])
     comparison_section = (
-        argmax_comparison_section(comparison, depth=advantage.depth)
+        argmax_comparison_section(comparison)
         if comparison
         else "No argmax comparison: it needs the panel's players (panel data) and positions to compare on.\n"
     )

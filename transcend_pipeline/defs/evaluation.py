@@ -319,7 +319,12 @@ def transcendence_report(home: TranscendHome, dump_source: DumpSource) -> dg.Mat
         verdict_table,
     )
     from transcend_pipeline.plots import Figure
-    from transcend_pipeline.state_advantage import GainSummary, markdown_section
+    from transcend_pipeline.state_advantage import (
+        ArgmaxComparison,
+        GainSummary,
+        argmax_comparison_section,
+        markdown_section,
+    )
     from transcend_pipeline.warehouse import open_warehouse, replace_with_rows, table_exists
 
     source = "panel" if isinstance(dump_source, PanelSource) else "lichess"
@@ -340,6 +345,16 @@ def transcendence_report(home: TranscendHome, dump_source: DumpSource) -> dg.Mat
                 for row in connection.execute("SELECT * FROM state_advantage").fetch_arrow_table().to_pylist()
             ]
             if table_exists(connection, "state_advantage")
+            else []
+        )
+        comparison = (
+            [
+                ArgmaxComparison(**row)
+                for row in connection.execute("SELECT * FROM argmax_comparison ORDER BY experiment, source")
+                .fetch_arrow_table()
+                .to_pylist()
+            ]
+            if table_exists(connection, "argmax_comparison")
             else []
         )
     reports = home.reports_dir
@@ -372,6 +387,11 @@ def transcendence_report(home: TranscendHome, dump_source: DumpSource) -> dg.Mat
         }
         sections.append(markdown_section(advantage, links))
         ui_sections["state_advantage"] = markdown_section(advantage)
+    if comparison:
+        order = {name: i for i, name in enumerate(EXPERIMENTS)}
+        comparison.sort(key=lambda row: (order[row.experiment], row.source))
+        sections.append(argmax_comparison_section(comparison))
+        ui_sections["argmax_comparison"] = argmax_comparison_section(comparison)
     method = method_text(verdicts, members, scale=scale, rules=_rules(_panel_config(dump_source)), book=len(book))
     report = markdown_report(verdicts, rows, per_opponent, method, Path(figure.name), sections)
     (reports / "transcendence.md").write_text(report)
