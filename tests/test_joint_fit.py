@@ -198,6 +198,19 @@ def test_layers_of_perfect_scores_are_peeled_one_after_the_other() -> None:
     assert math.isnan(fit.difference("L5", "L3").estimate)
 
 
+def test_the_test_against_a_fixed_rating_agrees_with_the_interval() -> None:
+    rng = np.random.default_rng(5)
+    white, black = evaluation_games(model=1650.0, best=1500.0)
+    scores = play(rng, white, black, strengths(1650.0, 1500.0), 0.3)
+    fit = fit_joint(white, black, scores, reference="L3", reference_rating=1457.0, scale=1.5)
+    rating = fit.rating("model")
+    assert fit.p_value_above("model", rating.low) == pytest.approx(0.025, abs=1e-3)  # the 95% interval's ends
+    assert fit.p_value_above("model", rating.high) == pytest.approx(0.975, abs=1e-3)
+    assert fit.p_value_above("model", rating.rating) == pytest.approx(0.5, abs=1e-6)
+    with pytest.raises(ValueError, match="fixed"):
+        fit.p_value_above("L3", 1500.0)
+
+
 def test_holm_adjusts_step_down_and_matches_its_interval_levels() -> None:
     assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
     assert holm([0.5, 0.3, 0.9]) == pytest.approx([1.0, 0.9, 1.0])

@@ -325,23 +325,10 @@ def _difference(fit: JointFit, claim: Claim, level: float) -> tuple[float, float
 
 
 def _p_value(fit: JointFit, claim: Claim) -> float:
-    """One-sided p-value of 'model > bar'. Against a player: the fit's profile test. Against a fixed rating: the
-    level at which the model's interval touches it (found by bisection on the interval's end)."""
+    """One-sided p-value of 'model > bar': the fit's profile test against a player or a fixed rating."""
     if isinstance(claim.bar, str):
         return fit.difference(claim.model, claim.bar).p_value
-    import scipy.optimize
-    import scipy.stats
-
-    def end(z: float) -> float:
-        rating = fit.rating(claim.model, level=2 * scipy.stats.norm.cdf(z) - 1)
-        return (rating.low if above else rating.high) - claim.bar
-
-    point = fit.rating(claim.model).rating
-    above = point > claim.bar
-    if not math.isfinite(end(1e-6)) or end(1e-6) * end(8.0) > 0:  # the interval never reaches the bar
-        return 0.0 if above and end(8.0) > 0 else 1.0
-    z = scipy.optimize.brentq(end, 1e-6, 8.0, xtol=1e-4)
-    return float(1 - scipy.stats.norm.cdf(z)) if above else float(scipy.stats.norm.cdf(z))
+    return fit.p_value_above(claim.model, claim.bar)
 
 
 # --- figure and report ----------------------------------------------------------------------------------------------

@@ -411,8 +411,7 @@ class JointFit:
         def excess(value: float) -> float:
             return 2.0 * (self._log_likelihood - profile(value)) / self.dispersion - threshold
 
-        z = float(np.sign(estimate)) * math.sqrt(max(excess(0.0) + threshold, 0.0))
-        p_value = float(scipy.stats.norm.sf(z))
+        p_value = self._p_value(profile, estimate, 0.0)
         if math.isinf(estimate):
             toward, inner, step = math.copysign(1.0, estimate), 0.0, 100.0
             while excess(inner) >= 0.0:  # walk toward the open side until the value is plausible
@@ -425,6 +424,20 @@ class JointFit:
             step = math.sqrt(threshold * self.dispersion * variance)  # the Wald half-width: a first guess
             low, high = _root_beyond(excess, estimate, -1.0, step), _root_beyond(excess, estimate, 1.0, step)
         return estimate, low, high, p_value
+
+    def _p_value(self, profile: _Profile, estimate: float, null: float) -> float:
+        """One-sided p-value for a contrast above `null` (raw Elo): the signed root of the profile deviance there."""
+        deviance = max(2.0 * (self._log_likelihood - profile(null)) / self.dispersion, 0.0)
+        return float(scipy.stats.norm.sf(float(np.sign(estimate - null)) * math.sqrt(deviance)))
+
+    def p_value_above(self, player: str, value: float) -> float:
+        """One-sided p-value for rating(player) > `value` on the reported scale (a cap, say): one profile evaluation
+        at `value`, as `difference` tests a − b > 0, so no interval at an extreme level is ever needed."""
+        k = self._player(player)
+        if k == self._reference:
+            raise ValueError(f"the reference {player!r} is fixed at {self.reference_rating}: nothing to test")
+        null = (value - self.reference_rating) / self.scale
+        return self._p_value(self._profile(k, self._reference), float(self._raw[k]), null)
 
     def rating(self, player: str, level: float = 0.95) -> FittedRating:
         """`player`'s rating and interval relative to the reference (the reference itself: its fixed rating)."""
