@@ -8,7 +8,7 @@ export TRANSCEND_HOME ?= $(CURDIR)/data
 export DAGSTER_HOME ?= $(TRANSCEND_HOME)/dagster
 PYTEST_ARGS ?=
 
-.PHONY: install stockfish run test test-fast ui bench lint validate clean
+.PHONY: install stockfish run study test test-fast ui bench lint validate clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ install: $(VENV)/.installed stockfish
 
 run: install
 	$(PY) -m transcend_pipeline.cli run
+
+# The diversity study: every arm and seed of `study: diversity` in experiments.yaml, after (or without) `make run`.
+study: install
+	$(PY) -m transcend_pipeline.cli study
 
 test: install
 	$(PY) -m pytest -n 2 --durations=15 $(PYTEST_ARGS)

@@ -1,33 +1,44 @@
-"""The model's argmax against the best player's clone on the same positions: the figures against cases whose answer
-is known (a hung queen that depth-1 Q scores like a quiet move), the quality bar's own Q-regret, and the bootstrap
-over whole games."""
+"""The model's argmax against the best player's clone and the panel on the same positions: the figures against cases
+whose answer is known (a hung queen that depth-1 Q scores like a quiet move), the quality bar's own Q-regret, the
+panel's ground truth (experts, their argmaxes, the mixture's argmax and the paper's condition) on variant panels,
+and the bootstrap over whole games."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import chess
 import numpy as np
 import pytest
 
-from transcend_pipeline.model_quality import measure_policy_quality
+from transcend_pipeline.model_quality import measure_policy_quality, rated_bucket
 from transcend_pipeline.model_quality import sample_positions as quality_bar_positions
 from transcend_pipeline.opponents import EnginePool, PooledQ
-from transcend_pipeline.panel import Panel, PanelConfig, TacticalQ, play_game, player
+from transcend_pipeline.panel import Panel, PanelConfig, TacticalQ, clone, consensus, play_game, player
 from transcend_pipeline.state_advantage import (
+    BUCKET_HELD_OUT,
     CLONE,
     CONSENSUS,
+    EXPERT,
+    EXPERT_ARGMAX,
     HELD_OUT,
     MODEL,
     OWN_GAMES,
     PLAYER,
     ArgmaxComparison,
     ComparedPolicy,
+    Expert,
     Position,
+    SourceGame,
+    argmax_comparison,
     argmax_comparison_section,
-    bootstrap_mean_interval,
     compare_policies,
     game_bootstrap_interval,
     panel_policies,
+    sample_positions,
     score_positions,
+    shown_rows,
+    transcendence_condition,
 )
 
 #: White to move in each; `hang` puts the queen where a minor piece takes it, `quiet` is a harmless pawn move.
@@ -106,14 +117,19 @@ def test_q_regret_is_the_quality_bars_and_rows_come_per_source() -> None:
     report = measure_policy_quality(first_moves, games, TACTICAL, rows, TacticalQ(), positions=60, seed=0)
     positions = [Position(OWN_GAMES if i % 2 else HELD_OUT, f"g{i % 7}", board) for i, (board, _) in enumerate(samples)]
     q = TacticalQ()
-    policies = panel_policies(first_moves, TACTICAL, rows, q)
-    assert [policy.kind for policy in policies] == [MODEL, CLONE, PLAYER, CONSENSUS]
-    assert policies[1].name == f"clone({Panel(TACTICAL).names[0]})"
+    experts = [Expert(row["player"], row["player_index"], 1.0) for row in rated_bucket(rows)]  # equal weights
+    names = Panel(TACTICAL).names
+    assert [(e.name, e.index, e.weight) for e in experts] == [(name, r, 1.0) for r, name in enumerate(names)]
+    policies = panel_policies(first_moves, Panel(TACTICAL), experts, q)
+    kinds = [MODEL, CLONE, PLAYER, CONSENSUS] + [EXPERT, EXPERT_ARGMAX] * 5
+    assert [policy.kind for policy in policies] == kinds
+    assert [policy.name for policy in policies[1:3]] == [f"clone({names[0]})", f"player({names[0]})"]
+    assert [policy.name for policy in policies[4:6]] == [f"player({names[1]})", f"clone({names[1]})"]
     compared = compare_policies(
         positions, policies, q, [q.q_values(p.board) for p in positions], experiment="x", depth=1
     )
     assert [(row.source, row.kind) for row in compared] == [
-        (source, kind) for source in (HELD_OUT, OWN_GAMES) for kind in (MODEL, CLONE, PLAYER, CONSENSUS)
+        (source, kind) for source in (HELD_OUT, OWN_GAMES) for kind in kinds
     ]
     whole = compare_policies(
         [Position(OWN_GAMES, p.game, p.board) for p in positions],
@@ -124,25 +140,29 @@ def test_q_regret_is_the_quality_bars_and_rows_come_per_source() -> None:
         depth=1,
     )
     expected = {
-        MODEL: report.model_argmax.q_regret,
-        CLONE: report.bar.q_regret,
-        PLAYER: report.players[1].q_regret,
-        CONSENSUS: report.consensus.q_regret,
+        "model τ→0": report.model_argmax.q_regret,
+        "consensus(6 players, weighted)": report.consensus.q_regret,  # equal weights: the bar's unweighted vote
+        **{quality.policy: quality.q_regret for quality in report.players},  # every clone and player
     }
+    assert report.bar.policy == f"clone({names[0]})"
     for row in whole:
         assert row.positions == 60 and row.games == 7
-        assert row.q1_regret == pytest.approx(expected[row.kind])
+        assert row.q1_regret == pytest.approx(expected[row.policy])
         assert row.deep_regret == pytest.approx(row.q1_regret)
     clone_row = next(row for row in whole if row.kind == CLONE)
     assert (clone_row.deep_regret_diff, clone_row.deep_diff_low, clone_row.deep_diff_high) == (0.0, 0.0, 0.0)
     section = argmax_comparison_section(whole)
-    assert f"| x | own games | model τ→0 | 60 (7) | {expected[MODEL]:.4f} |" in section
+    assert f"| x | own games | model τ→0 | 60 (7) | {whole[0].reward:.4f} | {expected['model τ→0']:.4f} |" in section
     assert "- x, own games (60 positions, 7 games): model − clone is" in section
+    assert "- x, own games: the paper's condition (the mixture's argmax beats every expert)" in section
+    assert sum(f"| x | own games | {row.policy} |" in section for row in whole) == len(shown_rows(whole)) <= 6
 
 
 def test_compare_policies_needs_one_model_and_one_clone() -> None:
     with pytest.raises(ValueError, match="exactly one"):
         compare_policies([], [ComparedPolicy("m", MODEL, Fixed({}))], TacticalQ(), [], experiment="x", depth=1)
+    with pytest.raises(ValueError, match="at least one expert"):
+        panel_policies(Fixed({}), Panel(TACTICAL), [], TacticalQ())
 
 
 def test_the_bootstrap_resamples_whole_games() -> None:
@@ -153,7 +173,7 @@ def test_the_bootstrap_resamples_whole_games() -> None:
     low, high = game_bootstrap_interval(values, games, seed=0)
     assert (low, high) == (0.0, 1.0)
     assert game_bootstrap_interval(values, games, seed=0) == (low, high)
-    by_position = bootstrap_mean_interval(values, seed=0)
+    by_position = game_bootstrap_interval(values, list(range(100)), seed=0)  # every position its own game
     assert 0.35 < by_position[0] < 0.5 < by_position[1] < 0.65
     # games of different lengths weigh by their positions: the mean over positions, not over games
     low, high = game_bootstrap_interval([1.0] * 3 + [0.0], ["a", "a", "a", "b"], seed=0, level=0.0)
@@ -162,5 +182,155 @@ def test_the_bootstrap_resamples_whole_games() -> None:
 
 
 def test_rows_round_trip_as_warehouse_rows() -> None:
-    row = ArgmaxComparison("cap1000", OWN_GAMES, "model τ→0", MODEL, 10, 3, 8, *([0.1] * 12))
-    assert ArgmaxComparison(**row.as_row()) == row
+    row = ArgmaxComparison("cap1000", OWN_GAMES, "model τ→0", MODEL, 10, 3, 8, *([0.1] * 13))
+    assert ArgmaxComparison(**row.as_row()) == row and row.best_expert_policy is None
+    mixture = dataclasses.replace(row, kind=CONSENSUS, best_expert_policy="player(p1)", condition_diff=0.01)
+    assert ArgmaxComparison(**mixture.as_row()) == mixture
+
+
+SMOKE = dataclasses.replace(PanelConfig.for_profile("smoke"), q_source="tactical")
+
+
+@pytest.fixture(scope="module")
+def smoke_positions() -> list[Position]:
+    """60 held-out positions (after the random openings) from six games of the smoke panel on the tactical Q."""
+    panel, q = Panel(SMOKE), TacticalQ()
+    rng = np.random.default_rng(11)
+    games = [
+        SourceGame(
+            f"g{g}",
+            [move.uci() for move in play_game(player(panel, q, g), player(panel, q, g + 3), q, SMOKE, rng).moves],
+        )
+        for g in range(6)
+    ]
+    return sample_positions(games, HELD_OUT, 60, seed=0, skip_plies=SMOKE.opening_plies[1])
+
+
+def argmaxes(policy, boards: list[chess.Board]) -> list[chess.Move]:
+    return [max(distribution, key=distribution.get) for distribution in policy.distributions(boards)]
+
+
+def experts_of(config: PanelConfig, weights: tuple[float, ...]) -> list[Expert]:
+    names = Panel(config).names
+    return [Expert(names[r], r, weight) for r, weight in enumerate(weights)]
+
+
+def test_with_one_shared_quirk_the_mixture_argmax_is_the_experts_common_argmax(smoke_positions: list[Position]) -> None:
+    """ρ = 1: every expert has the same quirk table. Equal players are then one policy, so the weighted mixture's argmax
+    is their common argmax everywhere; players of different skill still share their argmax in most positions, and the
+    mixture picks it there. Independent quirks (ρ = 0) leave a common argmax in few positions."""
+    boards = [position.board for position in smoke_positions]
+    q = TacticalQ()
+    weights = (0.5, 0.3, 0.2)
+
+    def common_and_mixture(config: PanelConfig) -> tuple[np.ndarray, np.ndarray]:
+        panel = Panel(config)
+        clones = [argmaxes(clone(panel, q, r), boards) for r in range(3)]
+        mixture = argmaxes(consensus(panel, q, [0, 1, 2], weights), boards)
+        common = np.array([len(set(moves)) == 1 for moves in zip(*clones, strict=True)])
+        return common, np.array([m == c for m, c in zip(mixture, clones[0], strict=True)])
+
+    common, same = common_and_mixture(PanelConfig(rho=1.0, equal_players=3, equal_to=2))
+    assert common.all() and same.all()
+    common, same = common_and_mixture(dataclasses.replace(SMOKE, rho=1.0))
+    assert common.mean() > 0.8 and same[common].all()
+    diverse, _ = common_and_mixture(SMOKE)
+    assert diverse.mean() < 0.5
+
+    config = PanelConfig(rho=1.0, equal_players=3, equal_to=2)
+    rows = compare_policies(
+        smoke_positions,
+        panel_policies(
+            Fixed({b.fen(): next(iter(b.legal_moves)).uci() for b in boards}),
+            Panel(config),
+            experts_of(config, weights),
+            q,
+        ),
+        q,
+        [q.q_values(board) for board in boards],
+        experiment="rho1-k3",
+        depth=1,
+    )
+    by_kind = {row.kind: row for row in rows}
+    assert by_kind[CONSENSUS].reward == pytest.approx(by_kind[CLONE].reward)  # one policy, one argmax
+    assert by_kind[CONSENSUS].deep_regret_diff == pytest.approx(0.0, abs=1e-12)
+    experts = [row for row in rows if row.kind in (PLAYER, EXPERT)]
+    assert len(experts) == 3 and all(0.0 < row.reward < 1.0 for row in rows)
+    assert [row.reward for row in experts] == pytest.approx([experts[0].reward] * 3)  # the same softmax
+    assert all(row.reward <= by_kind[CONSENSUS].reward + 1e-12 for row in rows if row.kind == EXPERT_ARGMAX)
+
+
+def test_a_weighted_mixture_of_one_expert_is_its_clone_and_carries_the_condition(
+    smoke_positions: list[Position],
+) -> None:
+    boards = [position.board for position in smoke_positions]
+    q = TacticalQ()
+    panel = Panel(SMOKE)
+    assert argmaxes(consensus(panel, q, [4, 7, 9], [1, 0, 0]), boards) == argmaxes(clone(panel, q, 4), boards)
+    experts = [Expert(panel.names[r], r, weight) for r, weight in ((4, 1.0), (7, 0.0), (9, 0.0))]
+    # the held-out positions twice over: as the arm's own test split and as the default bucket's
+    positions = smoke_positions + [Position(BUCKET_HELD_OUT, p.game, p.board) for p in smoke_positions]
+    rows = compare_policies(
+        positions,
+        panel_policies(Fixed({b.fen(): next(iter(b.legal_moves)).uci() for b in boards}), panel, experts, q),
+        q,
+        [q.q_values(position.board) for position in positions],
+        experiment="arm",
+        depth=1,
+        seed=3,
+    )
+    assert [row.source for row in rows] == [HELD_OUT] * 8 + [BUCKET_HELD_OUT] * 8
+    mine = rows[:8]
+    by_kind = {row.kind: row for row in mine}
+    assert by_kind[CONSENSUS].reward == by_kind[CLONE].reward
+    assert (by_kind[CONSENSUS].deep_regret_diff, by_kind[CONSENSUS].deep_diff_low) == (0.0, 0.0)
+    assert [row.policy for row in mine if row.kind in (EXPERT, EXPERT_ARGMAX)] == [
+        f"player({panel.names[7]})",
+        f"clone({panel.names[7]})",
+        f"player({panel.names[9]})",
+        f"clone({panel.names[9]})",
+    ]
+    # the paper's condition: the mixture's argmax against the expert policy that earns most here
+    softmaxes = [row for row in mine if row.kind in (PLAYER, EXPERT)]
+    best = max(softmaxes, key=lambda row: row.reward)
+    mixture = by_kind[CONSENSUS]
+    assert mixture.best_expert_policy == best.policy
+    assert mixture.condition_diff == pytest.approx(mixture.reward - best.reward)
+    assert mixture.condition_low <= mixture.condition_diff <= mixture.condition_high
+    assert all(row.condition_diff is None and row.best_expert_policy is None for row in mine if row.kind != CONSENSUS)
+    condition = transcendence_condition(mine)
+    assert (condition.mixture, condition.best_expert, condition.diff) == (
+        mixture.policy,
+        best.policy,
+        mixture.condition_diff,
+    )
+    assert condition.verdict == (
+        "holds" if mixture.condition_low > 0 else "fails" if mixture.condition_high < 0 else "unclear"
+    )
+    assert transcendence_condition(rows[8:]).diff == pytest.approx(condition.diff)  # the same positions
+    with pytest.raises(ValueError, match="one experiment and source"):
+        transcendence_condition(rows)
+    assert transcendence_condition([row for row in mine if row.kind != CONSENSUS]) is None
+
+
+def test_argmax_comparison_on_a_variant_panel_with_stockfish(
+    smoke_positions: list[Position], stockfish_path: str
+) -> None:
+    """The whole measurement on an arm's panel (k equal players): Stockfish's Q and R, the experts' rows, a
+    readable section."""
+    config = dataclasses.replace(PanelConfig.for_profile("smoke"), equal_players=4, equal_to=3)
+    experts = experts_of(config, (0.4, 0.3, 0.2, 0.1))
+    positions = smoke_positions[::6]
+    first = Fixed({p.board.fen(): next(iter(p.board.legal_moves)).uci() for p in positions})
+    rows = argmax_comparison(
+        first, positions, config, experts, stockfish_path, experiment="k4", depth=2, workers=2, seed=0
+    )
+    assert [row.kind for row in rows] == [MODEL, CLONE, PLAYER, CONSENSUS] + [EXPERT, EXPERT_ARGMAX] * 3
+    best = Panel(PanelConfig.for_profile("smoke")).names[3]  # the equal panel's first member is player 3
+    assert rows[1].policy == f"clone({best})" and rows[2].policy == f"player({best})"
+    assert all(0.0 <= row.reward <= 1.0 and row.positions == len(positions) for row in rows)
+    # reward + deep regret is the mean best reward, the same for every policy on the same positions
+    assert [row.reward + row.deep_regret for row in rows] == pytest.approx([rows[0].reward + rows[0].deep_regret] * 10)
+    section = argmax_comparison_section(rows)
+    assert "the paper's condition" in section and "weighted" in section
+    assert sum(row.policy in section for row in rows if row.kind in (EXPERT, EXPERT_ARGMAX)) <= 2

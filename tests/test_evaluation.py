@@ -25,7 +25,7 @@ from transcend_pipeline.evaluation import (
     verdict_rows,
     verdict_table,
 )
-from transcend_pipeline.ladder import Member, clone_name, consensus_name
+from transcend_pipeline.ladder import Bars, Member, clone_name, consensus_name, panel_bars
 from transcend_pipeline.play import Rules
 from transcend_pipeline.ratings import expected_score
 
@@ -122,10 +122,14 @@ def tournament(model_elo: float, *, seed: int = 0, sweep_elo: float | None = Non
     return rows
 
 
+def bars(members: list, source: str) -> Bars:
+    return panel_bars(members, 1300) if source == "panel" else Bars(1300)
+
+
 def verdict(rows: list[dict], *, source: str = "panel") -> dict:
     members = ladder()
     fit = fit_games(rows, members, scale=SCALE)
-    (row,) = verdict_rows(fit, ratings_rows(fit, rows, members), members, {"m": 1300}, source=source)
+    (row,) = verdict_rows(fit, ratings_rows(fit, rows, members), members, {"m": bars(members, source)}, source=source)
     return row
 
 
@@ -195,9 +199,30 @@ def test_the_figure_draws_a_confirmation_lost_in_every_game_at_its_bound(tmp_pat
     members = ladder()
     fit = fit_games(rows, members, scale=SCALE)
     ratings = ratings_rows(fit, rows, members)
-    verdicts = verdict_rows(fit, ratings, members, {"m": 1300}, source="panel")
+    verdicts = verdict_rows(fit, ratings, members, {"m": panel_bars(members, 1300)}, source="panel")
     assert verdicts[0]["rating"] == -math.inf and math.isfinite(verdicts[0]["high"]) and not verdicts[0]["transcends"]
     assert plot_transcendence(ratings, verdicts, tmp_path / "t.png").stat().st_size > 10_000
+
+
+def test_an_arm_is_measured_against_its_own_best_expert_and_clone():
+    """A diversity arm's model faces its own experts (here an arm whose best expert is 200 Elo of odds stronger than
+    the bucket's), not the bucket's: the same model transcends the bucket's bar and not the arm's."""
+    rng = np.random.default_rng(5)
+    rows = tournament(model_elo=250.0)
+    rows += games(rng, "best~rho1", 300.0, 80, kind="best_player", phase=BASELINE, cap=1300)
+    rows += games(rng, clone_name("best~rho1"), 320.0, 80, kind="clone", phase=BASELINE, cap=1300)
+    members = ladder()
+    fit = fit_games(rows, members, scale=SCALE)
+    ratings = ratings_rows(fit, rows, members)
+    arm = Bars(1300, ("best~rho1",), clone_name("best~rho1"))
+    rows_by_bars = {
+        name: verdict_rows(fit, ratings, members, {"m": bars}, source="panel")[0]
+        for name, bars in (("bucket", panel_bars(members, 1300)), ("arm", arm))
+    }
+    assert rows_by_bars["bucket"]["bar"] == "best" and rows_by_bars["bucket"]["transcends"]
+    assert rows_by_bars["arm"]["bar"] == "best~rho1" and rows_by_bars["arm"]["clone"] == clone_name("best~rho1")
+    assert rows_by_bars["arm"]["diff_bar_low"] < SCALE * (250.0 - 300.0) < rows_by_bars["arm"]["diff_bar_high"]
+    assert not rows_by_bars["arm"]["transcends"] and rows_by_bars["arm"]["diff_consensus"] is None
 
 
 def test_lichess_verdict_is_the_model_minus_the_cap():
@@ -205,8 +230,8 @@ def test_lichess_verdict_is_the_model_minus_the_cap():
     members = ladder()
     fit = fit_games(rows, members, scale=SCALE)
     ratings = ratings_rows(fit, rows, members)
-    (high,) = verdict_rows(fit, ratings, members, {"m": 1300}, source="lichess")
-    (low,) = verdict_rows(fit, ratings, members, {"m": 2100}, source="lichess")
+    (high,) = verdict_rows(fit, ratings, members, {"m": Bars(1300)}, source="lichess")
+    (low,) = verdict_rows(fit, ratings, members, {"m": Bars(2100)}, source="lichess")
     confirm = next(r for r in ratings if r["phase"] == CONFIRM)
     assert high["bar_kind"] == "cap" and high["claims"] == 1 and high["clone"] is None
     assert high["diff_bar"] == pytest.approx(confirm["rating"] - 1300)
@@ -229,7 +254,7 @@ def test_report_and_figure(tmp_path: Path):
     rows = tournament(model_elo=350.0)
     fit = fit_games(rows, members, scale=SCALE)
     ratings = ratings_rows(fit, rows, members)
-    verdicts = verdict_rows(fit, ratings, members, {"m": 1300}, source="panel")
+    verdicts = verdict_rows(fit, ratings, members, {"m": panel_bars(members, 1300)}, source="panel")
     figure = plot_transcendence(ratings, verdicts, tmp_path / "t.png")
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and figure.stat().st_size > 10_000
     method = method_text(

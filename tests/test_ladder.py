@@ -13,16 +13,18 @@ from transcend_pipeline.ladder import (
     LadderEngines,
     LadderPlan,
     Member,
+    arm_expert_players,
     clone_name,
     consensus_name,
     ladder_players,
+    panel_bars,
     panel_baselines,
     panel_ladder,
     stockfish_ladder,
 )
 from transcend_pipeline.opponents import RandomPolicy
 from transcend_pipeline.panel.dump import panel_players
-from transcend_pipeline.panel.players import PanelConfig
+from transcend_pipeline.panel.players import Panel, PanelConfig
 from transcend_pipeline.play import Player, Rules, pairings_against, play_matches, round_robin
 
 CONFIG = dataclasses.replace(PanelConfig.for_profile("smoke"), n_players=12)
@@ -81,6 +83,27 @@ def test_baselines_are_the_buckets_best_player_its_clone_and_the_consensus(engin
     assert consensus.name == consensus_name(1950) and consensus.policy.policy.members == tuple(range(4, 12))
     with pytest.raises(ValueError, match="no rated panel player at or below the cap 1000"):
         panel_baselines(rows, 1000, engines)
+
+
+def test_each_arm_has_its_own_bars_and_a_correlated_arm_its_own_experts(engines):
+    rows = rows_rated()
+    members = panel_ladder(rows, caps=[1800], plan=LadderPlan(panel_members=4, bucket_top=2, stockfish_nodes=()))
+    heads = [rows[5]["player"], rows[6]["player"]]  # 1800 and 1700
+    bucket = panel_bars(members, 1800)
+    assert (bucket.experts, bucket.clone, bucket.consensus) == (tuple(heads), clone_name(heads[0]), "consensus(<=1800)")
+    equal = panel_bars(members, 1800, equal_skill=True)  # the equal players' best is the bucket's best itself
+    assert (equal.experts, equal.clone, equal.consensus) == ((heads[0],), clone_name(heads[0]), None)
+    arm = Panel(dataclasses.replace(CONFIG, rho=1.0))
+    correlated = panel_bars(members, 1800, arm)
+    assert correlated.experts == (arm.names[5], arm.names[6]) and correlated.clone == clone_name(arm.names[5])
+    assert correlated.consensus is None and not set(correlated.experts) & set(heads)
+    players = arm_expert_players(arm, [m for m in members if 1800 in m.top_of][::-1], engines)
+    assert [(p.name, p.kind, p.rating) for p in players] == [
+        (arm.names[5], "best_player", 1800.0),
+        (arm.names[6], "best_player", 1700.0),
+        (clone_name(arm.names[5]), "clone", None),
+    ]
+    assert players[0].policy.policy.panel is not None and players[2].policy.policy.argmax
 
 
 @pytest.mark.slow

@@ -16,23 +16,28 @@ import torch
 
 from transcend_pipeline.model import ChessFormer, config_for, legal_move_distribution
 from transcend_pipeline.state_advantage import (
+    BUCKET_HELD_OUT,
     HELD_OUT,
     OWN_GAMES,
+    SOURCES,
     GainSummary,
     Position,
     PositionAnalysis,
     SourceGame,
     analyse_positions,
-    bootstrap_mean_interval,
+    game_bootstrap_interval,
     load_source_games,
     markdown_section,
     model_probabilities,
+    plot_concentration_curves,
     plot_gain_concentration,
     plot_gain_histogram,
     plot_top_positions,
     position_rows,
     sample_positions,
+    sample_sources,
     score_positions,
+    summarise,
     summary_table,
     top_share,
 )
@@ -48,12 +53,14 @@ def board_after(moves: list[str]) -> chess.Board:
     return board
 
 
-def analysis(rewards: list[float], probs: dict[float, list[float]], source: str = OWN_GAMES) -> PositionAnalysis:
+def analysis(
+    rewards: list[float], probs: dict[float, list[float]], source: str = OWN_GAMES, game: str = "g"
+) -> PositionAnalysis:
     """A position whose first len(rewards) legal moves carry the given rewards and probabilities."""
     board = chess.Board()
     moves = list(board.legal_moves)[: len(rewards)]
     return PositionAnalysis(
-        Position(source, "g", board), moves, np.array(rewards), {t: np.array(p) for t, p in probs.items()}
+        Position(source, game, board), moves, np.array(rewards), {t: np.array(p) for t, p in probs.items()}
     )
 
 
@@ -120,15 +127,43 @@ def test_agreement_counts_any_move_scored_best() -> None:
     assert not analysis([0.2, 0.9, 0.8], {1.0: [0.2, 0.1, 0.7]}).agrees
 
 
-def test_bootstrap_interval_contains_the_mean_and_is_seeded() -> None:
-    values = np.random.default_rng(1).exponential(size=200) - 0.5
-    low, high = bootstrap_mean_interval(values, seed=7)
+def test_game_bootstrap_is_wider_than_a_position_bootstrap_when_games_differ() -> None:
+    """Five games of 40 positions each, every game with its own level: the positions of one game are not independent,
+    so resampling whole games gives a clearly wider interval than resampling positions (each its own "game"), and the
+    same interval on a seeded rerun."""
+    rng = np.random.default_rng(3)
+    levels = np.array([-0.3, -0.1, 0.0, 0.2, 0.5])
+    values = np.repeat(levels, 40) + 0.02 * rng.standard_normal(200)
+    games = np.repeat([f"g{i}" for i in range(5)], 40).tolist()
+    low, high = game_bootstrap_interval(values, games, seed=7)
     assert low < values.mean() < high
-    assert (low, high) == bootstrap_mean_interval(values, seed=7)
-    assert (low, high) != bootstrap_mean_interval(values, seed=8)
-    narrow = bootstrap_mean_interval(np.r_[values, values, values, values], seed=7)  # 4x the data: about half as wide
-    assert narrow[1] - narrow[0] < 0.7 * (high - low)
-    assert bootstrap_mean_interval([0.25] * 10, seed=0) == (0.25, 0.25)
+    assert (low, high) == game_bootstrap_interval(values, games, seed=7)
+    assert (low, high) != game_bootstrap_interval(values, games, seed=8)
+    by_position = game_bootstrap_interval(values, list(range(200)), seed=7)
+    assert by_position[0] < values.mean() < by_position[1]
+    assert high - low > 3 * (by_position[1] - by_position[0])
+    assert game_bootstrap_interval([0.25] * 10, ["a", "b"] * 5, seed=0) == pytest.approx((0.25, 0.25))
+
+
+def test_summary_intervals_resample_games_and_cover_the_absolute_reward() -> None:
+    rng = np.random.default_rng(0)
+    cases = []
+    for g in range(4):
+        for _ in range(6):
+            high = 0.2 * g + 0.3 + 0.05 * rng.random()  # the best move's reward rises with the game
+            cases.append(analysis([0.1, high], {1.0: [0.5, 0.5], 0.001: [0.0, 1.0]}, HELD_OUT, f"game{g}"))
+    summary = summarise(cases, 0.001, experiment="x", source=HELD_OUT, seed=3)
+    assert (summary.positions, summary.games) == (24, 4)
+    assert summary.reward_low <= summary.mean_reward <= summary.reward_high
+    assert summary.reward_low < summary.reward_high
+    rewards = [case.expected_reward(0.001) for case in cases]
+    gains = [case.gain(0.001) for case in cases]
+    games = [case.position.game for case in cases]
+    assert summary.mean_reward == pytest.approx(np.mean(rewards))
+    assert (summary.reward_low, summary.reward_high) == game_bootstrap_interval(rewards, games, seed=3)
+    assert (summary.gain_low, summary.gain_high) == game_bootstrap_interval(gains, games, seed=3)
+    assert summary.gain_low <= summary.mean_gain <= summary.gain_high
+    assert GainSummary(**summary.as_row()) == summary
 
 
 def test_top_share_of_a_constructed_distribution() -> None:
@@ -153,6 +188,7 @@ def test_summary_gain_is_zero_at_temperature_one_and_rows_cover_every_cell() -> 
         (HELD_OUT, 1.0, 1),
     ]
     own_low, own_one = table[0], table[1]
+    assert own_low.games == 1 and own_low.reward_low <= own_low.mean_reward <= own_low.reward_high
     assert own_low.mean_gain == pytest.approx((0.9 - 0.5 + 0.4 - 0.52) / 2)
     assert own_one.mean_gain == 0.0 and (own_one.gain_low, own_one.gain_high) == (0.0, 0.0)
     assert own_low.agreement == 0.5  # the first position's argmax (a tie: the first move) is the worse move
@@ -229,14 +265,20 @@ def test_figures_are_pngs_and_the_section_links_them(analysed: list[PositionAnal
     table = summary_table(analysed, experiment="cap1000")
     section = markdown_section(table, {label: figure.path.name for label, figure in figures.items()})
     low = next(row for row in table if row.source == OWN_GAMES and row.temperature == 0.001)
-    assert f"| cap1000 | own games | 0.001 | 10 | {100 * low.mean_gain:+.2f} (" in section
+    assert (
+        f"| cap1000 | own games | 0.001 | 10 ({low.games}) | {100 * low.mean_reward:.2f} "
+        f"[{100 * low.reward_low:.2f}, {100 * low.reward_high:.2f}] | {100 * low.mean_gain:+.2f} "
+        f"[{100 * low.gain_low:+.2f}, {100 * low.gain_high:+.2f}] |"
+    ) in section
+    assert "resample whole games" in section
     assert "games | 1 |" not in section and "out | 1 |" not in section  # τ = 1 is the baseline, not a row
     assert "![boards](b.png)" in section and "![histogram](h.png)" in section
 
 
 def write_warehouse(path: Path, games: list[list[str]], month: str) -> None:
     """Games 0–3 are the model's (0 and 1 confirmatory), the rest a clone's; games 0–2 are the test split; the
-    panel's smoke players 10–13 are rated 1040, 990, 900, 800, so player 11 is the 1000 bucket's best."""
+    panel's smoke players 10–13 are rated 1040, 990, 900, 800, so player 11 is the 1000 bucket's best, and the
+    bucket's players 11–13 have shares 0.5, 0.3 and 0.2 of its moves."""
     with duckdb.connect(str(path)) as connection:
         connection.execute(
             "CREATE TABLE evaluation_games (experiment VARCHAR, phase VARCHAR, pairing BIGINT, game BIGINT, "
@@ -259,6 +301,10 @@ def write_warehouse(path: Path, games: list[list[str]], month: str) -> None:
         )
         for index, rating in zip(range(10, 14), (1040, 990, 900, 800), strict=True):
             connection.execute("INSERT INTO panel_players VALUES (?, ?, ?, ?)", [month, f"p{index}", index, rating])
+        # the bucket's players and their share of its moves: the mixture's weights
+        connection.execute("CREATE TABLE bucket_players (cap INTEGER, player VARCHAR, share DOUBLE)")
+        for player, share in (("p11", 0.5), ("p12", 0.3), ("p13", 0.2)):
+            connection.execute("INSERT INTO bucket_players VALUES (1000, ?, ?)", [player, share])
         connection.execute("CREATE TABLE stg_games (month VARCHAR, game_id VARCHAR, moves VARCHAR[])")
         connection.execute("CREATE TABLE bucket_games (cap INTEGER, month VARCHAR, game_id VARCHAR, split VARCHAR)")
         for i, moves in enumerate(games):
@@ -283,6 +329,67 @@ def test_load_source_games_reads_the_models_games_and_the_test_split(tmp_path: P
     assert held_out == [(f"2025-01/id{i}", games[i], None) for i in range(3)]
     assert [g.game for g in first_two] == [g.game for g in loaded[HELD_OUT]][:2]  # a stable pick, not a new draw
     assert [g.moves for g in confirmed[OWN_GAMES]] == games[:2]
+
+
+def write_arms(path: Path, arms: dict[str, list[list[str]]]) -> None:
+    """The diversity study's variant tables: per arm, games a0, a1, … (the same ids in every arm), all but the last
+    in the test split."""
+    with duckdb.connect(str(path)) as connection:
+        connection.execute(
+            "CREATE TABLE ablation_staging (variant VARCHAR, month VARCHAR, game_id VARCHAR, moves VARCHAR[])"
+        )
+        connection.execute(
+            "CREATE TABLE ablation_bucket_games (variant VARCHAR, cap INTEGER, month VARCHAR, game_id VARCHAR, "
+            "split VARCHAR)"
+        )
+        for variant, games in arms.items():
+            for i, moves in enumerate(games):
+                connection.execute(
+                    "INSERT INTO ablation_staging VALUES (?, '2025-01', ?, ?)", [variant, f"a{i}", moves]
+                )
+                split = "test" if i < len(games) - 1 else "train"
+                connection.execute(
+                    "INSERT INTO ablation_bucket_games VALUES (?, 1000, '2025-01', ?, ?)", [variant, f"a{i}", split]
+                )
+
+
+def test_an_arm_reads_its_own_test_split_and_the_buckets(tmp_path: Path) -> None:
+    games = random_games(10, seed=6)
+    arms = {"rho1": games[6:9], "k3": [games[9], games[6], games[7]]}
+    write_warehouse(tmp_path / "w.duckdb", games[:6], "2025-01")
+    write_arms(tmp_path / "w.duckdb", arms)
+    with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as connection:
+        default = load_source_games(connection, "cap1000", 1000, ["2025-01"], held_out_games=10)
+        loaded = {
+            arm: load_source_games(connection, arm, 1000, ["2025-01"], held_out_games=10, variant=arm) for arm in arms
+        }
+        one = load_source_games(connection, "k3", 1000, ["2025-01"], held_out_games=1, variant="k3")
+    assert set(default) == {OWN_GAMES, HELD_OUT}  # no arm, no third source
+    for arm, sources in loaded.items():
+        assert set(sources) == set(SOURCES)
+        assert sources[OWN_GAMES] == []  # the arm has played no evaluation games here
+        own_split = sorted((g.game, list(g.moves), g.colour) for g in sources[HELD_OUT])
+        assert own_split == [(f"{arm}/a{i}", arms[arm][i], None) for i in range(2)]  # its test split, not another arm's
+        assert sources[BUCKET_HELD_OUT] == default[HELD_OUT]  # the default bucket's test split, in the same order
+    assert [g.game for g in one[HELD_OUT]] == [g.game for g in loaded["k3"][HELD_OUT]][:1]
+    rho, k3 = (sample_sources(loaded[arm], 25, seed=0, skip_plies={HELD_OUT: 2}) for arm in arms)
+    assert {p.source for p in rho} == {HELD_OUT, BUCKET_HELD_OUT}  # the empty source is skipped
+    assert min(p.ply for p in rho if p.source == HELD_OUT) >= 2
+    common = [[p.history for p in positions if p.source == BUCKET_HELD_OUT] for positions in (rho, k3)]
+    assert common[0] == common[1] and len(common[0]) == 25  # every arm is measured on the same positions
+
+
+def test_concentration_curves_of_several_arms_on_one_figure(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    curves = {
+        "ρ = 0": rng.exponential(size=50) - 0.2,
+        "ρ = 1": rng.normal(0.05, 0.1, size=80),
+        "k = 1": [-0.1, 0.05],  # a net loss: named, not drawn
+    }
+    figure = plot_concentration_curves(curves, tmp_path / "arms" / "concentration.png", title="every arm")
+    data = figure.path.read_bytes()
+    assert data.startswith(PNG_SIGNATURE) and len(data) > 5_000
+    assert figure.path == tmp_path / "arms" / "concentration.png"
 
 
 def test_sampling_can_skip_the_opening() -> None:
@@ -319,7 +426,7 @@ def test_asset_writes_tables_figures_and_metadata_and_reruns_without_duplicates(
         assert result.success
     metadata = result.asset_materializations_for_node("state_advantage")[0].metadata
     assert metadata["positions"].value == 24 and metadata["dagster/row_count"].value == 48
-    assert "| cap1000 | own games | 0.001 | 12 |" in metadata["summary"].value
+    assert "| cap1000 | own games | 0.001 | 12 (" in metadata["summary"].value
     assert "data:image/png;base64," in metadata["gain histogram"].value
     assert "| cap1000 | own games | clone(p11) | 12 (2) |" in metadata["argmax_comparison"].value
     with duckdb.connect(str(transcend_home / "warehouse.duckdb"), read_only=True) as connection:
@@ -333,17 +440,19 @@ def test_asset_writes_tables_figures_and_metadata_and_reruns_without_duplicates(
         ]
     assert all(row.top10_share is None and row.mean_gain == 0.0 for row in summaries if row.temperature == 1.0)
     assert markdown_section(summaries).count("| cap1000 |") == 2  # read back, the rows render: one per source
-    assert compared == [
-        (source, kind, policy, 12)
-        for source in sorted((HELD_OUT, OWN_GAMES))
-        for kind, policy in sorted(
-            {
-                "clone": "clone(p11)",
-                "consensus": "consensus(3 players)",
-                "model": "model τ→0",
-                "player": "player(p11)",
-            }.items()
-        )
+    # the bucket's rated players p11 (best), p12, p13 are the experts
+    panel_rows = [
+        ("clone", "clone(p11)"),
+        ("consensus", "consensus(3 players, weighted)"),
+        ("expert", "player(p12)"),
+        ("expert", "player(p13)"),
+        ("expert_argmax", "clone(p12)"),
+        ("expert_argmax", "clone(p13)"),
+        ("model", "model τ→0"),
+        ("player", "player(p11)"),
+    ]
+    assert sorted(compared) == [
+        (source, kind, policy, 12) for source in sorted((HELD_OUT, OWN_GAMES)) for kind, policy in panel_rows
     ]
     out_dir = transcend_home / "reports" / "state_advantage" / "cap1000"
     assert {path.name for path in out_dir.iterdir()} == {

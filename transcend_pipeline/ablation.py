@@ -1,21 +1,23 @@
-"""The diversity ablation: the same cap and the same number of games, played by far fewer players.
+"""The diversity arms: the same cap and the same number of games, played by a variant of the bucket's players.
 
-Transcendence is a majority vote over experts whose errors do not coincide; a bucket of one expert's clones leaves
-the vote nothing to cancel. An ablation experiment (`variant: {players: k}` in experiments.yaml) therefore swaps
-its bucket for as many games as the bucket holds, played by k players only:
+Transcendence is a majority vote over experts whose errors do not coincide. An arm (`variant:` in experiments.yaml,
+see `experiments.Variant`) swaps its bucket for as many games in which only diversity changed:
 
-- panel data: new games, since the dump has no self-play — the bucket's best player against itself (k = 1,
-  "clones") or a round robin of k players spread over the bucket's ratings, the best included;
-- Lichess data: the bucket's games in which one of its k most active players took part.
+- panel, `rho`: the bucket's own pairings (same players, same matchmaking, same count) replayed by the same players
+  whose quirk tables share a component ρ — correlated errors at unchanged skill;
+- panel, `equal_players`: k players with the skill of the bucket's best player, differing only in their quirk
+  seeds, in distinct random pairings (k = 1: that player's self-play);
+- Lichess, `players`: the bucket's games in which one of its k most active players took part.
 
-The variant's games go to `ablation_staging` (shaped like `stg_games`); its bucket, players and diversity are then
-built by the very SQL models that build every bucket (refs pointed at the variant's tables), into
-`ablation_bucket_games` / `ablation_bucket_players` / `ablation_bucket_diversity`, and checked by the very same
-Great Expectations suites. Only the expectations an experiment names in `waive` may fail.
+The arm's games go to `ablation_staging` (shaped like `stg_games`, keyed by `variant`, the arm's name); its bucket,
+players and diversity are then built by the very SQL models that build every bucket (refs pointed at the arm's
+tables), into `ablation_bucket_games` / `ablation_bucket_players` / `ablation_bucket_diversity`, and checked by the
+very same Great Expectations suites. Only the expectations an experiment names in `waive` may fail.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -24,6 +26,8 @@ from dataclasses import dataclass, field
 import duckdb
 import numpy as np
 
+from transcend_pipeline.experiments import Variant
+from transcend_pipeline.panel.players import PanelConfig
 from transcend_pipeline.quality import ExpectationOutcome, run_suite
 from transcend_pipeline.sql_models import SqlModel, render, sql_literal
 from transcend_pipeline.warehouse import replace_partition
@@ -34,28 +38,88 @@ GATED_MODELS = ("bucket_games", "bucket_diversity")
 
 
 def ablation_table(model: str) -> str:
-    """Where the variant's rows of a bucket model live: `ablation_bucket_games` for `bucket_games`."""
+    """Where the arms' rows of a bucket model live: `ablation_bucket_games` for `bucket_games`."""
     return f"ablation_{model}"
 
 
-def choose_players(rows: Sequence[Mapping], cap: float, k: int) -> list[Mapping]:
-    """The bucket's best player and k − 1 others spread evenly down its ratings (panel_players rows, best first).
+def best_player(rows: Sequence[Mapping], cap: float) -> Mapping:
+    """The bucket's best player: the highest written rating at or below the cap (panel_players rows)."""
+    bucket = [row for row in rows if row["rating"] is not None and row["rating"] <= cap]
+    if not bucket:
+        raise ValueError(f"no rated panel player at or below the cap {cap:g}")
+    return max(bucket, key=lambda row: row["rating"])
 
-    Keeping the best player makes the bar the same as the full bucket's: the variant changes diversity, not the
-    strongest expert.
-    """
+
+def variant_config(config: PanelConfig, variant: Variant, best_index: int) -> PanelConfig:
+    """The panel an arm's games are played by: the same world with correlated quirks, or k equal-skill players."""
+    if variant.rho is not None:
+        return dataclasses.replace(config, rho=variant.rho)
+    if variant.equal_players is not None:
+        return dataclasses.replace(config, equal_players=variant.equal_players, equal_to=best_index)
+    raise ValueError(f"{variant.label} is a Lichess variant, not a panel one")
+
+
+def arm_panel(
+    config: PanelConfig, variant: Variant | None, panel_rows: Sequence[Mapping], cap: float
+) -> tuple[PanelConfig, list[dict]]:
+    """The panel an experiment's games were played by, and its players as `panel_players`-like rows of that panel
+    (player, player_index, rating), the bucket's best first. Without a variant: the panel itself, players <= cap.
+
+    A `rho` arm's players keep their index and written Elo (their names change: they are other policies); an
+    equal-skill arm's k players all carry the best player's Elo, and the first of them is that player."""
     bucket = sorted(
-        (row for row in rows if row["rating"] is not None and row["rating"] <= cap),
+        (row for row in panel_rows if row["rating"] is not None and row["rating"] <= cap),
         key=lambda row: -row["rating"],
     )
-    if len(bucket) < k:
-        raise ValueError(f"the {cap:g} bucket has {len(bucket)} rated players; the variant needs {k}")
-    picks = np.unique(np.rint(np.linspace(0, len(bucket) - 1, k)).astype(int))
-    return [bucket[i] for i in picks]
+    if not bucket:
+        raise ValueError(f"no rated panel player at or below the cap {cap:g}")
+    if variant is None:
+        return config, [dict(row) for row in bucket]
+    from transcend_pipeline.panel.players import Panel
+
+    best = bucket[0]
+    arm_config = variant_config(config, variant, int(best["player_index"]))
+    names = Panel(arm_config).names
+    if variant.rho is not None:
+        return arm_config, [{**row, "player": names[int(row["player_index"])]} for row in bucket]
+    return arm_config, [{"player": name, "player_index": i, "rating": best["rating"]} for i, name in enumerate(names)]
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """One game of an arm: the (white, black) players as indices of the arm's panel, their written Elos, a month."""
+
+    white: int
+    black: int
+    white_elo: int
+    black_elo: int
+    month: str
+
+
+def variant_pairings(
+    variant: Variant,
+    bucket_games: Sequence[Mapping],
+    panel_rows: Sequence[Mapping],
+    cap: float,
+    rng: np.random.Generator,
+) -> list[Pairing]:
+    """The arm's games, one per game of the bucket (`bucket_games`: white, black, white_elo, black_elo, month).
+
+    `rho`: the very pairings and Elos of the bucket, so only the players' quirks change. `equal_players`: distinct
+    random pairs among the k players (self-play for one), each written at the best player's Elo."""
+    if variant.rho is not None:
+        index = {row["player"]: int(row["player_index"]) for row in panel_rows}
+        return [
+            Pairing(index[g["white"]], index[g["black"]], int(g["white_elo"]), int(g["black_elo"]), g["month"])
+            for g in bucket_games
+        ]
+    k, elo = variant.equal_players, int(best_player(panel_rows, cap)["rating"])
+    month = max(g["month"] for g in bucket_games)
+    return [Pairing(int(w), int(b), elo, elo, month) for w, b in variant_pairs(k, len(bucket_games), rng)]
 
 
 def variant_pairs(k: int, n_games: int, rng: np.random.Generator) -> np.ndarray:
-    """(white, black) indices into the chosen players: self-play for one player, distinct random pairs otherwise."""
+    """(white, black) indices among k players: self-play for one player, distinct random pairs otherwise."""
     if k == 1:
         return np.zeros((n_games, 2), dtype=int)
     white = rng.integers(k, size=n_games)
@@ -64,60 +128,61 @@ def variant_pairs(k: int, n_games: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def panel_variant_games(
-    config,
-    chosen: Sequence[Mapping],
-    n_games: int,
+    config: PanelConfig,
+    variant: Variant,
+    bucket_games: Sequence[Mapping],
+    panel_rows: Sequence[Mapping],
+    cap: float,
     *,
-    experiment: str,
-    month: str,
+    arm: str,
     stockfish_path: str,
     workers: int = 2,
     progress: Callable[[int, float], None] | None = None,
 ) -> list[dict]:
-    """Play the variant's games among `chosen` panel players; rows shaped like `stg_games` (UCI moves).
+    """Play the arm's games (see `variant_pairings`) on its panel; rows shaped like `stg_games` (UCI moves).
 
-    Every game's randomness comes from (panel seed, experiment, index), so a rerun writes the same games.
-    """
+    Every game's randomness comes from (panel seed, arm, index), so a rerun writes the same games, and every
+    training seed of the arm trains on them."""
     from transcend_pipeline.panel.games import play_pairs
+    from transcend_pipeline.panel.players import Panel
     from transcend_pipeline.panel.pool import chunked, worker_pool
 
     started = time.perf_counter()
-    rng = np.random.default_rng(config.derived_seed("ablation", experiment))
-    local = variant_pairs(len(chosen), n_games, rng)
-    by_index = {int(row["player_index"]): row for row in chosen}
-    pairs = np.array(list(by_index))[local].tolist()
-    chunks = list(chunked(pairs, config.chunk_games))
+    arm_config = variant_config(config, variant, int(best_player(panel_rows, cap)["player_index"]))
+    names = Panel(arm_config).names
+    pairings = variant_pairings(
+        variant, bucket_games, panel_rows, cap, np.random.default_rng(config.derived_seed("arm", arm))
+    )
+    chunks = list(chunked(pairings, config.chunk_games))
     firsts = (config.chunk_games * np.arange(len(chunks))).tolist()
+    pairs = [[(p.white, p.black) for p in chunk] for chunk in chunks]
     rows: list[dict] = []
-    with worker_pool(config, stockfish_path, workers) as run:
-        for chunk, played in zip(
-            chunks, run(play_pairs, [f"ablation:{experiment}"] * len(chunks), firsts, chunks), strict=True
-        ):
-            for (white, black), (game, _) in zip(chunk, played, strict=True):
-                rows.append(_game_row(experiment, month, len(rows), by_index[white], by_index[black], game))
+    with worker_pool(arm_config, stockfish_path, workers) as run:
+        for chunk, played in zip(chunks, run(play_pairs, [f"arm:{arm}"] * len(chunks), firsts, pairs), strict=True):
+            for pairing, (game, _) in zip(chunk, played, strict=True):
+                rows.append(_game_row(arm, len(rows), pairing, names, game))
             if progress is not None:
                 progress(len(rows), time.perf_counter() - started)
     return rows
 
 
-def _game_row(experiment: str, month: str, index: int, white_row: Mapping, black_row: Mapping, game) -> dict:
-    white_elo, black_elo = int(white_row["rating"]), int(black_row["rating"])
+def _game_row(arm: str, index: int, pairing: Pairing, names: Sequence[str], game) -> dict:
     return {
-        "experiment": experiment,
-        "month": month,
-        "game_id": hashlib.sha256(f"{experiment}:{index}".encode()).hexdigest()[:12],
-        "white": white_row["player"],
-        "black": black_row["player"],
-        "white_elo": white_elo,
-        "black_elo": black_elo,
-        "max_elo": max(white_elo, black_elo),
+        "variant": arm,
+        "month": pairing.month,
+        "game_id": hashlib.sha256(f"{arm}:{index}".encode()).hexdigest()[:12],
+        "white": names[pairing.white],
+        "black": names[pairing.black],
+        "white_elo": pairing.white_elo,
+        "black_elo": pairing.black_elo,
+        "max_elo": max(pairing.white_elo, pairing.black_elo),
         "result": game.result,
         "ply_count": len(game.moves),
         "moves": [move.uci() for move in game.moves],
     }
 
 
-def most_active_players_sql(experiment: str, cap: int, months: Sequence[str], k: int, n_games: int) -> str:
+def most_active_players_sql(arm: str, cap: int, months: Sequence[str], k: int, n_games: int) -> str:
     """The Lichess variant: up to `n_games` of the bucket's games in which one of its k most active players took
     part (a stable md5 sample), as `ablation_staging` rows."""
     bucket = f"b.cap = {int(cap)} AND list_contains({sql_literal(list(months))}::VARCHAR[], b.month)"
@@ -130,7 +195,7 @@ def most_active_players_sql(experiment: str, cap: int, months: Sequence[str], k:
         active AS (
             SELECT player FROM appearances GROUP BY player ORDER BY count(*) DESC, player LIMIT {int(k)}
         )
-        SELECT {sql_literal(experiment)} AS experiment, s.month, s.game_id, s.white, s.black, s.white_elo,
+        SELECT {sql_literal(arm)} AS variant, s.month, s.game_id, s.white, s.black, s.white_elo,
                s.black_elo, s.max_elo, s.result, s.ply_count, s.moves
         FROM bucket_games AS b JOIN stg_games AS s USING (month, game_id)
         WHERE {bucket} AND (s.white IN (SELECT player FROM active) OR s.black IN (SELECT player FROM active))
@@ -141,18 +206,18 @@ def most_active_players_sql(experiment: str, cap: int, months: Sequence[str], k:
 
 def build_variant_bucket(
     connection: duckdb.DuckDBPyConnection,
-    experiment: str,
+    arm: str,
     cap: int,
     models: Mapping[str, SqlModel],
     variables: Mapping,
 ) -> dict[str, int]:
-    """Build the bucket models over the variant's staged games, each into its `ablation_*` table (one experiment's
+    """Build the bucket models over the variant's staged games, each into its `ablation_*` table (one arm's
     rows replaced atomically), and leave `variant_<model>` temp tables for the gates. Returns rows per model."""
     variables = {**variables, "caps": [int(cap)]}
     relations = {"stg_games": "variant_stg_games", **{model: f"variant_{model}" for model in BUCKET_MODELS}}
     connection.execute(
         "CREATE OR REPLACE TEMP TABLE variant_stg_games AS "
-        f"SELECT * EXCLUDE (experiment) FROM {STAGING_TABLE} WHERE experiment = {sql_literal(experiment)}"
+        f"SELECT * EXCLUDE (variant) FROM {STAGING_TABLE} WHERE variant = {sql_literal(arm)}"
     )
     counts = {}
     for model in BUCKET_MODELS:
@@ -161,10 +226,10 @@ def build_variant_bucket(
         counts[model] = replace_partition(
             connection,
             ablation_table(model),
-            "experiment",
-            experiment,
-            f"SELECT ?::VARCHAR AS experiment, * FROM variant_{model}",
-            [experiment],
+            "variant",
+            arm,
+            f"SELECT ?::VARCHAR AS variant, * FROM variant_{model}",
+            [arm],
         )
     return counts
 

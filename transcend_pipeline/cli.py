@@ -1,8 +1,10 @@
-"""`transcend run` / `transcend ui`: the commands behind `make run` and `make ui`.
+"""`transcend run` / `transcend study` / `transcend ui`: the commands behind `make run`, `make study`, `make ui`.
 
 `run` materialises the default asset graph stage by stage through the jobs of
 `transcend_pipeline.definitions`, recording every run in $DAGSTER_HOME (inside
 the data directory) so the UI shows them afterwards, and ends with a summary.
+`study` does the same for every seed of every arm of the diversity study, skipping
+the partitions an earlier run already materialised.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ def _prepare_environment() -> Settings:
     return settings
 
 
-def run(months: list[str] | None = None) -> int:
+def run(months: list[str] | None = None, *, study: str | None = None) -> int:
+    """Materialise the default experiments (`make run`), or every experiment of a study (`make study`)."""
     settings = _prepare_environment()
     import dagster as dg
 
@@ -37,15 +40,20 @@ def run(months: list[str] | None = None) -> int:
     instance = dg.DagsterInstance.get()
     started = time.monotonic()
     print(f"transcend: source={settings.source} profile={settings.profile} home={settings.home} months={months}")
-    stages = [("ingest_month", f"{month}-01") for month in months]
-    experiments = load_experiments()
-    stages += [("build_ablation", name) for name, experiment in experiments.items() if experiment.variant]
-    stages += [("build_ladder", None)]
-    stages += [("train_experiment", name) for name in experiments]
-    stages += [("report", None)]
+    experiments = {name: e for name, e in load_experiments().items() if (e.study == study if study else e.by_default)}
+    arms = list(dict.fromkeys(e.arm for e in experiments.values() if e.variant))
+    stages = [("ingest_month", f"{month}-01", "games") for month in months]
+    stages += [("build_ladder", None, "opponent_ladder")]
+    stages += [("build_ablation", arm, "arm_baselines") for arm in arms]
+    stages += [("train_experiment", name, "state_advantage") for name in experiments]
+    stages += [("diversity_study" if study else "report", None, None)]
     failed = []
-    for job, partition in stages:
-        print(f"\ntranscend: {job}{f' [{partition}]' if partition else ''}", flush=True)
+    for job, partition, last_asset in stages:
+        label = f"{job}{f' [{partition}]' if partition else ''}"
+        if study and last_asset and _materialized(instance, last_asset, partition):
+            print(f"transcend: {label} is already materialised: skipped", flush=True)
+            continue
+        print(f"\ntranscend: {label}", flush=True)
         result = defs.get_job_def(job).execute_in_process(
             partition_key=partition, instance=instance, raise_on_error=False
         )
@@ -57,6 +65,17 @@ def run(months: list[str] | None = None) -> int:
     if failed:
         print("transcend: failed: " + ", ".join(failed) + " — open `make ui` to see why.", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _materialized(instance, asset: str, partition: str | None) -> bool:
+    """Whether the asset (partition) has been materialised in this data directory's run history."""
+    import dagster as dg
+
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition] if partition else None),
+        limit=1,
+    ).records
+    return bool(records)
 
 
 def print_summary(settings: Settings, seconds: float) -> None:
@@ -112,12 +131,16 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     run_parser = commands.add_parser("run", help="materialise the default asset graph")
     run_parser.add_argument("--month", action="append", help="YYYY-MM; repeat for several (default: see README)")
+    study_parser = commands.add_parser("study", help="materialise every arm and seed of the diversity study")
+    study_parser.add_argument("--month", action="append", help="YYYY-MM; repeat for several (default: see README)")
     ui_parser = commands.add_parser("ui", help="start the Dagster UI on 127.0.0.1")
     ui_parser.add_argument("--port", type=int, default=3000)
     commands.add_parser("validate", help="`dagster definitions validate` on workspace.yaml")
     args = parser.parse_args(argv)
     if args.command == "run":
         return run(args.month)
+    if args.command == "study":
+        return run(args.month, study="diversity")
     if args.command == "ui":
         return exec_dagster("dev", "-h", "127.0.0.1", "-p", str(args.port), "-w", "workspace.yaml")
     return exec_dagster("definitions", "validate", "-w", "workspace.yaml")

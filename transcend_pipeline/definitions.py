@@ -20,10 +20,12 @@ defs = dg.Definitions.merge(
             *dg.load_assets_from_modules([training]),
             ablation.ablation_games,
             evaluation.opponent_ladder,
+            evaluation.arm_baselines,
             evaluation.evaluation_games,
             evaluation.ratings,
             evaluation.transcendence_report,
             analysis.state_advantage,
+            analysis.diversity_report,
         ],
         asset_checks=warehouse.quality_gates,
         resources={

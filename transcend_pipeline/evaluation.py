@@ -22,12 +22,13 @@ prototype an argmax model that never won scored 0.2 from threefold repetitions a
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from transcend_pipeline.ladder import Member, clone_name, consensus_name
+from transcend_pipeline.ladder import Bars, Member
 from transcend_pipeline.play import Evaluator, GameRecord, ModelPolicy, Opening, Player, Rules, pairings_against
 from transcend_pipeline.ratings import JointFit, fit_joint, holm, holm_levels
 
@@ -82,10 +83,13 @@ def evaluate_model(
     declared_temperature: float | None = None,
     play: Callable[..., list[GameRecord]] | None = None,
 ) -> ModelEvaluation:
-    """Sweep the temperatures against the ladder, take one forward, confirm it with fresh games (seed + 1)."""
+    """Sweep the temperatures against the ladder, take one forward, confirm it with fresh games (seed + 1). A
+    declared temperature needs no sweep: only its confirmatory games are played."""
     from transcend_pipeline.play import play_matches
 
     play = play or play_matches
+    if declared_temperature is not None:
+        plan = dataclasses.replace(plan, sweep_temperatures=())
     pairings = [
         pairing
         for temperature in plan.sweep_temperatures
@@ -93,7 +97,7 @@ def evaluate_model(
             model_player(experiment, model, temperature, SWEEP), ladder, plan.sweep_games, book_size=len(book)
         )
     ]
-    sweep = play(pairings, rules=rules, rng_seed=plan.seed, evaluator=evaluator, book=book)
+    sweep = play(pairings, rules=rules, rng_seed=plan.seed, evaluator=evaluator, book=book) if pairings else []
     if declared_temperature is not None:
         temperature, choice = declared_temperature, "declared"
     else:
@@ -216,38 +220,34 @@ def verdict_rows(
     fit: JointFit,
     ratings: Sequence[Mapping],
     ladder: Sequence[Member],
-    experiments: Mapping[str, int],
+    experiments: Mapping[str, Bars],
     *,
     source: str,
 ) -> list[dict]:
-    """One row per evaluated experiment (`experiments`: name → cap): its confirmatory temperature and games, its
-    rating, and each claim as a difference with a Holm-corrected interval and p-value.
+    """One row per evaluated experiment (`experiments`: name → its bars): its confirmatory temperature and games,
+    its rating, and each claim as a difference with a Holm-corrected interval and p-value.
 
     Panel data: `transcends` when model − best expert is above 0 after correction, the best expert being the
-    strongest (by fitted rating) of the ladder members that head the bucket; `beats_clone` likewise against the
-    best player's clone. Lichess data: model − cap. The family is every claim of the run."""
+    strongest (by fitted rating) of the experts heading the experiment's data; `beats_clone` likewise against its
+    best expert's clone. Lichess data: model − cap. The family is every claim of the run."""
     by_name = {row["player"]: row for row in ratings}
     confirmed = {row["experiment"]: row for row in ratings if row["kind"] == "model" and row["phase"] == CONFIRM}
     strongest = max(
         (row["rating"] for row in ratings if row["in_ladder"] and math.isfinite(row["rating"])), default=math.inf
     )
     claims: list[Claim] = []
-    for experiment, cap in experiments.items():
+    for experiment, bars in experiments.items():
         if experiment not in confirmed:
             continue
         model = confirmed[experiment]["player"]
         if source == "panel":
-            heads = [m.name for m in ladder if cap in m.top_of]
-            if not heads:
-                raise ValueError(f"no ladder member heads the {cap} bucket: the best expert is not in the fit")
-            best = max(heads, key=lambda name: by_name[name]["rating"])
-            top = max((m for m in ladder if cap in m.top_of), key=lambda m: m.written_rating)
-            claims += [
-                Claim(experiment, "best_expert", model, best),
-                Claim(experiment, "clone", model, clone_name(top.name)),
-            ]
+            rated = [name for name in bars.experts if name in by_name]
+            if not rated or bars.clone not in by_name:
+                raise ValueError(f"{experiment}: its best expert or clone was not rated (experts {bars.experts})")
+            best = max(rated, key=lambda name: by_name[name]["rating"])
+            claims += [Claim(experiment, "best_expert", model, best), Claim(experiment, "clone", model, bars.clone)]
         else:
-            claims.append(Claim(experiment, "cap", model, float(cap)))
+            claims.append(Claim(experiment, "cap", model, float(bars.cap)))
     p_values = [_p_value(fit, claim) for claim in claims]
     adjusted, levels = holm(p_values), holm_levels(p_values, ALPHA)
     lines: dict[tuple[str, str], dict] = {}
@@ -263,17 +263,17 @@ def verdict_rows(
             "level": level,
         }
     rows = []
-    for experiment, cap in experiments.items():
+    for experiment, bars in experiments.items():
         if experiment not in confirmed:
             continue
         model = confirmed[experiment]
         bar = lines[experiment, "best_expert" if source == "panel" else "cap"]
         clone = lines.get((experiment, "clone"))
-        consensus = _consensus_line(fit, model["player"], cap, by_name) if source == "panel" else None
+        consensus = _consensus_line(fit, model["player"], bars.consensus, by_name)
         rows.append(
             {
                 "experiment": experiment,
-                "cap": cap,
+                "cap": bars.cap,
                 "source": source,
                 "confirm_temperature": model["temperature"],
                 "temperature_choice": model["temperature_choice"],
@@ -308,11 +308,13 @@ def verdict_rows(
     return rows
 
 
-def _consensus_line(fit: JointFit, model: str, cap: int, by_name: Mapping) -> tuple[float, float, float] | None:
+def _consensus_line(
+    fit: JointFit, model: str, consensus: str | None, by_name: Mapping
+) -> tuple[float, float, float] | None:
     """model − consensus, uncorrected (a description of how much of the oracle's vote the model captured)."""
-    if consensus_name(cap) not in by_name:
+    if consensus not in by_name:
         return None
-    difference = fit.difference(model, consensus_name(cap))
+    difference = fit.difference(model, consensus)
     return difference.estimate, difference.low, difference.high
 
 
@@ -430,25 +432,27 @@ def verdict_table(verdicts: Sequence[Mapping]) -> str:
     ]
     for v in verdicts:
         clone = (
-            "—" if v["diff_clone"] is None else _interval(v["diff_clone"], v["diff_clone_low"], v["diff_clone_high"])
+            "—"
+            if v["diff_clone"] is None
+            else interval_text(v["diff_clone"], v["diff_clone_low"], v["diff_clone_high"])
         )
         clone_p = "—" if v["p_clone_holm"] is None else f"{v['p_clone_holm']:.3g}"
         consensus = (
             "—"
             if v["diff_consensus"] is None
-            else _interval(v["diff_consensus"], v["diff_consensus_low"], v["diff_consensus_high"])
+            else interval_text(v["diff_consensus"], v["diff_consensus_low"], v["diff_consensus_high"])
         )
         flag = " (extrapolated)" if v["extrapolated"] else ""
         lines.append(
             f"| {v['experiment']} | {v['cap']} | {v['confirm_temperature']:g} ({v['temperature_choice']}) | "
-            f"{v['confirm_games']} | {_interval(v['rating'], v['low'], v['high'])}{flag} | "
-            f"{_interval(v['diff_bar'], v['diff_bar_low'], v['diff_bar_high'], signed=True)} vs {v['bar']} | "
+            f"{v['confirm_games']} | {interval_text(v['rating'], v['low'], v['high'])}{flag} | "
+            f"{interval_text(v['diff_bar'], v['diff_bar_low'], v['diff_bar_high'], signed=True)} vs {v['bar']} | "
             f"{v['p_bar_holm']:.3g} | {clone} | {clone_p} | {consensus} | {'**yes**' if v['transcends'] else 'no'} |"
         )
     return "\n".join(lines) + "\n"
 
 
-def _interval(value: float, low: float, high: float, *, signed: bool = False) -> str:
+def interval_text(value: float, low: float, high: float, *, signed: bool = False) -> str:
     def number(x: float) -> str:
         if not math.isfinite(x):
             return "∞" if x > 0 else "−∞"
@@ -464,7 +468,7 @@ def ladder_table(ratings: Sequence[Mapping]) -> str:
         written = "—" if row["written_rating"] is None else f"{row['written_rating']:.0f}"
         mark = " (reference)" if row["reference"] else ""
         lines.append(
-            f"| {row['player']}{mark} | {row['kind']} | {written} | {_interval(row['rating'], row['low'], row['high'])} "
+            f"| {row['player']}{mark} | {row['kind']} | {written} | {interval_text(row['rating'], row['low'], row['high'])} "
             f"| {row['games']} | {row['wins']} / {row['draws']} / {row['losses']} |"
         )
     return "\n".join(lines) + "\n"
@@ -486,7 +490,7 @@ def players_table(ratings: Sequence[Mapping]) -> str:
         tau = "—" if row["temperature"] is None else f"{row['temperature']:g}"
         lines.append(
             f"| {row['player']} | {row['kind']} | {row['phase']} | {tau} | "
-            f"{_interval(row['rating'], row['low'], row['high'])} | {row['games']} | "
+            f"{interval_text(row['rating'], row['low'], row['high'])} | {row['games']} | "
             f"{row['wins']} / {row['draws']} / {row['losses']} | {row['repetition_draws']} | {row['ply_cap_draws']} |"
         )
     return "\n".join(lines) + "\n"
@@ -525,7 +529,7 @@ def beside_the_paper(verdicts: Sequence[Mapping]) -> str:
             here = "transcends" if v["transcends"] else "does not transcend"
             lines.append(
                 f"| {v['cap']} | {PAPER_RESULTS[v['cap']]} | "
-                f"{_interval(v['diff_bar'], v['diff_bar_low'], v['diff_bar_high'], signed=True)} | {here} |"
+                f"{interval_text(v['diff_bar'], v['diff_bar_low'], v['diff_bar_high'], signed=True)} | {here} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -562,7 +566,8 @@ def method_text(verdicts: Sequence[Mapping], ladder: Sequence[Member], *, scale:
         "Glicko-2 rating at 0.1 s per move; not re-measured here, and our levels are node-limited)"
     )
     bar = (
-        "the bucket's best expert (the strongest, in this fit, of the ladder members that head the bucket)"
+        "the best expert of its training data (the strongest, in this fit, of the players heading its bucket; a "
+        "diversity arm's own)"
         if source == "panel"
         else "the cap"
     )
@@ -591,53 +596,3 @@ def _rules_text(rules: Rules) -> str:
         else "a draw at the cap"
     )
     return f"ply cap {rules.max_plies}, {resign}, {at_cap}"
-
-
-DIVERSITY_COLUMNS = ("games", "players", "top_player_share", "player_entropy", "opening_entropy")
-
-
-def _cell(value: object) -> str:
-    return "—" if value is None else f"{value:.3f}" if isinstance(value, float) else f"{value}"
-
-
-def diversity_table(buckets: Mapping[str, Mapping]) -> str:
-    """`bucket_diversity` rows side by side (label -> row), as Markdown."""
-    columns = ("top_player", *DIVERSITY_COLUMNS)
-    lines = ["| bucket | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    lines += [f"| {label} | " + " | ".join(_cell(row.get(c)) for c in columns) + " |" for label, row in buckets.items()]
-    return "\n".join(lines) + "\n"
-
-
-def diversity_section(
-    verdicts: Sequence[Mapping],
-    diversity: Mapping[str, Mapping],
-    buckets: Mapping[str, str],
-    figure: Path | None = None,
-) -> str:
-    """Each experiment's bucket diversity beside its verdict lines (`diversity`: experiment → `bucket_diversity`
-    row; `buckets`: experiment → label). Reported as measured, whichever way it comes out."""
-    lines = [
-        "## Does it need diversity? (the ablation)",
-        "",
-        "The same cap and number of games, played by fewer players. These arms still differ in more than diversity "
-        "(the clone arm's one expert is the strongest player; the handful spans the bucket), so read them as a "
-        "description, not as the diversity test (issue 16 builds that).",
-        "",
-        "| experiment | bucket | games | players | top player share | player entropy | opening entropy "
-        "| confirm τ | − best expert [corrected] | − clone(best) [corrected] | transcends |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for v in verdicts:
-        row = diversity.get(v["experiment"], {})
-        metrics = " | ".join(_cell(row.get(column)) for column in DIVERSITY_COLUMNS)
-        clone = (
-            "—" if v["diff_clone"] is None else _interval(v["diff_clone"], v["diff_clone_low"], v["diff_clone_high"])
-        )
-        lines.append(
-            f"| {v['experiment']} | {buckets.get(v['experiment'], '')} | {metrics} | {v['confirm_temperature']:g} | "
-            f"{_interval(v['diff_bar'], v['diff_bar_low'], v['diff_bar_high'], signed=True)} | {clone} | "
-            f"{'**yes**' if v['transcends'] else 'no'} |"
-        )
-    if figure is not None:
-        lines += ["", f"![rating against temperature, diversity ablation]({figure.name})"]
-    return "\n".join(lines) + "\n"

@@ -191,6 +191,56 @@ def panel_baselines(
     ]
 
 
+@dataclass(frozen=True)
+class Bars:
+    """Whom an experiment's model is measured against. Panel data: the `experts` heading its training data (the
+    strongest of them in the fit is the bar), the `clone` of its best expert, and the oracle `consensus` where one
+    was played; Lichess data: the `cap` itself."""
+
+    cap: int
+    experts: tuple[str, ...] = ()
+    clone: str | None = None
+    consensus: str | None = None
+
+
+def bucket_heads(ladder: Sequence[Member], cap: int) -> list[Member]:
+    """The ladder members heading the cap's bucket, highest written rating first."""
+    heads = sorted((m for m in ladder if cap in m.top_of), key=lambda m: -(m.written_rating or 0.0))
+    if not heads:
+        raise ValueError(f"no ladder member heads the {cap} bucket: its best expert is not in the fit")
+    return heads
+
+
+def panel_bars(ladder: Sequence[Member], cap: int, arm: Panel | None = None, *, equal_skill: bool = False) -> Bars:
+    """The bars of a model trained on the cap's bucket, or on a diversity arm of it.
+
+    An arm of correlated quirks (`arm`: its panel) has the same players as the bucket but other policies: its
+    experts are the heads' counterparts in that panel (see `arm_expert_players`). An equal-skill arm's best expert is the
+    bucket's best player itself (the arm's first player), so its bar is that player and its clone."""
+    heads = bucket_heads(ladder, cap)[:1] if equal_skill else bucket_heads(ladder, cap)
+    names = [m.name if arm is None else arm.names[m.player_index] for m in heads]
+    consensus = consensus_name(cap) if arm is None and not equal_skill else None
+    return Bars(cap, tuple(names), clone_name(names[0]), consensus)
+
+
+def arm_expert_players(arm: Panel, heads: Sequence[Member], engines: LadderEngines) -> list[Player]:
+    """An arm's own experts — the bucket heads' counterparts in the arm's panel, playing as in its games — and the
+    best one's clone, to be rated against the ladder like the bucket's baselines."""
+    q = engines.q
+    names = arm.names
+    players = [
+        Player(
+            names[m.player_index],
+            PanelOpponentPolicy(player(arm, q, m.player_index), q),
+            "best_player",
+            m.written_rating,
+        )
+        for m in heads
+    ]
+    top = heads[0].player_index
+    return [*players, Player(clone_name(names[top]), PanelOpponentPolicy(clone(arm, q, top), q), "clone")]
+
+
 def clone_name(player_name: str) -> str:
     return f"clone({player_name})"
 

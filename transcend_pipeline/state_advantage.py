@@ -7,13 +7,19 @@ sharpening the policy helps in that position. The paper's claim, which this modu
 the mean gain is positive at low τ, and most of it sits in a small share of the positions.
 
 Positions come from the model's own evaluation games (only those where the model is to move, as in the paper) and
-from the bucket's held-out test games. Each keeps its history, because the model's context is the game so far.
+from held-out test games: the bucket's, or for an arm of the diversity study (a variant panel's bucket) the arm's
+own and the default bucket's (`BUCKET_HELD_OUT`: seeded sampling gives every arm the same positions there). Each
+keeps its history, because the model's context is the game so far. Intervals resample whole games: positions of one
+game share its opening, players and style, so they are not independent.
 
 >>> analyses = analyse_positions(model, positions, stockfish, temperatures=(0.001, 1.0), depth=8)
 >>> summarise(analyses, 0.001, experiment="cap1000", source="own_games").mean_gain
 
-`argmax_comparison` asks, on the same positions, why the quality bar and the games disagree: the model at τ → 0
-against the bucket's best player's clone under the panel's depth-1 Q-regret, a deeper regret and blunder rates.
+`argmax_comparison` asks, on the same positions, why the quality bar and the games disagree and whether the panel
+itself transcends: the model at τ → 0 against the best expert's clone and own policy, the mixture argmax of the
+arm's experts (weighted by their share of the training moves) and every expert's policy and argmax, under the
+panel's depth-1 Q-regret, the expected reward R, a deeper regret and blunder rates. The paper's condition for
+low-temperature transcendence is that the mixture's argmax beats every expert (`transcendence_condition`).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import chess
 import numpy as np
 
 from transcend_pipeline.evaluation import TEMPERATURES
-from transcend_pipeline.model_quality import MoveDistributions, rated_bucket
+from transcend_pipeline.model_quality import MoveDistributions
 from transcend_pipeline.panel.players import Panel, PanelConfig, QSource, clone, consensus, player
 from transcend_pipeline.plots import Figure
 
@@ -40,8 +46,11 @@ if TYPE_CHECKING:
     from transcend_pipeline.panel.engine import Engine
 
 OWN_GAMES = "own_games"
+#: The experiment's own test split: its bucket's, or for an arm of the diversity study the arm's variant bucket's.
 HELD_OUT = "held_out"
-SOURCES = (OWN_GAMES, HELD_OUT)
+#: For an arm: the default cap bucket's test split, the positions every arm is measured on.
+BUCKET_HELD_OUT = "bucket_held_out"
+SOURCES = (OWN_GAMES, HELD_OUT, BUCKET_HELD_OUT)
 
 #: MultiPV that lists every legal move (a chess position has at most 218).
 ALL_MOVES = 256
@@ -101,6 +110,25 @@ def _replay(game: SourceGame, ply: int, source: str) -> Position:
     return Position(source, game.game, board)
 
 
+def sample_sources(
+    games: Mapping[str, Sequence[SourceGame]],
+    size: int,
+    *,
+    seed: int,
+    skip_plies: Mapping[str, int] | None = None,
+) -> list[Position]:
+    """`sample_positions` of every source in `SOURCES` order, `size` each; a source missing from `games` or without
+    games is skipped. `skip_plies` by source (missing: 0)."""
+    return [
+        position
+        for source in SOURCES
+        if games.get(source)
+        for position in sample_positions(
+            games[source], source, size, seed=seed, skip_plies=(skip_plies or {}).get(source, 0)
+        )
+    ]
+
+
 def load_source_games(
     connection: duckdb.DuckDBPyConnection,
     experiment: str,
@@ -109,10 +137,15 @@ def load_source_games(
     *,
     held_out_games: int,
     phase: str | None = None,
+    variant: str | None = None,
 ) -> dict[str, list[SourceGame]]:
-    """The model's evaluation games (its own side; of one `phase` only, if given) and up to `held_out_games` of
-    the bucket's test-split games (both sides), by source. The held-out games are a stable pseudo-random pick (by
-    the hash of their id), so a real month's test split is never read whole."""
+    """The model's evaluation games (its own side; of one `phase` only, if given) and up to `held_out_games`
+    test-split games (both sides), by source.
+
+    Without `variant`: `OWN_GAMES` and `HELD_OUT`, the cap bucket's test split. For an arm of the diversity study
+    (`variant`, the arm's name): `HELD_OUT` is the arm's own test split (`ablation_bucket_games`) and
+    `BUCKET_HELD_OUT` the default cap bucket's, the same games for every arm. Held-out games are a stable
+    pseudo-random pick (by the hash of their id), so a real month's test split is never read whole."""
     phase_filter = "" if phase is None else " AND phase = ?"
     own = [
         SourceGame(f"pairing {pairing} game {index}", moves.split(), chess.WHITE if colour == "white" else chess.BLACK)
@@ -122,7 +155,7 @@ def load_source_games(
             [experiment] if phase is None else [experiment, phase],
         ).fetchall()
     ]
-    held_out = [
+    bucket = [
         SourceGame(f"{month}/{game_id}", list(moves))
         for month, game_id, moves in connection.execute(
             "SELECT b.month, b.game_id, s.moves FROM bucket_games AS b JOIN stg_games AS s USING (month, game_id) "
@@ -131,7 +164,18 @@ def load_source_games(
             [cap, list(months), held_out_games],
         ).fetchall()
     ]
-    return {OWN_GAMES: own, HELD_OUT: held_out}
+    if variant is None:
+        return {OWN_GAMES: own, HELD_OUT: bucket}
+    arm = [
+        SourceGame(f"{variant}/{game_id}", list(moves))
+        for game_id, moves in connection.execute(
+            "SELECT b.game_id, s.moves FROM ablation_bucket_games AS b "
+            "JOIN ablation_staging AS s USING (variant, game_id) "
+            "WHERE b.variant = ? AND b.split = 'test' ORDER BY md5(b.game_id) LIMIT ?",
+            [variant, held_out_games],
+        ).fetchall()
+    ]
+    return {OWN_GAMES: own, HELD_OUT: arm, BUCKET_HELD_OUT: bucket}
 
 
 def score_positions(
@@ -244,15 +288,18 @@ def _sharpen(probs: np.ndarray, temperature: float) -> np.ndarray:
     return weights / weights.sum()
 
 
-def bootstrap_mean_interval(
-    values: Sequence[float], *, seed: int, resamples: int = 2000, level: float = 0.95
+def game_bootstrap_interval(
+    values: Sequence[float], games: Sequence[str], *, seed: int, resamples: int = 2000, level: float = 0.95
 ) -> tuple[float, float]:
-    """The percentile bootstrap interval of the mean (seeded, so a rerun reports the same interval)."""
+    """The percentile interval of the mean over positions when whole games are resampled (with all their
+    positions): positions of one game are not independent, so resampling positions would understate the width."""
     values = np.asarray(values, dtype=float)
     if len(values) == 0:
         return math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), size=(resamples, len(values)))].mean(axis=1)
+    _, game_of = np.unique(np.asarray(games), return_inverse=True)
+    sums, counts = np.bincount(game_of, weights=values), np.bincount(game_of)
+    draws = np.random.default_rng(seed).integers(0, len(sums), size=(resamples, len(sums)))
+    means = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
     tail = (1.0 - level) / 2
     low, high = np.quantile(means, [tail, 1.0 - tail])
     return float(low), float(high)
@@ -270,13 +317,17 @@ def top_share(gains: Sequence[float], fraction: float = 0.1) -> float | None:
 
 @dataclass(frozen=True)
 class GainSummary:
-    """One (experiment, source, temperature) cell; rewards and gains in win probability (0..1)."""
+    """One (experiment, source, temperature) cell; rewards and gains in win probability (0..1). The intervals (95%)
+    resample whole games: `mean_reward` is E_τ averaged over positions, `mean_gain` F_τ = E_τ − E_1."""
 
     experiment: str
     source: str
     temperature: float
     positions: int
+    games: int  # distinct games the positions come from: the bootstrap's unit
     mean_reward: float
+    reward_low: float
+    reward_high: float
     mean_gain: float
     gain_low: float
     gain_high: float
@@ -290,17 +341,24 @@ class GainSummary:
 def summarise(
     analyses: Sequence[PositionAnalysis], temperature: float, *, experiment: str, source: str, seed: int = 0
 ) -> GainSummary:
+    """The cell's means with game-bootstrap intervals (`game_bootstrap_interval` over `position.game`)."""
+    games = [analysis.position.game for analysis in analyses]
+    rewards = [analysis.expected_reward(temperature) for analysis in analyses]
     gains = [analysis.gain(temperature) for analysis in analyses]
-    low, high = bootstrap_mean_interval(gains, seed=seed)
+    reward_low, reward_high = game_bootstrap_interval(rewards, games, seed=seed)
+    gain_low, gain_high = game_bootstrap_interval(gains, games, seed=seed)
     return GainSummary(
         experiment=experiment,
         source=source,
         temperature=temperature,
         positions=len(analyses),
-        mean_reward=float(np.mean([analysis.expected_reward(temperature) for analysis in analyses])),
+        games=len(set(games)),
+        mean_reward=float(np.mean(rewards)),
+        reward_low=reward_low,
+        reward_high=reward_high,
         mean_gain=float(np.mean(gains)),
-        gain_low=low,
-        gain_high=high,
+        gain_low=gain_low,
+        gain_high=gain_high,
         top10_share=top_share(gains),
         agreement=float(np.mean([analysis.agrees for analysis in analyses])),
     )
@@ -384,15 +442,28 @@ def plot_gain_histogram(
 def plot_gain_concentration(
     analyses: Sequence[PositionAnalysis], temperatures: Sequence[float], path: Path, *, title: str
 ) -> Figure:
-    """Cumulative share of the total gain against the share of positions, sorted by gain (largest first)."""
+    """Cumulative share of the total gain against the share of positions, sorted by gain (largest first), one curve
+    per temperature."""
+    curves = {f"τ = {t:g}": [analysis.gain(t) for analysis in analyses] for t in temperatures}
+    return plot_concentration_curves(curves, path, title=title)
+
+
+def plot_concentration_curves(curves: Mapping[str, Sequence[float]], path: Path, *, title: str) -> Figure:
+    """Concentration curves on one figure, one per label (an arm of the diversity study, a temperature): its
+    per-position gains sorted largest first, the share of positions against the cumulative share of the total
+    gain. A curve whose gains sum to a net loss (or nothing) has no shares; it is named in the legend, not drawn."""
     plt = _pyplot()
     figure, axes = plt.subplots(figsize=(5.5, 4), dpi=110)
-    for t in temperatures:
-        gains = np.sort([analysis.gain(t) for analysis in analyses])[::-1]
-        if gains.sum() > 0:  # a share of a net loss means nothing
+    for label, values in curves.items():
+        gains = np.sort(np.asarray(values, dtype=float))[::-1]
+        if len(gains) and gains.sum() > 0:
             share = np.arange(1, len(gains) + 1) / len(gains)
-            axes.plot(np.r_[0, share], np.r_[0, np.cumsum(gains) / gains.sum()], label=f"τ = {t:g}")
-    if axes.lines:
+            axes.plot(
+                np.r_[0, share], np.r_[0, np.cumsum(gains) / gains.sum()], label=f"{label} ({len(gains)} positions)"
+            )
+        else:  # a share of a net loss means nothing
+            axes.plot([], [], linestyle="none", label=f"{label}: no net gain")
+    if curves:
         axes.legend(fontsize="small")
     axes.axvline(0.1, color="grey", linestyle=":", linewidth=1)
     axes.axhline(1.0, color="grey", linewidth=0.8)
@@ -464,27 +535,32 @@ def plot_top_positions(
 
 
 def markdown_section(summaries: Sequence[GainSummary], figures: Mapping[str, str | Path] | None = None) -> str:
-    """The report's section: per experiment, mean gain with its 95% interval, the top-10% share and the agreement
-    for each source and temperature other than 1 (the baseline, its gain is 0 by definition), then the figures
-    (label → link target) as images. Rows read back from the `state_advantage` table: `GainSummary(**row)`."""
+    """The report's section: per experiment, source and temperature other than 1 (the baseline, its gain is 0 by
+    definition), the mean expected reward E_τ and the mean gain, each with its 95% interval over whole games, the
+    top-10% share and the agreement; then the figures (label → link target) as images. Rows read back from the
+    `state_advantage` table: `GainSummary(**row)`."""
     lines = [
         "## Where the gain comes from (state advantage)",
         "",
         "Per position, Stockfish scores every legal move as the mover's win probability R(a); the model's exact "
-        "expected reward at temperature τ is E_τ = Σ p_τ(a)·R(a) and its gain is F_τ = E_τ − E_1 (in win-probability "
-        "points). *Top-10% share*: the part of the total gain carried by the 10% of positions that gain most "
-        "(above 100% when the other positions lose in sum). *Agreement*: the model's argmax is Stockfish's best move.",
+        "expected reward at temperature τ is E_τ = Σ p_τ(a)·R(a) and its gain is F_τ = E_τ − E_1 (both in "
+        "win-probability points, means over positions). The 95% intervals resample whole games, since positions of "
+        "one game are not independent. *Top-10% share*: the part of the total gain carried by the 10% of positions "
+        "that gain most (above 100% when the other positions lose in sum). *Agreement*: the model's argmax is "
+        "Stockfish's best move.",
         "",
-        "| experiment | positions from | τ | positions | mean gain (95% interval) | top-10% share | agreement |",
-        "|---|---|---|---|---|---|---|",
+        "| experiment | positions from | τ | positions (games) | E_τ [95%] | gain F_τ [95%] | top-10% share "
+        "| agreement |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in summaries:
         if row.temperature == 1.0:
             continue
         share = "—" if row.top10_share is None else f"{row.top10_share:.0%}"
         lines.append(
-            f"| {row.experiment} | {row.source.replace('_', ' ')} | {row.temperature:g} | {row.positions} | "
-            f"{100 * row.mean_gain:+.2f} ({100 * row.gain_low:+.2f}, {100 * row.gain_high:+.2f}) | {share} | "
+            f"| {row.experiment} | {row.source.replace('_', ' ')} | {row.temperature:g} | {row.positions} "
+            f"({row.games}) | {100 * row.mean_reward:.2f} [{100 * row.reward_low:.2f}, {100 * row.reward_high:.2f}] | "
+            f"{100 * row.mean_gain:+.2f} [{100 * row.gain_low:+.2f}, {100 * row.gain_high:+.2f}] | {share} | "
             f"{row.agreement:.0%} |"
         )
     for label, target in (figures or {}).items():
@@ -492,10 +568,16 @@ def markdown_section(summaries: Sequence[GainSummary], figures: Mapping[str, str
     return "\n".join(lines) + "\n"
 
 
-# The model's argmax against the bucket's best player's clone, on the same positions (review item 6): the quality
-# bar ranks them by depth-1 Q-regret, games by results; a deeper reward and blunder counts say which one loses less.
+# The model's argmax against the panel, on the same positions. Against the best expert's clone (review item 6): the
+# quality bar ranks them by depth-1 Q-regret, games by results; a deeper reward and blunder counts say which one
+# loses less. Against the panel's ground truth: every expert's own policy and argmax and the argmax of their mixture,
+# whose expected reward says whether the panel can transcend at all (the paper's condition).
 
 MODEL, CLONE, PLAYER, CONSENSUS = "model", "clone", "player", "consensus"
+#: Every expert but the best: its own softmax policy π_r, and its argmax (its clone).
+EXPERT, EXPERT_ARGMAX = "expert", "expert_argmax"
+#: The kinds of an expert's own (sampling) policy: the best expert's and every other's.
+EXPERT_POLICIES = (PLAYER, EXPERT)
 
 #: Losses of expected score under the deep reward that count as a blunder: from an even position, 0.2 is about
 #: 2.3 pawns (a piece) on Lichess's logistic, 0.1 about 1.1 (a pawn).
@@ -503,8 +585,19 @@ BLUNDER, SLIP = 0.2, 0.1
 
 
 @dataclass(frozen=True)
+class Expert:
+    """An expert of an arm: its name, its index in the arm's `Panel` and its weight in the mixture (its share of
+    the moves in the arm's training data)."""
+
+    name: str
+    index: int
+    weight: float
+
+
+@dataclass(frozen=True)
 class ComparedPolicy:
-    """A policy in the comparison: its name, its kind (`MODEL`, `CLONE`, `PLAYER` or `CONSENSUS`) and its moves."""
+    """A policy in the comparison: its name, its kind (`MODEL`, `CLONE`, `PLAYER`, `CONSENSUS`, `EXPERT` or
+    `EXPERT_ARGMAX`) and its moves."""
 
     name: str
     kind: str
@@ -529,26 +622,36 @@ class ArgmaxModel:
 
 
 def panel_policies(
-    model: MoveDistributions, config: PanelConfig, players_rows: Sequence[Mapping], q_source: QSource
+    model: MoveDistributions, panel: Panel, experts: Sequence[Expert], q_source: QSource
 ) -> list[ComparedPolicy]:
-    """The model (as given: wrap a ChessFormer in `ArgmaxModel`), the bucket's best player's clone, that player's own
-    softmax π_r, and the consensus of the bucket's rated players (unweighted, as the quality bar takes it)."""
-    bucket = rated_bucket(players_rows)
-    panel = Panel(config)
-    best, members = bucket[0], [int(row["player_index"]) for row in bucket]
-    return [
+    """The model (as given: wrap a ChessFormer in `ArgmaxModel`), the best expert's (`experts[0]`) clone and own
+    softmax, the argmax of the experts' mixture weighted by their `weight` (`CONSENSUS`), then every other expert's
+    own softmax (`EXPERT`) and argmax (`EXPERT_ARGMAX`), named `player(name)` and `clone(name)`."""
+    if not experts:
+        raise ValueError("the comparison needs at least one expert")
+    best = experts[0]
+    mixture = consensus(panel, q_source, [e.index for e in experts], [e.weight for e in experts])
+    policies = [
         ComparedPolicy("model τ→0", MODEL, model),
-        ComparedPolicy(f"clone({best['player']})", CLONE, clone(panel, q_source, members[0])),
-        ComparedPolicy(f"player({best['player']})", PLAYER, player(panel, q_source, members[0])),
-        ComparedPolicy(f"consensus({len(members)} players)", CONSENSUS, consensus(panel, q_source, members)),
+        ComparedPolicy(f"clone({best.name})", CLONE, clone(panel, q_source, best.index)),
+        ComparedPolicy(f"player({best.name})", PLAYER, player(panel, q_source, best.index)),
+        ComparedPolicy(mixture.label, CONSENSUS, mixture),
     ]
+    for expert in experts[1:]:
+        policies += [
+            ComparedPolicy(f"player({expert.name})", EXPERT, player(panel, q_source, expert.index)),
+            ComparedPolicy(f"clone({expert.name})", EXPERT_ARGMAX, clone(panel, q_source, expert.index)),
+        ]
+    return policies
 
 
 @dataclass(frozen=True)
 class ArgmaxComparison:
     """One policy on one source's positions, in expected score per move (0..1); softmax policies by exact
     expectation. The differences are this policy − the clone on the same positions, with 95% intervals from
-    resampling whole games (positions of one game share its opening, opponent and style)."""
+    resampling whole games (positions of one game share its opening, opponent and style). The `CONSENSUS` row also
+    carries the paper's condition: its reward − the reward of the expert policy that earns most on these positions
+    (`best_expert_policy`, among `EXPERT_POLICIES`), with its interval; other rows leave these None."""
 
     experiment: str
     source: str
@@ -557,6 +660,7 @@ class ArgmaxComparison:
     positions: int
     games: int
     depth: int  # of the search behind R
+    reward: float  # mean expected R of the chosen move: the policy's expected score per move under the deep search
     q1_regret: float  # max Q − Q(chosen) with the panel's depth-1 Q, as the quality bar measures it
     deep_regret: float  # max R − R(chosen), R from a deeper search of every legal move
     blunder_rate_02: float  # share of positions where the chosen move loses more than BLUNDER under R
@@ -569,26 +673,13 @@ class ArgmaxComparison:
     deep_regret_diff: float
     deep_diff_low: float
     deep_diff_high: float
+    best_expert_policy: str | None = None
+    condition_diff: float | None = None  # mixture argmax's reward − best_expert_policy's; > 0: the panel transcends
+    condition_low: float | None = None
+    condition_high: float | None = None
 
     def as_row(self) -> dict:
         return asdict(self)
-
-
-def game_bootstrap_interval(
-    values: Sequence[float], games: Sequence[str], *, seed: int, resamples: int = 2000, level: float = 0.95
-) -> tuple[float, float]:
-    """The percentile interval of the mean over positions when whole games are resampled (with all their
-    positions): positions of one game are not independent, so resampling positions would understate the width."""
-    values = np.asarray(values, dtype=float)
-    if len(values) == 0:
-        return math.nan, math.nan
-    _, game_of = np.unique(np.asarray(games), return_inverse=True)
-    sums, counts = np.bincount(game_of, weights=values), np.bincount(game_of)
-    draws = np.random.default_rng(seed).integers(0, len(sums), size=(resamples, len(sums)))
-    means = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
-    tail = (1.0 - level) / 2
-    low, high = np.quantile(means, [tail, 1.0 - tail])
-    return float(low), float(high)
 
 
 def compare_policies(
@@ -604,37 +695,39 @@ def compare_policies(
     """Every policy on the same positions: one row per (source, policy), sources in order of appearance.
 
     `rewards` holds R(a) for every legal move of each position (`score_positions` at `depth`); `q_source` is the panel's Q (a
-    `PooledQ` is prefetched in parallel). Exactly one policy must be the `MODEL` and one the `CLONE`.
+    `PooledQ` is prefetched in parallel). Exactly one policy must be the `MODEL` and one the `CLONE`; with a
+    `CONSENSUS` (at most one) and expert policies, its row carries the paper's condition.
     """
     kinds = [policy.kind for policy in policies]
-    if kinds.count(MODEL) != 1 or kinds.count(CLONE) != 1:
-        raise ValueError(f"need exactly one {MODEL!r} and one {CLONE!r} policy, got kinds {kinds}")
+    if kinds.count(MODEL) != 1 or kinds.count(CLONE) != 1 or kinds.count(CONSENSUS) > 1:
+        raise ValueError(f"need exactly one {MODEL!r}, one {CLONE!r} and at most one {CONSENSUS!r}; got kinds {kinds}")
     model_at, clone_at = kinds.index(MODEL), kinds.index(CLONE)
     boards = [position.board for position in positions]
     if hasattr(q_source, "prefetch"):
         q_source.prefetch(boards)
     chosen = [policy.policy.distributions(boards) for policy in policies]
-    # [policy, position, figure]: Q-regret, deep regret, blunder, slip, at Q's floor, agreement with the model
-    figures = np.zeros((len(policies), len(positions), 6))
+    # [policy, position, figure]: reward, Q-regret, deep regret, blunder, slip, at Q's floor, agreement with the model
+    figures = np.zeros((len(policies), len(positions), 7))
     for i, (board, reward) in enumerate(zip(boards, rewards, strict=True)):
         q = q_source.q_values(board)
         moves = list(q)
         values = np.fromiter(q.values(), dtype=np.float64, count=len(moves))
-        deep = np.array([reward[move] for move in moves])
-        deep = deep.max() - deep
+        r = np.array([reward[move] for move in moves])
+        deep = r.max() - r
         probs = np.array([[distribution[i].get(move, 0.0) for move in moves] for distribution in chosen])
         probs /= probs.sum(axis=1, keepdims=True)
         floor = (values == values.min()) & (values < values.max())
-        per_move = np.stack([values.max() - values, deep, deep > BLUNDER, deep > SLIP, floor], axis=1)
-        figures[:, i, :5] = probs @ per_move
-        figures[:, i, 5] = probs @ probs[model_at]
+        per_move = np.stack([r, values.max() - values, deep, deep > BLUNDER, deep > SLIP, floor], axis=1)
+        figures[:, i, :6] = probs @ per_move
+        figures[:, i, 6] = probs @ probs[model_at]
     rows = []
     for source in dict.fromkeys(position.source for position in positions):
         mine = np.array([position.source == source for position in positions])
         games = [position.game for position in positions if position.source == source]
+        condition = _condition(figures[:, mine, 0], kinds, policies, games, seed=seed)
         for k, policy in enumerate(policies):
-            q_diff = figures[k, mine, 0] - figures[clone_at, mine, 0]
-            deep_diff = figures[k, mine, 1] - figures[clone_at, mine, 1]
+            q_diff = figures[k, mine, 1] - figures[clone_at, mine, 1]
+            deep_diff = figures[k, mine, 2] - figures[clone_at, mine, 2]
             rows.append(
                 ArgmaxComparison(
                     experiment,
@@ -649,16 +742,79 @@ def compare_policies(
                     *game_bootstrap_interval(q_diff, games, seed=seed),
                     float(deep_diff.mean()),
                     *game_bootstrap_interval(deep_diff, games, seed=seed),
+                    **(condition if policy.kind == CONSENSUS else {}),
                 )
             )
     return rows
+
+
+def _condition(
+    rewards: np.ndarray, kinds: Sequence[str], policies: Sequence[ComparedPolicy], games: Sequence[str], *, seed: int
+) -> dict:
+    """The consensus row's condition fields from per-position rewards [policy, position]: the mixture argmax −
+    the expert policy with the highest mean reward, with its game-bootstrap interval ({} without either)."""
+    experts = [k for k, kind in enumerate(kinds) if kind in EXPERT_POLICIES]
+    if CONSENSUS not in kinds or not experts:
+        return {}
+    best = max(experts, key=lambda k: rewards[k].mean())
+    diff = rewards[kinds.index(CONSENSUS)] - rewards[best]
+    low, high = game_bootstrap_interval(diff, games, seed=seed)
+    return {
+        "best_expert_policy": policies[best].name,
+        "condition_diff": float(diff.mean()),
+        "condition_low": low,
+        "condition_high": high,
+    }
+
+
+@dataclass(frozen=True)
+class TranscendenceCondition:
+    """The paper's condition for low-temperature transcendence on one source's positions: the argmax of the
+    experts' mixture earns more than every expert's own policy, i.e. than the best of them here."""
+
+    experiment: str
+    source: str
+    mixture: str
+    best_expert: str
+    mixture_reward: float
+    best_expert_reward: float
+    diff: float
+    low: float
+    high: float
+
+    @property
+    def verdict(self) -> str:
+        """'holds' (the 95% interval is above 0), 'fails' (below 0) or 'unclear'."""
+        return "holds" if self.low > 0 else "fails" if self.high < 0 else "unclear"
+
+
+def transcendence_condition(rows: Sequence[ArgmaxComparison]) -> TranscendenceCondition | None:
+    """The condition from one (experiment, source)'s rows of `compare_policies` (None without a consensus row that
+    carries it, i.e. without a mixture or experts)."""
+    if len({(row.experiment, row.source) for row in rows}) > 1:
+        raise ValueError("transcendence_condition takes the rows of one experiment and source")
+    mixture = next((row for row in rows if row.kind == CONSENSUS and row.best_expert_policy is not None), None)
+    if mixture is None:
+        return None
+    best = next(row for row in rows if row.policy == mixture.best_expert_policy and row.kind in EXPERT_POLICIES)
+    return TranscendenceCondition(
+        mixture.experiment,
+        mixture.source,
+        mixture.policy,
+        best.policy,
+        mixture.reward,
+        best.reward,
+        mixture.condition_diff,
+        mixture.condition_low,
+        mixture.condition_high,
+    )
 
 
 def argmax_comparison(
     model: MoveDistributions,
     positions: Sequence[Position],
     config: PanelConfig,
-    players_rows: Sequence[Mapping],
+    experts: Sequence[Expert],
     stockfish_path: str,
     *,
     experiment: str,
@@ -666,50 +822,79 @@ def argmax_comparison(
     workers: int = 2,
     seed: int = 0,
 ) -> list[ArgmaxComparison]:
-    """`compare_policies` for the model and the bucket's panel policies (`panel_policies`): Q as the panel's players
-    see it (each position scored after `ucinewgame`, as the quality bar does) and R from Stockfish at `depth`."""
+    """`compare_policies` for the model and the panel's policies (`panel_policies` on `Panel(config)`; `config` may
+    be an arm's variant, its `experts` indices into that panel): Q as the panel's players see it (each position
+    scored after `ucinewgame`, as the quality bar does) and R from Stockfish at `depth`."""
     from transcend_pipeline.opponents import EnginePool, PooledQ
 
     rewards = score_positions([position.board for position in positions], stockfish_path, depth=depth, workers=workers)
     with EnginePool.start(PooledQ.engine_factory(config, stockfish_path), size=workers) as pool:
         q = PooledQ(pool, independent=True)
-        policies = panel_policies(model, config, players_rows, q)
+        policies = panel_policies(model, Panel(config), experts, q)
         return compare_policies(positions, policies, q, rewards, experiment=experiment, depth=depth, seed=seed)
 
 
+def shown_rows(rows: Sequence[ArgmaxComparison]) -> list[ArgmaxComparison]:
+    """The rows a report shows of one (experiment, source): model, clone, player and consensus, and of the other
+    experts only the best own policy (the condition's `best_expert_policy`) and the best argmax, by reward."""
+    argmaxes = [row for row in rows if row.kind == EXPERT_ARGMAX]
+    best = {
+        EXPERT: next((row.best_expert_policy for row in rows if row.kind == CONSENSUS), None),
+        EXPERT_ARGMAX: max(argmaxes, key=lambda row: row.reward).policy if argmaxes else None,
+    }
+    return [row for row in rows if row.kind not in best or row.policy == best[row.kind]]
+
+
 def argmax_comparison_section(rows: Sequence[ArgmaxComparison]) -> str:
-    """The report's section: the table, then per (experiment, source) the model − clone differences in words."""
+    """The report's section: per (experiment, source) the model, the best player's clone and own policy, the
+    mixture argmax and the best of the other experts' policies and argmaxes; then in words the model − clone
+    differences and the paper's condition."""
     depths = ", ".join(str(depth) for depth in sorted({row.depth for row in rows}))
     lines = [
-        "## The model's argmax against the best player's clone, on the same positions",
+        "## The model's argmax against the best player's clone and the panel, on the same positions",
         "",
-        "Every policy is asked for a move in the same positions. *Q-regret*: max Q − Q(chosen) with the panel's "
-        "depth-1 Q (Stockfish's top 6 lines, every other move at one floor), as the quality bar measures it. "
-        f"*Deep regret*: the same with R from Stockfish at depth {depths} over every legal move. *Blunders*: the chosen "
-        f"move loses more than {BLUNDER:g} (or {SLIP:g}) expected score under R. *At Q's floor*: Q scores the chosen "
-        "move at its floor, like every move outside the top lines. All in expected score per move; softmax policies "
-        "by exact expectation. Intervals (95%) resample whole games.",
+        "Every policy is asked for a move in the same positions. *Reward*: the expected score of its move under R, "
+        f"Stockfish at depth {depths} over every legal move (softmax policies by exact expectation). *Q-regret*: "
+        "max Q − Q(chosen) with the panel's depth-1 Q (Stockfish's top 6 lines, every other move at one floor), as "
+        "the quality bar measures it. *Deep regret*: max R − R(chosen). *Blunders*: the chosen move loses more than "
+        f"{BLUNDER:g} (or {SLIP:g}) expected score under R. *At Q's floor*: Q scores the chosen move at its floor, "
+        "like every move outside the top lines. The panel: *clone*/*player* are the best expert's argmax and own "
+        "policy, *consensus* the argmax of the experts' mixture weighted by their share of the training moves; of "
+        "the other experts only the best own policy and the best argmax are shown. Intervals (95%) resample whole "
+        "games.",
         "",
-        "| experiment | positions from | policy | positions (games) | Q-regret | deep regret | blunders > 0.2 | > 0.1 "
-        "| at Q's floor | agrees with model | deep regret − clone [95%] |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| experiment | positions from | policy | positions (games) | reward | Q-regret | deep regret | blunders > 0.2 "
+        "| > 0.1 | at Q's floor | agrees with model | deep regret − clone [95%] |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for row in rows:
-        lines.append(
-            f"| {row.experiment} | {row.source.replace('_', ' ')} | {row.policy} | {row.positions} ({row.games}) | "
-            f"{row.q1_regret:.4f} | {row.deep_regret:.4f} | {row.blunder_rate_02:.1%} | {row.blunder_rate_01:.1%} | "
-            f"{row.q_floor_rate:.1%} | {row.agreement_with_model:.1%} | "
-            f"{row.deep_regret_diff:+.4f} [{row.deep_diff_low:+.4f}, {row.deep_diff_high:+.4f}] |"
-        )
+    groups = [list(group) for _, group in itertools.groupby(rows, key=lambda row: (row.experiment, row.source))]
+    for group in groups:
+        for row in shown_rows(group):
+            lines.append(
+                f"| {row.experiment} | {row.source.replace('_', ' ')} | {row.policy} | {row.positions} ({row.games}) | "
+                f"{row.reward:.4f} | {row.q1_regret:.4f} | {row.deep_regret:.4f} | {row.blunder_rate_02:.1%} | "
+                f"{row.blunder_rate_01:.1%} | {row.q_floor_rate:.1%} | {row.agreement_with_model:.1%} | "
+                f"{row.deep_regret_diff:+.4f} [{row.deep_diff_low:+.4f}, {row.deep_diff_high:+.4f}] |"
+            )
     lines.append("")
-    for (experiment, source), group in itertools.groupby(rows, key=lambda row: (row.experiment, row.source)):
+    for group in groups:
         by_kind = {row.kind: row for row in group}
         model, bar = by_kind[MODEL], by_kind[CLONE]
+        where = f"{model.experiment}, {model.source.replace('_', ' ')}"
         lines.append(
-            f"- {experiment}, {source.replace('_', ' ')} ({model.positions} positions, {model.games} games): model − "
+            f"- {where} ({model.positions} positions, {model.games} games): model − "
             f"clone is {model.q1_regret_diff:+.4f} [{model.q1_diff_low:+.4f}, {model.q1_diff_high:+.4f}] in Q-regret "
             f"and {model.deep_regret_diff:+.4f} [{model.deep_diff_low:+.4f}, {model.deep_diff_high:+.4f}] in deep "
             f"regret; blunders {model.blunder_rate_02:.1%} against {bar.blunder_rate_02:.1%}; the two argmaxes agree "
             f"on {bar.agreement_with_model:.1%} of positions."
         )
+        condition = transcendence_condition(group)
+        if condition is not None:
+            experts = sum(row.kind in EXPERT_POLICIES for row in group)
+            lines.append(
+                f"- {where}: the paper's condition (the mixture's argmax beats every expert) {condition.verdict}: "
+                f"{condition.mixture} earns {condition.mixture_reward:.4f} against {condition.best_expert_reward:.4f} "
+                f"for {condition.best_expert}, the best of {experts} experts here: {condition.diff:+.4f} "
+                f"[{condition.low:+.4f}, {condition.high:+.4f}]; the model τ→0 earns {model.reward:.4f}."
+            )
     return "\n".join(lines) + "\n"

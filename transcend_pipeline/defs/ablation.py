@@ -1,4 +1,4 @@
-"""The diversity ablation's data: each variant experiment's games, its bucket built by the bucket SQL, and its gates."""
+"""The diversity arms' data: each arm's games, its bucket built by the bucket SQL, and its gates."""
 
 import dataclasses
 from collections.abc import Iterator
@@ -6,10 +6,10 @@ from collections.abc import Iterator
 import dagster as dg
 
 from transcend_pipeline.defs.resources import DumpSource, PanelSource, TranscendHome
-from transcend_pipeline.defs.training import EXPERIMENTS, ablation_partitions, experiment_months
+from transcend_pipeline.defs.training import ARMS, SEEDS_OF_ARM, ablation_partitions, experiment_months
 from transcend_pipeline.defs.warehouse import DBT_ROOT, EXPECTATIONS, MODELS, project_vars
 from transcend_pipeline.experiments import Experiment
-from transcend_pipeline.settings import find_stockfish
+from transcend_pipeline.settings import Settings, find_stockfish
 
 
 @dg.asset(
@@ -34,10 +34,12 @@ from transcend_pipeline.settings import find_stockfish
         )
     ],
     description=(
-        "A diversity ablation's bucket: as many games as the experiment's cap bucket holds, played by only k of its "
-        "players — on the panel, new games (the best player's self-play for k = 1, a round robin of k players "
-        "otherwise); on Lichess, the bucket's games of its k most active players. Built into `ablation_staging` and "
-        "`ablation_bucket_*` by the same SQL models as every bucket, so its diversity is measured the same way."
+        "A diversity arm's bucket (one partition per arm; every training seed of the arm reads it): as many games as "
+        "the cap's bucket holds, with only diversity changed — on the panel, the bucket's own pairings replayed by "
+        "the same players with quirks correlated by ρ, or k players of the best player's skill with their own quirks "
+        "(k = 1: its self-play); on Lichess, the bucket's games of its k most active players. Built into "
+        "`ablation_staging` and `ablation_bucket_*` (keyed by `variant`) by the same SQL models as every bucket, so "
+        "its diversity is measured and gated the same way."
     ),
 )
 def ablation_games(
@@ -46,24 +48,35 @@ def ablation_games(
     from transcend_pipeline.ablation import (
         STAGING_TABLE,
         build_variant_bucket,
-        choose_players,
         most_active_players_sql,
         panel_variant_games,
         variant_gates,
     )
-    from transcend_pipeline.evaluation import diversity_table
+    from transcend_pipeline.diversity import diversity_table
     from transcend_pipeline.panel import PanelConfig
     from transcend_pipeline.warehouse import open_warehouse, replace_partition, replace_with_rows
 
-    experiment = EXPERIMENTS[context.partition_key]
+    experiment = ARMS[context.partition_key]
     variant = experiment.variant
     months = experiment_months(experiment)
     variables = project_vars(dump_source)
+    panel = isinstance(dump_source, PanelSource)
+    if panel != variant.panel_only:
+        raise dg.Failure(
+            f"{experiment.arm}: the variant '{variant.label}' needs "
+            f"{'panel' if variant.panel_only else 'Lichess'} data, but the source is {type(dump_source).__name__}"
+        )
     with open_warehouse(home.warehouse_path, read_only=True) as connection:
-        (n_games,) = connection.execute(
-            "SELECT count(*) FROM bucket_games WHERE cap = ? AND list_contains(?::VARCHAR[], month)",
-            [experiment.cap, months],
-        ).fetchone()
+        bucket = (
+            connection.execute(
+                "SELECT s.month, s.white, s.black, s.white_elo, s.black_elo FROM bucket_games AS b "
+                "JOIN stg_games AS s USING (month, game_id) WHERE b.cap = ? AND list_contains(?::VARCHAR[], b.month) "
+                "ORDER BY b.month, b.game_id",
+                [experiment.cap, months],
+            )
+            .fetch_arrow_table()
+            .to_pylist()
+        )
         full_bucket = bucket_diversity_row(connection, dataclasses.replace(experiment, variant=None))
         panel_rows = (
             connection.execute(
@@ -73,38 +86,40 @@ def ablation_games(
             )
             .fetch_arrow_table()
             .to_pylist()
-            if isinstance(dump_source, PanelSource)
+            if panel
             else []
         )
-    if isinstance(dump_source, PanelSource):
-        chosen = choose_players(panel_rows, experiment.cap, variant.players)
-        context.log.info(
-            f"{experiment.name}: playing {n_games:,} games among {[row['player'] for row in chosen]} "
-            f"(the {experiment.cap} bucket's game count)"
-        )
+    if panel:
+        context.log.info(f"{experiment.arm}: playing {len(bucket):,} games ({variant.label}), the bucket's count")
         rows = panel_variant_games(
             PanelConfig.for_profile(dump_source.profile),
-            chosen,
-            n_games,
-            experiment=experiment.name,
-            month=months[-1],
+            variant,
+            bucket,
+            panel_rows,
+            experiment.cap,
+            arm=experiment.arm,
             stockfish_path=find_stockfish(),
-            progress=_every_thousand_games(context, n_games),
+            workers=Settings.from_env().workers,
+            progress=_every_thousand_games(context, len(bucket)),
         )
     with open_warehouse(home.warehouse_path) as connection:
-        if isinstance(dump_source, PanelSource):
-            replace_with_rows(connection, STAGING_TABLE, rows, partition=("experiment", experiment.name))
+        if panel:
+            replace_with_rows(connection, STAGING_TABLE, rows, partition=("variant", experiment.arm))
         else:
             replace_partition(
                 connection,
                 STAGING_TABLE,
-                "experiment",
-                experiment.name,
-                most_active_players_sql(experiment.name, experiment.cap, months, variant.players, n_games),
+                "variant",
+                experiment.arm,
+                most_active_players_sql(experiment.arm, experiment.cap, months, variant.players, len(bucket)),
             )
-        counts = build_variant_bucket(connection, experiment.name, experiment.cap, MODELS, variables)
+        counts = build_variant_bucket(connection, experiment.arm, experiment.cap, MODELS, variables)
         gates = variant_gates(connection, experiment.cap, EXPECTATIONS, variables, variant.waive)
         diversity = bucket_diversity_row(connection, experiment)
+        (players,) = connection.execute(
+            "SELECT list(player ORDER BY games DESC, player) FROM ablation_bucket_players WHERE variant = ?",
+            [experiment.arm],
+        ).fetchone()
     exception = (
         f"EXCEPTION for this ablation only ({variant.label}): {', '.join(gates.waived)} fail by design and are "
         "waived; every other guard holds"
@@ -115,12 +130,11 @@ def ablation_games(
         metadata={
             "dagster/row_count": counts["bucket_games"],
             "variant": variant.label,
-            "players": dg.MetadataValue.json(
-                [row["player"] for row in chosen] if isinstance(dump_source, PanelSource) else variant.players
-            ),
+            "players": dg.MetadataValue.json(players[:20]),
+            "training_seeds": dg.MetadataValue.json(SEEDS_OF_ARM[experiment.arm]),
             "gate": gates.status,
             "gate_exception": exception or "none",
-            "diversity": dg.MetadataValue.md(diversity_table({experiment.name: diversity, "full bucket": full_bucket})),
+            "diversity": dg.MetadataValue.md(diversity_table({experiment.arm: diversity, "full bucket": full_bucket})),
             "sql": dg.MetadataValue.path(str(DBT_ROOT / "marts")),
         }
     )
@@ -140,7 +154,7 @@ def ablation_games(
             for outcome in gates.outcomes
         }
         | {
-            "experiment": experiment.name,
+            "arm": experiment.arm,
             "failed": ", ".join(gates.failed) or "none",
             "exception": exception or "none",
         },
@@ -159,9 +173,9 @@ def _every_thousand_games(context: dg.AssetExecutionContext, total: int):
 
 
 def bucket_diversity_row(connection, experiment: Experiment) -> dict:
-    """The `bucket_diversity` row of the experiment's bucket: its cap's, or its ablation's own."""
+    """The `bucket_diversity` row of the experiment's bucket: its cap's, or its arm's own."""
     table, column, key = (
-        ("ablation_bucket_diversity", "experiment", experiment.name)
+        ("ablation_bucket_diversity", "variant", experiment.arm)
         if experiment.variant
         else ("bucket_diversity", "cap", experiment.cap)
     )

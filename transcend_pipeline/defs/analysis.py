@@ -4,13 +4,14 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
+from transcend_pipeline.defs.ablation import bucket_diversity_row
 from transcend_pipeline.defs.evaluation import PAPER_TEMPERATURES, EvaluationSettings, evaluation_games
 from transcend_pipeline.defs.resources import DumpSource, PanelSource, TranscendHome
 from transcend_pipeline.defs.training import (
     EXPERIMENTS,
-    bucket_panel_players,
     chessformer,
     experiment_months,
+    experiment_panel,
     experiment_partitions,
 )
 from transcend_pipeline.experiments import Experiment
@@ -78,7 +79,6 @@ def state_advantage(
 ) -> dg.MaterializeResult:
     from transcend_pipeline.model import ChessFormer
     from transcend_pipeline.state_advantage import (
-        SOURCES,
         ArgmaxModel,
         analyse_positions,
         argmax_comparison_section,
@@ -88,7 +88,7 @@ def state_advantage(
         plot_gain_histogram,
         plot_top_positions,
         position_rows,
-        sample_positions,
+        sample_sources,
         summary_table,
     )
     from transcend_pipeline.warehouse import open_warehouse, replace_with_rows, table_exists
@@ -102,12 +102,9 @@ def state_advantage(
             experiment.cap,
             experiment_months(experiment),
             held_out_games=advantage.positions_per_source,
+            variant=experiment.arm if experiment.variant else None,
         )
-    positions = [
-        position
-        for source in SOURCES
-        for position in sample_positions(games[source], source, advantage.positions_per_source, seed=advantage.seed)
-    ]
+    positions = sample_sources(games, advantage.positions_per_source, seed=advantage.seed)
     if not positions:
         raise dg.Failure(f"{experiment.name} has no evaluation games and no held-out games to draw positions from")
     context.log.info(f"{len(positions)} positions from {sum(map(len, games.values()))} games, depth {advantage.depth}")
@@ -186,19 +183,20 @@ def _compare_argmaxes(
     advantage: StateAdvantageSettings,
     book_plies: int,
 ) -> "list[ArgmaxComparison]":
-    """The model's argmax against the bucket's best player's clone on positions of the model's confirmatory games
-    (its moves after the opening book) and of the bucket's held-out games (after the panel's random openings, as
-    the quality bar samples them): why a model that misses the bar can still win more games than the clone."""
+    """The model's argmax against its data's best expert's clone, the experts' own policies and argmaxes and their
+    mixture's argmax (the panel's ground truth), on positions of the model's confirmatory games (its moves after
+    the opening book), of its own held-out games and — for a diversity arm — of the cap bucket's held-out games
+    (after the panel's random openings, as the quality bar samples them), the same positions for every arm."""
     from transcend_pipeline.evaluation import CONFIRM
-    from transcend_pipeline.model_quality import EmptyBucketError
     from transcend_pipeline.panel import PanelConfig
     from transcend_pipeline.state_advantage import (
+        BUCKET_HELD_OUT,
         HELD_OUT,
         OWN_GAMES,
-        SOURCES,
+        Expert,
         argmax_comparison,
         load_source_games,
-        sample_positions,
+        sample_sources,
     )
     from transcend_pipeline.warehouse import open_warehouse
 
@@ -211,34 +209,117 @@ def _compare_argmaxes(
             experiment_months(experiment),
             held_out_games=advantage.comparison_positions,
             phase=CONFIRM,
+            variant=experiment.arm if experiment.variant else None,
         )
-        players = bucket_panel_players(connection, experiment)
-    skip = {OWN_GAMES: book_plies, HELD_OUT: config.opening_plies[1]}
-    positions = [
-        position
-        for source in SOURCES
-        for position in sample_positions(
-            games[source], source, advantage.comparison_positions, seed=advantage.seed, skip_plies=skip[source]
-        )
-    ]
+        try:
+            arm_config, players = experiment_panel(connection, experiment, config)
+        except ValueError as error:
+            context.log.warning(f"{experiment.name}: no expert to compare with ({error})")
+            return []
+    experts = [Expert(row["player"], int(row["player_index"]), row["share"]) for row in players]
+    skip = {OWN_GAMES: book_plies, HELD_OUT: config.opening_plies[1], BUCKET_HELD_OUT: config.opening_plies[1]}
+    positions = sample_sources(games, advantage.comparison_positions, seed=advantage.seed, skip_plies=skip)
     if not positions:
         context.log.warning(f"{experiment.name}: no positions for the argmax comparison")
         return []
-    try:
-        return argmax_comparison(
-            model,
-            positions,
-            config,
-            players,
-            find_stockfish(),
-            experiment=experiment.name,
-            depth=advantage.depth,
-            workers=advantage.workers,
-            seed=advantage.seed,
-        )
-    except EmptyBucketError:
-        context.log.warning(f"{experiment.name}: no rated panel player in the bucket, so no clone to compare with")
-        return []
+    return argmax_comparison(
+        model,
+        positions,
+        arm_config,
+        experts,
+        find_stockfish(),
+        experiment=experiment.name,
+        depth=advantage.depth,
+        workers=advantage.workers,
+        seed=advantage.seed,
+    )
+
+
+@dg.asset(
+    deps=[
+        "transcendence_report",
+        dg.AssetDep("state_advantage", partition_mapping=dg.AllPartitionMapping()),
+        dg.AssetDep("ablation_games", partition_mapping=dg.AllPartitionMapping()),
+    ],
+    group_name="analysis",
+    kinds={"duckdb", "markdown"},
+    description=(
+        "Does the low-temperature gain need diverse experts? For every evaluated arm of the diversity study (quirks "
+        "correlated by ρ at fixed players; k experts of equal skill) and every training seed: model − clone(best "
+        "expert of the arm) in play (Holm-corrected, from the joint fit), the panel's ground truth on held-out "
+        "positions — the arm's mixture argmax − clone (the theory's prediction), the model's argmax − clone, and "
+        "the paper's condition — on the positions every arm shares and on the arm's own, and the state advantage. "
+        "Table `diversity_study`, the dose-response and concentration figures and "
+        "$TRANSCEND_HOME/reports/diversity.md. `make run` evaluates a compact comparison; `make study` every arm."
+    ),
+)
+def diversity_report(home: TranscendHome, dump_source: DumpSource) -> dg.MaterializeResult:
+    from transcend_pipeline.diversity import COMMON, plot_dose_response, study_arms, study_rows, study_section
+    from transcend_pipeline.panel import PanelConfig
+    from transcend_pipeline.state_advantage import ArgmaxComparison, GainSummary, plot_concentration_curves
+    from transcend_pipeline.warehouse import open_warehouse, replace_with_rows, table_exists
+
+    base_rho = PanelConfig.for_profile(dump_source.profile).rho if isinstance(dump_source, PanelSource) else 0.0
+    arms = study_arms(EXPERIMENTS, base_rho=base_rho)
+    with open_warehouse(home.warehouse_path) as connection:
+        tables = {table: table_exists(connection, table) for table in TABLES_READ}
+        if not all(tables.values()):
+            missing = [table for table, present in tables.items() if not present]
+            return dg.MaterializeResult(metadata={"arms": 0, "why": f"nothing to compare yet: no {missing}"})
+        verdicts = connection.execute("SELECT * FROM transcendence").fetch_arrow_table().to_pylist()
+        comparisons = [
+            ArgmaxComparison(**row)
+            for row in connection.execute("SELECT * FROM argmax_comparison").fetch_arrow_table().to_pylist()
+        ]
+        advantages = [
+            GainSummary(**row)
+            for row in connection.execute("SELECT * FROM state_advantage").fetch_arrow_table().to_pylist()
+        ]
+        rows = study_rows(arms, verdicts, comparisons, advantages)
+        if not rows:
+            return dg.MaterializeResult(metadata={"arms": 0, "why": "no arm of the study has been evaluated yet"})
+        replace_with_rows(connection, "diversity_study", rows)
+        evaluated = {row["experiment"] for row in rows}
+        first_seeds = [arm for arm in arms if arm.experiment in evaluated and arm.experiment == arm.arm]
+        diversity = {
+            arm.label if arm.variant else f"{arm.arm} (full bucket)": bucket_diversity_row(
+                connection, EXPERIMENTS[arm.experiment]
+            )
+            for arm in first_seeds
+        }
+        curves = {
+            f"{arm.arm} ({arm.label})": [
+                gain
+                for (gain,) in connection.execute(
+                    "SELECT gain FROM state_advantage_positions WHERE experiment = ? AND source = ? AND temperature = "
+                    "(SELECT min(temperature) FROM state_advantage_positions WHERE experiment = ?) ORDER BY position",
+                    [arm.experiment, arm.sources[COMMON], arm.experiment],
+                ).fetchall()
+            ]
+            for arm in first_seeds
+        }
+    out_dir = home.reports_dir / "diversity"
+    figures = {
+        "gain against diversity": plot_dose_response(rows, out_dir / "dose_response.png"),
+        "where the gain sits, every arm": plot_concentration_curves(
+            curves, out_dir / "concentration.png", title="every arm, common positions, lowest τ (seed 0)"
+        ),
+    }
+    report = study_section(rows, diversity, {label: f"diversity/{f.path.name}" for label, f in figures.items()})
+    (home.reports_dir / "diversity.md").write_text(report)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": len(rows),
+            "arms": len({row["arm"] for row in rows}),
+            "report": dg.MetadataValue.path(str(home.reports_dir / "diversity.md")),
+            "study": dg.MetadataValue.md(study_section(rows, diversity, {})),
+            **{label: dg.MetadataValue.md(figure.markdown) for label, figure in figures.items()},
+        }
+    )
+
+
+#: What the diversity study reads: the verdicts, the ground truth and the state advantage.
+TABLES_READ = ("transcendence", "argmax_comparison", "state_advantage", "state_advantage_positions")
 
 
 def state_advantage_settings_from_env() -> StateAdvantageSettings:

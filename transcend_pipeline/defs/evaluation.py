@@ -5,9 +5,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from transcend_pipeline.defs.ablation import bucket_diversity_row
 from transcend_pipeline.defs.resources import DumpSource, PanelSource, TranscendHome
-from transcend_pipeline.defs.training import EXPERIMENTS, chessformer, experiment_partitions
+from transcend_pipeline.defs.training import ARMS, EXPERIMENTS, ablation_partitions, chessformer, experiment_partitions
+from transcend_pipeline.experiments import Experiment
 from transcend_pipeline.settings import Settings, default_months, find_stockfish
 
 PAPER_TEMPERATURES = [0.001, 0.01, 0.1, 0.3, 0.5, 0.75, 1.0, 1.5]
@@ -203,6 +203,87 @@ def opponent_ladder(
     )
 
 
+def _arm_panel(experiment: Experiment, members: list, config):
+    """The panel of a correlated-quirks arm (whose experts are other policies than the bucket's), else None."""
+    from transcend_pipeline.ablation import variant_config
+    from transcend_pipeline.ladder import bucket_heads
+    from transcend_pipeline.panel import Panel
+
+    variant = experiment.variant
+    if config is None or variant is None or variant.rho is None:
+        return None
+    return Panel(variant_config(config, variant, bucket_heads(members, experiment.cap)[0].player_index))
+
+
+def experiment_bars(experiment: Experiment, members: list, config):
+    """Whom the experiment's model is measured against (`ladder.Bars`): see `ladder.panel_bars`."""
+    from transcend_pipeline.ladder import Bars, panel_bars
+
+    if config is None:
+        return Bars(experiment.cap)
+    equal_skill = experiment.variant is not None and experiment.variant.equal_players is not None
+    return panel_bars(members, experiment.cap, _arm_panel(experiment, members, config), equal_skill=equal_skill)
+
+
+@dg.asset(
+    deps=[opponent_ladder],
+    partitions_def=ablation_partitions,
+    group_name="ablation",
+    kinds={"duckdb"},
+    pool="warehouse",
+    description=(
+        "A correlated-quirks arm's own experts against the ladder: the bucket heads' counterparts in the arm's panel "
+        "(the same players, other quirks) and the best one's clone, rated in the same fit as everyone, so the arm's "
+        "model is measured against its own best expert and clone. Equal-skill arms need none (their best expert is "
+        "the bucket's best player). DuckDB table `arm_baseline_games`, one partition per arm (column `variant`)."
+    ),
+)
+def arm_baselines(
+    context: dg.AssetExecutionContext, home: TranscendHome, dump_source: DumpSource, evaluation: EvaluationSettings
+) -> dg.MaterializeResult:
+    from transcend_pipeline.evaluation import BASELINE
+    from transcend_pipeline.ladder import LadderEngines, arm_expert_players, bucket_heads, ladder_players
+    from transcend_pipeline.play import pairings_against, play_matches
+    from transcend_pipeline.warehouse import open_warehouse, replace_with_rows, table_exists
+
+    experiment = ARMS[context.partition_key]
+    config = _panel_config(dump_source)
+    with open_warehouse(home.warehouse_path, read_only=True) as connection:
+        members, book, _ = _ladder_and_book(connection)
+    arm = _arm_panel(experiment, members, config)
+    rows = []
+    if arm is not None:
+        with LadderEngines.start(find_stockfish(), size=evaluation.engines, config=config) as engines:
+            ladder = ladder_players(members, engines)
+            pairings = [
+                pairing
+                for baseline in arm_expert_players(arm, bucket_heads(members, experiment.cap), engines)
+                for pairing in pairings_against(baseline, ladder, evaluation.baseline_games, book_size=len(book))
+            ]
+            context.log.info(f"{experiment.arm}: {sum(p.games for p in pairings)} baseline games")
+            records = play_matches(
+                pairings, rules=_rules(config), rng_seed=evaluation.seed, evaluator=engines.q, book=book
+            )
+        rows = [
+            {"variant": experiment.arm, "phase": BASELINE, "cap": experiment.cap, **record.as_row()}
+            for record in records
+        ]
+    with open_warehouse(home.warehouse_path) as connection:
+        if rows:
+            replace_with_rows(connection, "arm_baseline_games", rows, partition=("variant", experiment.arm))
+        elif table_exists(connection, "arm_baseline_games"):
+            connection.execute("DELETE FROM arm_baseline_games WHERE variant = ?", [experiment.arm])
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": len(rows),
+            "experts": dg.MetadataValue.json(list(experiment_bars(experiment, members, config).experts)),
+            "why": "its own experts, rated against the ladder"
+            if rows
+            else "none needed: the arm's best expert is the bucket's best player, rated by opponent_ladder",
+        }
+    )
+
+
 @dg.asset(
     deps=[chessformer, opponent_ladder],
     partitions_def=experiment_partitions,
@@ -266,12 +347,24 @@ def evaluation_games(
 
 
 def _rated_games(connection) -> list[dict]:
-    games = connection.execute("SELECT * FROM ladder_games").fetch_arrow_table().to_pylist()
-    return games + connection.execute("SELECT * FROM evaluation_games").fetch_arrow_table().to_pylist()
+    """Every game of the run: the ladder's and its baselines, the arms' own baselines, every model's."""
+    from transcend_pipeline.warehouse import table_exists
+
+    tables = ["ladder_games", "arm_baseline_games", "evaluation_games"]
+    return [
+        row
+        for table in tables
+        if table_exists(connection, table)
+        for row in connection.execute(f"SELECT * FROM {table}").fetch_arrow_table().to_pylist()
+    ]
 
 
 @dg.asset(
-    deps=[dg.AssetDep(evaluation_games, partition_mapping=dg.AllPartitionMapping()), opponent_ladder],
+    deps=[
+        dg.AssetDep(evaluation_games, partition_mapping=dg.AllPartitionMapping()),
+        dg.AssetDep(arm_baselines, partition_mapping=dg.AllPartitionMapping()),
+        opponent_ladder,
+    ],
     group_name="evaluation",
     kinds={"duckdb"},
     pool="warehouse",
@@ -310,7 +403,6 @@ def ratings(home: TranscendHome) -> dg.MaterializeResult:
 )
 def transcendence_report(home: TranscendHome, dump_source: DumpSource) -> dg.MaterializeResult:
     from transcend_pipeline.evaluation import (
-        diversity_section,
         fit_games,
         markdown_report,
         method_text,
@@ -335,10 +427,12 @@ def transcendence_report(home: TranscendHome, dump_source: DumpSource) -> dg.Mat
         per_opponent = connection.execute("SELECT * FROM ratings_per_opponent").fetch_arrow_table().to_pylist()
         fit = fit_games(games, members, scale=scale)
         evaluated = {g["experiment"] for g in games if g.get("experiment")}
-        experiments = {name: e.cap for name, e in EXPERIMENTS.items() if name in evaluated}
+        config = _panel_config(dump_source)
+        experiments = {
+            name: experiment_bars(e, members, config) for name, e in EXPERIMENTS.items() if name in evaluated
+        }
         verdicts = verdict_rows(fit, rows, members, experiments, source=source)
         replace_with_rows(connection, "transcendence", verdicts)
-        diversity = {v["experiment"]: bucket_diversity_row(connection, EXPERIMENTS[v["experiment"]]) for v in verdicts}
         advantage = (
             [
                 GainSummary(**row)
@@ -359,23 +453,14 @@ def transcendence_report(home: TranscendHome, dump_source: DumpSource) -> dg.Mat
         )
     reports = home.reports_dir
     reports.mkdir(parents=True, exist_ok=True)
-    main = [v for v in verdicts if not EXPERIMENTS[v["experiment"]].variant]
+    main = [
+        v
+        for v in verdicts
+        if not EXPERIMENTS[v["experiment"]].variant and v["experiment"] == EXPERIMENTS[v["experiment"]].arm
+    ]
     figure = plot_transcendence(rows, main, reports / "transcendence.png")
     figures = {"figure": Figure(figure)}
     sections, ui_sections = [], {}
-    ablated_caps = {EXPERIMENTS[v["experiment"]].cap for v in verdicts if EXPERIMENTS[v["experiment"]].variant}
-    if ablated_caps:
-        compared = [v for v in verdicts if EXPERIMENTS[v["experiment"]].cap in ablated_caps]
-        ablation_figure = plot_transcendence(rows, compared, reports / "diversity_ablation.png")
-        figures["ablation_figure"] = Figure(ablation_figure)
-        buckets = {
-            v["experiment"]: EXPERIMENTS[v["experiment"]].variant.label
-            if EXPERIMENTS[v["experiment"]].variant
-            else "full bucket"
-            for v in compared
-        }
-        sections.append(diversity_section(compared, diversity, buckets, Path(ablation_figure.name)))
-        ui_sections["diversity_ablation"] = diversity_section(compared, diversity, buckets)
     if advantage:
         advantage.sort(key=lambda row: (list(EXPERIMENTS).index(row.experiment), row.source, row.temperature))
         analysed = [name for name in EXPERIMENTS if any(row.experiment == name for row in advantage)]

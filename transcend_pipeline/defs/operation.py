@@ -29,8 +29,9 @@ ablation_job = dg.define_asset_job(
     "build_ablation",
     selection=dg.AssetSelection.groups("ablation"),
     description=(
-        "Build a diversity ablation's bucket (its games, its diversity, its gates with the declared exceptions); "
-        "then `train_experiment` trains and plays it like any experiment."
+        "Build a diversity arm's bucket (its games, its diversity, its gates with the declared exceptions) and rate "
+        "its own experts against the ladder (after `build_ladder`); then `train_experiment` trains and plays each "
+        "of its seeds like any experiment."
     ),
 )
 
@@ -45,8 +46,19 @@ ladder_job = dg.define_asset_job(
 
 report_job = dg.define_asset_job(
     "report",
-    selection=dg.AssetSelection.assets("ratings", "transcendence_report"),
-    description="Rate every evaluated experiment and write the transcendence report.",
+    selection=dg.AssetSelection.assets("ratings", "transcendence_report", "diversity_report"),
+    description="Rate every evaluated experiment and write the transcendence report and the diversity study.",
+)
+
+diversity_study_job = dg.define_asset_job(
+    "diversity_study",
+    selection=dg.AssetSelection.assets("ratings", "transcendence_report", "diversity_report"),
+    description=(
+        "The diversity study's verdicts and figures, over every arm evaluated so far. Its arms are the experiments "
+        "with `study: diversity` in experiments.yaml, every seed: build them first (`make study` does it all: "
+        "`build_ablation` for each arm, then `train_experiment` for each of their partitions; in the UI, backfill "
+        "those jobs over the same partitions), then launch this job."
+    ),
 )
 
 # Evaluates the bucket tables' automation conditions (they rebuild when a month they read changes); on by default,
@@ -58,7 +70,7 @@ bucket_rebuild_sensor = dg.AutomationConditionSensorDefinition(
 )
 
 defs = dg.Definitions(
-    jobs=[ingest_month_job, ablation_job, ladder_job, train_experiment_job, report_job],
+    jobs=[ingest_month_job, ablation_job, ladder_job, train_experiment_job, report_job, diversity_study_job],
     schedules=[monthly_ingest_schedule],
     sensors=[bucket_rebuild_sensor],
 )

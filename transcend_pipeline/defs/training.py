@@ -12,9 +12,13 @@ from transcend_pipeline.settings import Settings, default_months, find_stockfish
 
 EXPERIMENTS = load_experiments()
 experiment_partitions = dg.StaticPartitionsDefinition(list(EXPERIMENTS))
-#: The diversity ablations: experiments whose bucket is replaced by games of a few players (`ablation_games`).
-ABLATIONS = [name for name, experiment in EXPERIMENTS.items() if experiment.variant]
-ablation_partitions = dg.StaticPartitionsDefinition(ABLATIONS)
+#: The diversity arms: each variant row's data (`ablation_games`), shared by every training seed of the row.
+ARMS = {experiment.arm: experiment for experiment in EXPERIMENTS.values() if experiment.variant}
+ablation_partitions = dg.StaticPartitionsDefinition(list(ARMS))
+SEEDS_OF_ARM = {
+    arm: [name for name, experiment in EXPERIMENTS.items() if experiment.arm == arm and experiment.variant]
+    for arm in ARMS
+}
 
 GATED_MODELS = ("bucket_games", "bucket_diversity")
 
@@ -53,14 +57,14 @@ def _require_passing_gates(context: dg.AssetExecutionContext, experiment: Experi
     """
     if experiment.variant:
         records = context.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey("ablation_games"), asset_partitions=[experiment.name]), limit=1
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("ablation_games"), asset_partitions=[experiment.arm]), limit=1
         ).records
         metadata = records[0].asset_materialization.metadata if records else {}
         status = metadata["gate"].value if "gate" in metadata else "never ran"
         if status not in ("passed", "exception"):
             raise dg.Failure(
-                f"The quality gate of ablation_games[{experiment.name}] {status}: it may not be trained on. "
-                f"Rematerialise ablation_games[{experiment.name}] and inspect its quality_gates check in the UI.",
+                f"The quality gate of ablation_games[{experiment.arm}] {status}: it may not be trained on. "
+                f"Rematerialise ablation_games[{experiment.arm}] and inspect its quality_gates check in the UI.",
                 metadata={"check": "ablation_games:quality_gates", "state": status},
             )
         return status if status == "passed" else metadata["gate_exception"].value
@@ -83,9 +87,9 @@ def bucket_games_query(experiment: Experiment, split: str) -> tuple[str, list]:
     """SQL and parameters for the moves of one split of the experiment's bucket (an ablation's own, if a variant)."""
     if experiment.variant:
         return (
-            "SELECT s.moves FROM ablation_bucket_games AS b JOIN ablation_staging AS s USING (experiment, game_id) "
-            "WHERE b.experiment = ? AND b.split = ? ORDER BY b.game_id",
-            [experiment.name, split],
+            "SELECT s.moves FROM ablation_bucket_games AS b JOIN ablation_staging AS s USING (variant, game_id) "
+            "WHERE b.variant = ? AND b.split = ? ORDER BY b.game_id",
+            [experiment.arm, split],
         )
     return (
         "SELECT s.moves FROM bucket_games AS b JOIN stg_games AS s USING (month, game_id) "
@@ -99,7 +103,7 @@ def bucket_games_query(experiment: Experiment, split: str) -> tuple[str, list]:
         "bucket_games",
         "bucket_diversity",
         dg.AssetDep("stg_games", partition_mapping=dg.AllPartitionMapping()),
-        dg.AssetDep("ablation_games", partition_mapping=dg.StaticPartitionMapping({name: name for name in ABLATIONS})),
+        dg.AssetDep("ablation_games", partition_mapping=dg.StaticPartitionMapping(SEEDS_OF_ARM)),
     ],
     partitions_def=experiment_partitions,
     group_name="training",
@@ -180,9 +184,9 @@ def chessformer(
     shards = home.training_set_dir(experiment.name)
     out_dir = home.checkpoint_dir(experiment.name)
     _discard_checkpoint_of_other_data(out_dir, ShardManifest.load(shards).content_hash, context)
-    config = TrainConfig(experiment=experiment.name, model_size=experiment.model)
+    config = TrainConfig(experiment=experiment.name, model_size=experiment.model, seed=experiment.seed)
     budget = experiment.budget_steps(training.profile)
-    context.log.info(f"training {experiment.name} ({experiment.model}) for up to {budget} steps")
+    context.log.info(f"training {experiment.name} ({experiment.model}, seed {experiment.seed}) for {budget} steps")
     result = train(
         shards,
         config,
@@ -199,6 +203,7 @@ def chessformer(
             "parameters": result.parameters,
             "steps": result.steps,
             "max_steps": budget,
+            "seed": experiment.seed,
             "best_step": result.best_step,
             "tokens_seen": result.positions_seen,
             "val_loss": result.val_curve[-1][1] if result.val_curve else None,
@@ -231,24 +236,30 @@ def _discard_checkpoint_of_other_data(out_dir: Path, data_hash: str, context: dg
             stale.unlink(missing_ok=True)
 
 
-def bucket_panel_players(connection, experiment: Experiment) -> list[dict]:
-    """The panel's ground truth for the players of the experiment's bucket (an ablation's few, if a variant)."""
+def experiment_panel(connection, experiment: Experiment, config) -> tuple:
+    """The panel that played the experiment's training games (a variant's for a diversity arm) and the players of
+    its bucket as rows of that panel, best first, each with its `share` of the bucket's player appearances (what
+    a cross-entropy model's mixture weighs them by)."""
+    from transcend_pipeline.ablation import arm_panel
+
     months = experiment_months(experiment)
     rows = (
         connection.execute(
-            "SELECT * FROM panel_players WHERE rating <= ? AND month = "
+            "SELECT * FROM panel_players WHERE month = "
             "(SELECT max(month) FROM panel_players WHERE list_contains(?::VARCHAR[], month))",
-            [experiment.cap, months],
+            [months],
         )
         .fetch_arrow_table()
         .to_pylist()
     )
-    if not experiment.variant:
-        return rows
-    (names,) = connection.execute(
-        "SELECT list(player) FROM ablation_bucket_players WHERE experiment = ?", [experiment.name]
-    ).fetchone()
-    return [row for row in rows if row["player"] in set(names or [])]
+    arm_config, players = arm_panel(config, experiment.variant, rows, experiment.cap)
+    table, key, value = (
+        ("ablation_bucket_players", "variant", experiment.arm)
+        if experiment.variant
+        else ("bucket_players", "cap", experiment.cap)
+    )
+    shares = dict(connection.execute(f"SELECT player, share FROM {table} WHERE {key} = ?", [value]).fetchall())
+    return arm_config, [{**row, "share": shares[row["player"]]} for row in players if row["player"] in shares]
 
 
 def _quality_bar(
@@ -273,8 +284,7 @@ def _quality_bar(
 
     with open_warehouse(home.warehouse_path, read_only=True) as connection:
         games = [list(moves) for (moves,) in connection.execute(*bucket_games_query(experiment, "test")).fetchall()]
-        players = bucket_panel_players(connection, experiment)
-    config = PanelConfig.for_profile(dump_source.profile)
+        config, players = experiment_panel(connection, experiment, PanelConfig.for_profile(dump_source.profile))
     model = ChessFormer.from_checkpoint(str(checkpoint)).eval()
     with EnginePool.start(PooledQ.engine_factory(config, find_stockfish()), size=2) as pool:
         q = PooledQ(pool, independent=True)

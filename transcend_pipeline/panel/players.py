@@ -6,6 +6,10 @@ the same in every game). Low T_r and σ_r make a strong player. Because the B_r 
 players' policies cancels their quirks: the argmax of the average, `consensus`, beats every member — the
 *Transcendence* majority vote. ρ mixes in a bias table shared by all players, so errors correlate and the vote
 gains less.
+
+The diversity study dials a panel without touching its players' skill: `rho` correlates the quirks of the same
+players (same T_r, σ_r), and `equal_players` makes a panel of k players who all have one player's T and σ and
+differ only in their quirk tables — the first of them *is* that player (same table, same name), so the arms nest.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ class PanelConfig:
     temperature_range: tuple[float, float] = (0.01, 0.20)  # T_r of the best and of the weakest player
     bias_range: tuple[float, float] = (0.03, 0.10)  # σ_r of the best and of the weakest player
     rho: float = 0.0  # share of bias variance common to all players (correlated errors)
+    equal_players: int = 0  # > 0: the panel is this many players with the skill (T, σ) of player `equal_to`
+    equal_to: int = 0  # the player (index among `n_players`) whose skill the equal players share
     q_source: str = "stockfish"  # 'stockfish' (depth-limited search) or 'tactical' (material + exchanges)
     depth: int = 1
     multipv: int = 6  # lines asked of Stockfish; moves beyond get the lowest listed score minus floor_cp
@@ -56,6 +62,13 @@ class PanelConfig:
             raise ValueError(f"need n_players >= 2 and 0 <= rho <= 1, got {self.n_players} and {self.rho}")
         if min(*self.temperature_range, *self.bias_range) <= 0:
             raise ValueError("temperatures and bias scales must be positive")
+        if self.equal_players < 0 or not 0 <= self.equal_to < self.n_players:
+            raise ValueError(f"need equal_players >= 0 and 0 <= equal_to < {self.n_players}")
+
+    @property
+    def size(self) -> int:
+        """How many players this panel has: `n_players`, or `equal_players` for an equal-skill panel."""
+        return self.equal_players or self.n_players
 
     @classmethod
     def for_profile(cls, profile: str) -> PanelConfig:
@@ -95,17 +108,22 @@ class Panel:
         # Geometric steps: Elo is steep in T and σ where they are small, so equal ratios give roughly equal Elo steps.
         rank = np.linspace(0.0, 1.0, n)
         (t_best, t_worst), (s_best, s_worst) = config.temperature_range, config.bias_range
-        self.temperatures = t_best * (t_worst / t_best) ** rank
-        self.sigmas = s_best * (s_worst / s_best) ** rank
+        temperatures = t_best * (t_worst / t_best) ** rank
+        sigmas = s_best * (s_worst / s_best) ** rank
+        skill_of = [config.equal_to] * config.equal_players if config.equal_players else list(range(n))
+        self.temperatures, self.sigmas = temperatures[skill_of], sigmas[skill_of]
         shared = np.random.default_rng(config.derived_seed("shared-bias")).standard_normal((7, 64))
         own = np.stack(
-            [np.random.default_rng(config.derived_seed("bias", r)).standard_normal((7, 64)) for r in range(n)]
+            [
+                np.random.default_rng(config.derived_seed(*_bias_key(config, r))).standard_normal((7, 64))
+                for r in range(config.size)
+            ]
         )
         self.biases = np.sqrt(config.rho) * shared + np.sqrt(1.0 - config.rho) * own
 
     @property
     def names(self) -> list[str]:
-        return [player_name(self.config, r) for r in range(self.config.n_players)]
+        return [player_name(self.config, r) for r in range(self.config.size)]
 
     def policies(
         self, board: chess.Board, q: dict[chess.Move, float], members: Sequence[int]
@@ -125,9 +143,23 @@ class Panel:
         return moves, weights / weights.sum(axis=1, keepdims=True)
 
 
+def _bias_key(config: PanelConfig, r: int) -> tuple:
+    """What seeds player r's own quirk table: its index, or for an equal-skill panel the shared player's table for
+    the first member and fresh tables for the others."""
+    if not config.equal_players or r == 0:
+        return ("bias", config.equal_to if config.equal_players else r)
+    return ("equal-bias", config.equal_to, r)
+
+
 def player_name(config: PanelConfig, r: int) -> str:
-    """A Lichess-style user name; it does not reveal the player's rank."""
-    return "panel_" + hashlib.sha256(repr((config.seed, "name", r)).encode()).hexdigest()[:8]
+    """A Lichess-style user name; it does not reveal the player's rank. The same policy keeps its name in every
+    variant (an equal-skill panel's first member is player `equal_to`); another policy gets another name."""
+    key = _bias_key(config, r)
+    name = (
+        "panel_"
+        + hashlib.sha256(repr((config.seed, "name", key[-1] if key[0] == "bias" else key)).encode()).hexdigest()[:8]
+    )
+    return name if config.rho == 0 else f"{name}~rho{config.rho:g}"
 
 
 class Policy(ABC):
@@ -160,14 +192,26 @@ def sample(moves: Sequence[chess.Move], probabilities: np.ndarray, rng: np.rando
 class PanelPolicy(Policy):
     """A player (sampling π_r), a clone (argmax of π_r) or a consensus (argmax of the members' mean π)."""
 
-    def __init__(self, panel: Panel, q_source: QSource, members: Sequence[int], *, argmax: bool, label: str) -> None:
+    def __init__(
+        self,
+        panel: Panel,
+        q_source: QSource,
+        members: Sequence[int],
+        *,
+        argmax: bool,
+        label: str,
+        weights: Sequence[float] | None = None,
+    ) -> None:
         if not members:
             raise ValueError("a panel policy needs at least one member")
+        if weights is not None and (len(weights) != len(members) or min(weights) < 0 or sum(weights) <= 0):
+            raise ValueError(f"need one non-negative weight per member, not all zero; got {weights}")
         self.panel = panel
         self.q_source = q_source
         self.members = tuple(members)
         self.argmax = argmax
         self.label = label
+        self.weights = None if weights is None else np.asarray(weights, dtype=np.float64) / np.sum(weights)
 
     def __repr__(self) -> str:
         return f"PanelPolicy({self.label})"
@@ -180,7 +224,7 @@ class PanelPolicy(Policy):
 
     def _probabilities(self, board: chess.Board) -> tuple[list[chess.Move], np.ndarray]:
         moves, pi = self.panel.policies(board, self.q_source.q_values(board), self.members)
-        mean = pi[0] if len(self.members) == 1 else pi.mean(axis=0)
+        mean = pi[0] if len(self.members) == 1 else pi.mean(axis=0) if self.weights is None else self.weights @ pi
         if self.argmax:
             mean = np.eye(1, len(moves), int(np.argmax(mean)))[0]
         return moves, mean
@@ -196,6 +240,10 @@ def clone(panel: Panel, q_source: QSource, r: int) -> PanelPolicy:
     return PanelPolicy(panel, q_source, (r,), argmax=True, label=f"clone({r})")
 
 
-def consensus(panel: Panel, q_source: QSource, members: Sequence[int]) -> PanelPolicy:
-    """The oracle majority vote: the argmax of the members' average policy."""
-    return PanelPolicy(panel, q_source, members, argmax=True, label=f"consensus({len(members)} players)")
+def consensus(
+    panel: Panel, q_source: QSource, members: Sequence[int], weights: Sequence[float] | None = None
+) -> PanelPolicy:
+    """The oracle majority vote: the argmax of the members' average policy — weighted by `weights` (say, each
+    player's share of the moves a model learns from: the argmax of the mixture that cross-entropy fits)."""
+    label = f"consensus({len(members)} players{', weighted' if weights is not None else ''})"
+    return PanelPolicy(panel, q_source, members, argmax=True, label=label, weights=weights)
