@@ -22,6 +22,7 @@ from transcend_pipeline.training import (
     NotEnoughShardsError,
     ShardDataset,
     ShardManifest,
+    TrainBatches,
     TrainConfig,
     build_shards,
     chance_accuracy,
@@ -33,7 +34,11 @@ from transcend_pipeline.training import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-FAST = dict(batch_games=16, val_every_steps=20, val_batches=2, checkpoint_every_steps=20, warmup_steps=10)
+FAST = dict(
+    batch_positions=768, batch_games=16, val_every_steps=20, val_batches=2, checkpoint_every_steps=20, warmup_steps=10
+)
+#: A model small enough that a few steps take well under a second, for tests of the loop rather than of learning.
+SMALL = dict(model_overrides=dict(n_layer=1, n_head=2, n_embd=32), warmup_steps=1, val_batches=1)
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +117,77 @@ def test_padding_rows_leave_the_logits_and_loss_unchanged(shards: Path, size: st
     assert torch.allclose(padded_logits, exact_logits, atol=1e-6) and torch.allclose(padded_loss, exact_loss, atol=1e-6)
 
 
+def test_position_batches_hold_exactly_batch_positions_the_last_game_cut(shards: Path) -> None:
+    manifest = ShardManifest.load(shards)
+    dataset = ShardDataset(shards, manifest.splits["train"])
+    assert dataset.lengths.tolist() == [len(dataset[i]["move_tokens"]) for i in range(len(dataset))]
+    batches = list(TrainBatches(dataset.lengths, 6, torch.Generator().manual_seed(0), positions=100))
+    assert len(batches) == 6 and all(sum(plies for _, plies in batch) == 100 for batch in batches)
+    assert batches == list(TrainBatches(dataset.lengths, 6, torch.Generator().manual_seed(0), positions=100))
+    assert batches != list(TrainBatches(dataset.lengths, 6, torch.Generator().manual_seed(1), positions=100))
+    for batch in batches:
+        *whole, (game, plies) = batch
+        assert all(plies == dataset.lengths[game] for game, plies in whole)
+        assert 0 < plies <= dataset.lengths[game]
+        cut, full = dataset[(game, plies)], dataset[game]
+        assert len(cut["move_tokens"]) == len(cut["boards"]) == len(cut["legal_counts"]) == plies
+        for key in ("move_tokens", "target_slot", "boards", "state", "legal_counts"):
+            assert np.array_equal(cut[key], full[key][:plies]), key
+        legal = int(cut["legal_counts"].sum())
+        assert np.array_equal(cut["legal_tokens"], full["legal_tokens"][:legal])
+        assert np.array_equal(cut["move_features"], full["move_features"][:legal])
+        collated = collate([dataset[key] for key in batch], max_plies=manifest.max_plies)
+        assert len(collated["query"]) == len(collated["target_slot"]) == len(collated["target_token"]) == 100
+        assert collated["target_token"][-plies:].tolist() == full["move_tokens"][:plies].tolist()
+        longest = max(plies for _, plies in batch)
+        assert collated["tokens"].shape == (len(batch), min(32 * -(-longest // 32), manifest.max_plies))
+        assert len(collated["legal_query"]) % LEGAL_ROWS_MULTIPLE == 0
+        played = collated["legal_tokens"][collated["legal_query"] == 99][collated["target_slot"][99]]
+        assert played == collated["target_token"][99]  # the cut game's last target lines up with its legal moves
+    assert any(plies < dataset.lengths[game] for batch in batches for game, plies in batch[-1:])
+    # Whole games, as with batch_positions=None: every game complete, the same count in every batch.
+    whole = list(TrainBatches(dataset.lengths, 3, torch.Generator().manual_seed(0), games=16))
+    assert [len(batch) for batch in whole] == [16] * 3 and all(p == dataset.lengths[g] for b in whole for g, p in b)
+
+
+def test_equal_budgets_in_steps_and_positions_whatever_the_games_lengths(tmp_path: Path) -> None:
+    # Two arms whose games differ a lot in length: with batch_positions both see the same steps and positions;
+    # with whole-game batches the arm of long games sees far more positions in as many steps.
+    arms = {plies: greedy_capture_games(24, seed=3, max_plies=plies) for plies in (40, 120)}
+    mean_length = {plies: np.mean([len(game) for game in games]) for plies, games in arms.items()}
+    assert mean_length[120] > 2 * mean_length[40]
+    results = {}
+    for plies, games in arms.items():
+        build_shards({"train": games}, tmp_path / f"shards{plies}")
+        for batch_positions in (200, None):
+            config = TrainConfig(**{**SMALL, "batch_positions": batch_positions, "batch_games": 8})
+            run = tmp_path / f"run{plies}-{batch_positions}"
+            results[plies, batch_positions] = train(tmp_path / f"shards{plies}", config, run, max_steps=3)
+            budget = torch.load(run / "last.ckpt", weights_only=True)["transcend"]["budget"]
+            assert budget == {
+                "max_steps": 3,
+                "max_minutes": None,
+                "batch_positions": batch_positions,
+                "max_positions": None if batch_positions is None else 600,
+            }
+    assert results[40, 200].steps == results[120, 200].steps == 3
+    assert results[40, 200].positions_seen == results[120, 200].positions_seen == 3 * 200
+    assert results[40, None].steps == results[120, None].steps == 3
+    assert results[120, None].positions_seen > 2 * results[40, None].positions_seen
+
+
+def test_the_seed_is_in_the_lineage_and_decides_the_weights(shards: Path, tmp_path: Path) -> None:
+    weights = {}
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        config = TrainConfig(**{**FAST, **SMALL, "batch_positions": 128, "seed": seed})
+        train(shards, config, tmp_path / name, max_steps=2)
+        for checkpoint in ("last.ckpt", "best.ckpt"):
+            assert torch.load(tmp_path / name / checkpoint, weights_only=True)["transcend"]["seed"] == seed
+        weights[name] = torch.load(tmp_path / name / "last.ckpt", weights_only=True)["state_dict"]
+    assert all(torch.equal(weights["a"][key], value) for key, value in weights["b"].items())  # reproducible
+    assert any(not torch.equal(weights["a"][key], value) for key, value in weights["c"].items())
+
+
 def test_invalid_games_are_refused(tmp_path: Path) -> None:
     with pytest.raises(InvalidGameError, match="e2e5"):
         build_shards({"train": [["e2e4", "e7e5"], ["e2e5"]]}, tmp_path / "bad")
@@ -138,7 +214,7 @@ def test_training_learns_the_rule(trained, shards: Path) -> None:
     assert result.val_curve[-1][1] < result.val_curve[0][1]
     assert result.val_top1 > 3 * chance_accuracy(shards)
     assert result.val_illegal_mass == 0.0  # the move head puts no mass outside legal moves, by construction
-    assert 60 * 16 * 10 < result.positions_seen <= 60 * 16 * 60  # 16 games of at most 60 plies per step
+    assert result.positions_seen == 60 * 768  # every step trains on exactly batch_positions positions
 
 
 @pytest.mark.slow
@@ -148,8 +224,14 @@ def test_checkpoint_loads_with_weights_only_and_records_lineage(trained, shards:
     lineage = checkpoint["transcend"]
     assert lineage["experiment"] == "greedy" and lineage["data_hash"] == ShardManifest.load(shards).content_hash
     assert lineage["code_version"] == code_version() and lineage["config"]["move_features"]
-    assert lineage["train_config"]["batch_games"] == 16 and lineage["data"]["train"]["games"] == 100
-    assert lineage["budget"] == {"max_steps": 60, "max_minutes": None}
+    assert lineage["train_config"]["batch_positions"] == 768 and lineage["data"]["train"]["games"] == 100
+    assert lineage["seed"] == 0 == lineage["train_config"]["seed"]
+    assert lineage["budget"] == {
+        "max_steps": 60,
+        "max_minutes": None,
+        "batch_positions": 768,
+        "max_positions": 60 * 768,
+    }
     assert checkpoint["global_step"] == 60
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["steps"] == 60 and metrics["checkpoint"] == str(run / "best.ckpt")
@@ -225,11 +307,13 @@ def test_two_process_ddp_on_cpu_reads_different_shards(shards: Path, tmp_path: P
         textwrap.dedent(f"""
         import json, os
         from transcend_pipeline.training import TrainConfig, train
-        config = TrainConfig(batch_games=8, val_every_steps=5, val_batches=1, checkpoint_every_steps=5)
+        config = TrainConfig(
+            batch_positions=128, batch_games=8, val_every_steps=5, val_batches=1, checkpoint_every_steps=5
+        )
         result = train({str(shards)!r}, config, {str(tmp_path / "run")!r}, max_steps=6, devices=2, strategy="ddp")
         rank = int(os.environ.get("LOCAL_RANK", 0))
         with open({str(tmp_path)!r} + f"/rank{{rank}}.json", "w") as out:
-            json.dump({{"shards": result.shards_read, "steps": result.steps}}, out)
+            json.dump({{"shards": result.shards_read, "steps": result.steps, "positions": result.positions_seen}}, out)
         """)
     )
     environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
@@ -239,8 +323,10 @@ def test_two_process_ddp_on_cpu_reads_different_shards(shards: Path, tmp_path: P
     assert completed.returncode == 0, completed.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(2)]
     assert ranks[0]["steps"] == ranks[1]["steps"] == 6
+    assert ranks[0]["positions"] == ranks[1]["positions"] == 6 * 128 * 2  # both ranks' positions, on each rank
     assert ranks[0]["shards"] and ranks[1]["shards"] and not set(ranks[0]["shards"]) & set(ranks[1]["shards"])
-    assert torch.load(tmp_path / "run" / "last.ckpt", weights_only=True)["global_step"] == 6
+    checkpoint = torch.load(tmp_path / "run" / "last.ckpt", weights_only=True)
+    assert checkpoint["global_step"] == 6 and checkpoint["transcend"]["budget"]["max_positions"] == 6 * 128 * 2
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ a row; the Dagster layer turns the names into the partitions of every asset from
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,8 +106,10 @@ class Experiment:
         return list(self.months) if self.months else list(default)
 
 
-def load_experiments(path: Path = EXPERIMENTS_FILE) -> dict[str, Experiment]:
-    """Read and validate the experiment table, keyed by name (in file order; a row's seeds one after another)."""
+def load_experiments(path: Path | None = None) -> dict[str, Experiment]:
+    """Read and validate the experiment table (`path`, else $TRANSCEND_EXPERIMENTS, else the packaged
+    experiments.yaml), keyed by name (in file order; a row's seeds one after another)."""
+    path = path or Path(os.environ.get("TRANSCEND_EXPERIMENTS") or EXPERIMENTS_FILE)
     rows = (yaml.safe_load(path.read_text()) or {}).get("experiments") or []
     experiments: dict[str, Experiment] = {}
     for row in rows:

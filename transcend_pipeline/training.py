@@ -11,10 +11,16 @@ lowest validation loss so far: the model every later asset uses) in the run dire
 (``torch.load(weights_only=True)`` works), plus a ``transcend`` entry: experiment, model config, training config,
 data hash, code version, budget. ``train(..., resume=True)`` continues from ``last.ckpt``.
 
-Why the best and not the last weights, and why training stops early: a cap bucket of a few thousand games is seen
-many times in a CPU budget, and the model then learns the games rather than the players. On the demo's 1000 bucket
-the held-out loss bottoms out after ~300 steps and then rises, and the consensus agreement of the last weights fell
-from 39% to 29% while the loss rose (issue 5's note).
+Budget: a run trains for a number of optimiser steps, each on exactly ``TrainConfig.batch_positions`` positions
+(move tokens), so arms of a study whose games differ in length still see equally many steps and tokens: games are
+packed into a batch in a seeded random order and the last one is cut to fit. The budget, the batch size in
+positions and the seed are recorded in every checkpoint.
+
+Why the best and not the last weights: a cap bucket of a few thousand games is seen many times in a CPU budget, and
+the model then learns the games rather than the players. On the demo's 1000 bucket the held-out loss bottoms out
+after ~300 steps and then rises, and the consensus agreement of the last weights fell from 39% to 29% while the loss
+rose (issue 5's note). So a run trains to its budget and ``best.ckpt`` holds the weights at the lowest validation
+loss within it; ``TrainConfig.patience`` can stop a run early instead, but then arms stop at different steps.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
@@ -37,7 +43,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from transcend_pipeline import features, vocab
 from transcend_pipeline.model import ChessFormer, config_for
@@ -188,13 +194,15 @@ def rank_shards(manifest: ShardManifest, split: str, rank: int, world_size: int)
     return shards[bounds[rank] : bounds[rank + 1]]
 
 
-def games_per_rank(manifest: ShardManifest, split: str, world_size: int) -> int:
-    """Games every rank draws per epoch: the smallest rank's count, so all ranks run equally many batches."""
-    return min(sum(s["games"] for s in rank_shards(manifest, split, r, world_size)) for r in range(world_size))
+def smallest_rank_count(manifest: ShardManifest, split: str, world_size: int, key: str = "games") -> int:
+    """The games (or positions) of the rank with the fewest: every rank draws that many per epoch, so all ranks run
+    equally many batches."""
+    return min(sum(s[key] for s in rank_shards(manifest, split, r, world_size)) for r in range(world_size))
 
 
 class ShardDataset(Dataset):
-    """The games of some shards, memory-mapped; item i is one game's arrays."""
+    """The games of some shards, memory-mapped: item ``i`` is game i's arrays, item ``(i, plies)`` those of its first
+    ``plies`` positions (a valid causal sequence on its own: the targets are the moves of that prefix)."""
 
     def __init__(self, shards_dir: str | os.PathLike, shards: Sequence[dict]) -> None:
         self.paths = [shard["path"] for shard in shards]
@@ -203,14 +211,18 @@ class ShardDataset(Dataset):
             for shard in shards
         ]
         self.starts = np.cumsum([0] + [shard["games"] for shard in shards])
+        self.lengths = np.concatenate([np.zeros(0, np.int64), *(np.diff(a["game_offsets"]) for a in self.arrays)])
 
     def __len__(self) -> int:
         return int(self.starts[-1])
 
-    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, np.ndarray]:
+        index, plies = key if isinstance(key, tuple) else (key, None)
         shard = int(np.searchsorted(self.starts, index, side="right")) - 1
         a, game = self.arrays[shard], index - self.starts[shard]
         first, last = a["game_offsets"][game], a["game_offsets"][game + 1]
+        if plies is not None:
+            last = min(last, first + plies)
         legal_first, legal_last = a["legal_offsets"][first], a["legal_offsets"][last]
         return {
             "move_tokens": np.asarray(a["move_tokens"][first:last]),
@@ -223,6 +235,54 @@ class ShardDataset(Dataset):
         }
 
 
+class TrainBatches(Sampler[list[tuple[int, int]]]):
+    """One rank's training batches, as lists of ``(game, plies)`` keys of :class:`ShardDataset`: the games in a
+    seeded random order (a new one every epoch), ``batches`` per epoch, as many on every data-parallel rank.
+
+    With ``positions``, games are packed into a batch until it holds exactly that many positions, the last one cut to
+    fit (the rest of that game is not trained on this epoch); where the games run out before the epoch ends, a new
+    order starts. Otherwise each batch holds ``games`` whole games.
+    """
+
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        batches: int,
+        generator: torch.Generator,
+        *,
+        games: int | None = None,
+        positions: int | None = None,
+    ) -> None:
+        if (games is None) == (positions is None):
+            raise ValueError("give games or positions per batch, not both")
+        self.lengths, self.batches, self.generator = np.asarray(lengths, dtype=np.int64), batches, generator
+        self.games, self.positions = games, positions
+        if positions is not None and not self.lengths.sum():
+            raise ValueError("no positions to fill a batch with")
+
+    def __len__(self) -> int:
+        return self.batches
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        order = self._order()
+        for _ in range(self.batches):
+            if self.positions is None:
+                yield [(game, int(self.lengths[game])) for game in islice(order, self.games)]
+                continue
+            batch, room = [], self.positions
+            while room:
+                game = next(order)
+                plies = min(int(self.lengths[game]), room)
+                if plies:
+                    batch.append((game, plies))
+                    room -= plies
+            yield batch
+
+    def _order(self) -> Iterator[int]:
+        while True:
+            yield from torch.randperm(len(self.lengths), generator=self.generator).tolist()
+
+
 #: Training batches are padded to sizes from a small set: plies to a multiple of 32, legal-move rows to a multiple of
 #: 8,192 (rows that score a dummy position, see :meth:`ChessFormer.heads`). With exact sizes, every step's tensors
 #: differed a little from the last one's and glibc's heap kept growing around them: 400 steps of `tiny` on the demo's
@@ -232,8 +292,9 @@ LEGAL_ROWS_MULTIPLE = 8192
 
 
 def collate(games: list[dict[str, np.ndarray]], max_plies: int | None = None) -> dict:
-    """Pad games to the longest one, rounded up to a multiple of `PLIES_MULTIPLE` (at most `max_plies`), and flatten
-    their legal moves, padded to a multiple of `LEGAL_ROWS_MULTIPLE` rows (the batch format of :mod:`model`)."""
+    """Pad games (or their first plies: see :class:`ShardDataset`) to the longest one, rounded up to a multiple of
+    `PLIES_MULTIPLE` (at most `max_plies`), and flatten their legal moves, padded to a multiple of
+    `LEGAL_ROWS_MULTIPLE` rows (the batch format of :mod:`model`)."""
     lengths = np.array([len(game["move_tokens"]) for game in games])
     B, T = len(games), int(lengths.max())
     if max_plies is not None:  # games are cut to the shards' max_plies, so this never shortens the batch
@@ -280,16 +341,17 @@ class TrainConfig:
     experiment: str = "default"
     model_size: str = "tiny"
     model_overrides: dict = field(default_factory=dict)
-    batch_games: int = 32
+    batch_positions: int | None = 2048  # positions (move tokens) per optimiser step and rank; None: batch_games
+    batch_games: int = 32  # whole games per validation batch, and per training batch where batch_positions is None
     learning_rate: float = 2e-3
     weight_decay: float = 0.01
     betas: tuple[float, float] = (0.9, 0.99)
     warmup_steps: int = 50
     val_every_steps: int = 100
     val_batches: int = 8
-    patience: int | None = 3  # validations without a new best loss before training stops; None: train to the budget
+    patience: int | None = None  # validations without a new best loss before training stops; None: to the budget
     checkpoint_every_steps: int = 100
-    seed: int = 0
+    seed: int = 0  # the weights' initialisation and the order of the games
     devices: int | str = 1
     strategy: str = "auto"  # "ddp" for several devices or nodes
     num_nodes: int = 1
@@ -304,7 +366,7 @@ class TrainResult:
     checkpoint: Path  # best.ckpt: the weights at the lowest validation loss (last.ckpt's when there is no val split)
     steps: int
     best_step: int  # the step whose weights `checkpoint` holds
-    positions_seen: int  # one move token per position
+    positions_seen: int  # one move token per position; steps × batch_positions × world size where that is set
     parameters: int
     train_curve: list[tuple[int, float]]
     val_curve: list[tuple[int, float]]
@@ -449,7 +511,9 @@ def train(
 
     Stops at ``max_steps`` optimiser steps or after ``max_minutes`` of this session, whichever comes first (at
     least one is required), or earlier when the validation loss has not improved for ``config.patience``
-    validations. Only a step budget is reproducible: where a time budget stops depends on the machine's speed.
+    validations. Only a step budget is reproducible: where a time budget stops depends on the machine's speed. With
+    ``config.batch_positions`` every step trains on that many positions per rank, so a step budget is also one of
+    positions (``max_positions`` in the checkpoint's budget).
     With ``resume`` an existing ``last.ckpt`` is continued from its step (so ``max_steps`` counts from the start of
     the run, not of this session). The device arguments override the config's.
     """
@@ -462,21 +526,6 @@ def train(
     if not cuda:
         torch.set_num_threads(config.cpu_threads)
     precision = precision or config.precision or ("bf16-mixed" if cuda else "32-true")
-    L.seed_everything(config.seed, workers=True, verbose=False)
-    lineage = {
-        "experiment": config.experiment,
-        "train_config": {key: list(v) if isinstance(v, tuple) else v for key, v in asdict(config).items()},
-        "data_hash": manifest.content_hash,
-        "data": {
-            split: {"games": manifest.count(split), "positions": manifest.count(split, "positions")}
-            for split in manifest.splits
-        },
-        "code_version": code_version(),
-        "budget": {"max_steps": max_steps, "max_minutes": max_minutes},
-    }
-    module = ChessFormerModule(config, lineage)
-    if config.compile or (config.compile is None and cuda):  # the trunk; the head's ragged indexing stays eager
-        module.model.trunk = torch.compile(module.model.trunk, dynamic=True)
     checkpoint, best = out_dir / "last.ckpt", out_dir / "best.ckpt"
     record = _RunRecord(checkpoint, best, config.checkpoint_every_steps, config.patience)
     trainer = L.Trainer(
@@ -502,21 +551,50 @@ def train(
         default_root_dir=out_dir,
     )
     rank, world = trainer.global_rank, trainer.world_size
+    positions = None if max_steps is None or config.batch_positions is None else max_steps * config.batch_positions
+    lineage = {
+        "experiment": config.experiment,
+        "seed": config.seed,
+        "train_config": {key: list(v) if isinstance(v, tuple) else v for key, v in asdict(config).items()},
+        "data_hash": manifest.content_hash,
+        "data": {
+            split: {"games": manifest.count(split), "positions": manifest.count(split, "positions")}
+            for split in manifest.splits
+        },
+        "code_version": code_version(),
+        "budget": {
+            "max_steps": max_steps,
+            "max_minutes": max_minutes,
+            "batch_positions": config.batch_positions,  # per rank
+            "max_positions": None if positions is None else positions * world,  # all ranks together
+        },
+    }
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    module = ChessFormerModule(config, lineage)
+    if config.compile or (config.compile is None and cuda):  # the trunk; the head's ragged indexing stays eager
+        module.model.trunk = torch.compile(module.model.trunk, dynamic=True)
     train_shards = rank_shards(manifest, "train", rank, world)
-    epoch_games = games_per_rank(manifest, "train", world)
-    if epoch_games < config.batch_games:
-        raise ValueError(f"{epoch_games} training games per rank cannot fill a batch of {config.batch_games}")
-    generator = torch.Generator().manual_seed(config.seed + rank)
     train_set = ShardDataset(shards_dir, train_shards)
-    sampler = RandomSampler(train_set, num_samples=epoch_games, generator=generator)
+    generator = torch.Generator().manual_seed(config.seed + rank)
+    if config.batch_positions is None:
+        epoch_games = smallest_rank_count(manifest, "train", world)
+        if epoch_games < config.batch_games:
+            raise ValueError(f"{epoch_games} training games per rank cannot fill a batch of {config.batch_games}")
+        sampler = TrainBatches(
+            train_set.lengths, epoch_games // config.batch_games, generator, games=config.batch_games
+        )
+    else:  # a training set smaller than a batch is drawn again within the batch
+        epoch_batches = max(1, smallest_rank_count(manifest, "train", world, "positions") // config.batch_positions)
+        sampler = TrainBatches(train_set.lengths, epoch_batches, generator, positions=config.batch_positions)
     batches = functools.partial(collate, max_plies=manifest.max_plies)
-    loader_args = dict(batch_size=config.batch_games, collate_fn=batches, num_workers=config.num_workers)
-    train_loader = DataLoader(train_set, sampler=sampler, drop_last=True, **loader_args)
+    loader_args = dict(collate_fn=batches, num_workers=config.num_workers)
+    train_loader = DataLoader(train_set, batch_sampler=sampler, **loader_args)
     val_loader = None
-    if manifest.count("val"):  # validation is small: ranks split its games, not its shards
+    if manifest.count("val"):  # validation is small: ranks split its games (whole ones), not its shards
         val_set = ShardDataset(shards_dir, manifest.splits["val"])
         share = len(val_set) // world
-        val_loader = DataLoader(val_set, sampler=range(rank * share, (rank + 1) * share), **loader_args)
+        validation = range(rank * share, (rank + 1) * share)
+        val_loader = DataLoader(val_set, sampler=validation, batch_size=config.batch_games, **loader_args)
     resume_from = checkpoint if resume and checkpoint.exists() else None
     trainer.fit(module, train_loader, val_loader, ckpt_path=resume_from, weights_only=True)
     if val_loader is not None:  # the last weights' loss joins the curve (and may be the best)

@@ -203,6 +203,7 @@ def chessformer(
             "parameters": result.parameters,
             "steps": result.steps,
             "max_steps": budget,
+            "batch_positions": config.batch_positions,
             "seed": experiment.seed,
             "best_step": result.best_step,
             "tokens_seen": result.positions_seen,
