@@ -93,6 +93,6 @@ def test_study_rows_set_play_ground_truth_and_advantage_side_by_side_on_common_a
     figure = plot_dose_response(rows, tmp_path / "dose.png")
     assert figure.path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and figure.path.stat().st_size > 10_000
     section = study_section(rows, {"cap1300 (full bucket)": {"games": 10, "players": 3}}, {"gain": "dose.png"})
-    assert section.count("| cap1300_rho1 | ρ = 1 |") == 3  # play, common and own ground truth (seed 0)
+    assert section.count("| cap1300_rho1 | ρ = 1 | 0 |") == 3  # play, common and own ground truth (seed 0)
     assert "Spread over training seeds" in section and "![gain](dose.png)" in section
-    assert "+1.00 [+0.90, +1.10]" in section  # the theory's 0.01 per move, ×100
+    assert "+1.00 [+0.00, +2.00]" in section  # the theory's 0.01 per move, ×100
