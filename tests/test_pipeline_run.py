@@ -44,11 +44,20 @@ def test_transcend_run_materialises_the_default_graph_on_the_smoke_panel(transce
             "SELECT experiment, cap, low <= high FROM transcendence ORDER BY cap, experiment"
         ).fetchall()
         ablations = connection.execute(
-            "SELECT experiment, players, top_player_share FROM ablation_bucket_diversity ORDER BY experiment"
+            "SELECT variant, players, top_player_share FROM ablation_bucket_diversity ORDER BY variant"
         ).fetchall()
-        (full_bucket,) = connection.execute("SELECT games FROM bucket_diversity WHERE cap = 1300").fetchone()
+        (full_bucket, bucket_players) = connection.execute(
+            "SELECT games, players FROM bucket_diversity WHERE cap = 1300"
+        ).fetchone()
         ablation_games = connection.execute(
-            "SELECT experiment, count(*) FROM ablation_bucket_games GROUP BY experiment ORDER BY experiment"
+            "SELECT variant, count(*) FROM ablation_staging GROUP BY variant ORDER BY variant"
+        ).fetchall()
+        arm_baselines = connection.execute(
+            "SELECT variant, player_kind, count(DISTINCT player) FROM arm_baseline_games GROUP BY ALL ORDER BY ALL"
+        ).fetchall()
+        study = connection.execute(
+            "SELECT experiment, count(*), count(theory_diff), count(diff_clone) FROM diversity_study "
+            "GROUP BY experiment ORDER BY experiment"
         ).fetchall()
         advantage = connection.execute(
             "SELECT experiment, count(DISTINCT source), bool_and(temperature <> 1 OR mean_gain = 0) "
@@ -72,22 +81,34 @@ def test_transcend_run_materialises_the_default_graph_on_the_smoke_panel(transce
     assert read > 0 and quarantined == 0  # the panel writes only games the ingestion accepts
     assert players[0] > 0 and players[1] > 0
     assert [cap for (cap,) in caps] == [1000, 1300, 1500]
-    experiments = ["cap1000", "cap1300", "cap1300_clones", "cap1300_handful", "cap1500"]
+    experiments = ["cap1000", "cap1300", "cap1300_equal1", "cap1300_equal16", "cap1300_rho1", "cap1500"]
+    arms = [name for name in experiments if "_" in name]  # the diversity arms, with a declared τ: no sweep
     assert [(name, temperatures, pgn) for name, _, temperatures, pgn in evaluated] == [
-        (name, 2, True) for name in experiments
+        (name, 1 if name in arms else 2, True) for name in experiments
     ]
-    assert [name for name, _, ordered in verdicts if ordered] == experiments
-    # The diversity ablation: the cap-1300 bucket's game count, by one player's clones and by four players.
-    assert ablations == [("cap1300_clones", 1, pytest.approx(1.0)), ("cap1300_handful", 4, pytest.approx(0.5, abs=0.2))]
-    assert ablation_games == [("cap1300_clones", full_bucket), ("cap1300_handful", full_bucket)]
-    assert advantage == [(name, 2, True) for name in experiments]
+    assert sorted(name for name, _, ordered in verdicts if ordered) == experiments
+    # The compact diversity comparison: the cap-1300 bucket's game count, by clones of its best player, by 16
+    # players of that skill, and by the bucket's own players and pairings with one shared quirk table.
+    assert ablations == [
+        ("cap1300_equal1", 1, pytest.approx(1.0)),
+        ("cap1300_equal16", 16, pytest.approx(2 / 16, abs=0.1)),  # in 2 of 16 players per game
+        ("cap1300_rho1", bucket_players, pytest.approx(ablations[2][2])),
+    ]
+    assert ablation_games == [(arm, full_bucket) for arm in arms]
+    assert arm_baselines == [("cap1300_rho1", "best_player", 1), ("cap1300_rho1", "clone", 1)]  # smoke: top 1
+    assert advantage == [(name, 3 if name in arms else 2, True) for name in experiments]
+    # In the study's table: each evaluated arm on the common and on its own positions, with the theory beside.
+    assert study == [(name, 2, 2, 2) for name in ["cap1300", *arms]]
     report = (transcend_home / "reports" / "transcendence.md").read_text()
-    assert "## Does it need diversity?" in report and "## Where the gain comes from" in report
+    assert "## Where the gain comes from" in report
+    diversity = (transcend_home / "reports" / "diversity.md").read_text()
+    assert "## Does it need diversity?" in diversity and "**Reading.** In Elo" in diversity
+    assert (transcend_home / "reports" / "diversity" / "dose_response.png").stat().st_size > 10_000
     assert {"model", "best_player", "clone", "consensus"} <= kinds
-    # Every model met the whole ladder in a sweep and a confirmation; one reference fixed the scale of one fit.
-    assert phases == [(name, 2, ladder_size) for name in experiments]
+    # Every model met the whole ladder (a sweep, unless declared, and a confirmation); one reference, one fit.
+    assert phases == [(name, 1 if name in arms else 2, ladder_size) for name in experiments]
     assert references == 1 and reference_rating and book == 8
-    assert claims == [(10, "best_expert", True, True)]  # Holm over two claims per experiment
+    assert claims == [(12, "best_expert", True, True)]  # Holm over two claims per experiment
     assert (transcend_home / "reports" / "transcendence.png").stat().st_size > 10_000
     assert "transcends" in output and "reports/transcendence.md" in output
 
@@ -106,3 +127,40 @@ def test_transcend_run_materialises_the_default_graph_on_the_smoke_panel(transce
     metadata = record.evaluation.metadata
     assert 0.0 <= metadata["model_agreement"].value <= 1.0
     assert metadata["bar_q_regret"].value >= 0.0
+
+    # `transcend study` on a two-arm table: what `run` made is skipped, the second seeds train, and the study
+    # reports the spread over seeds.
+    table = transcend_home / "study.yaml"
+    table.write_text(
+        "experiments:\n"
+        "  - {name: cap1300, cap: 1300, model: tiny, steps: {demo: 1500, smoke: 60}, seeds: [0, 1], study: diversity}\n"
+        "  - {name: cap1300_rho1, cap: 1300, model: tiny, steps: {demo: 1500, smoke: 60}, seeds: [0, 1],"
+        " variant: {rho: 1.0}, study: diversity, confirm_temperature: 0.001}\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-m", "transcend_pipeline.cli", "study"],
+        cwd=REPO_ROOT,
+        env=env | {"TRANSCEND_EXPERIMENTS": str(table)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 0, output[-4000:]
+    for skipped in ("build_ladder", "build_ablation [cap1300_rho1]", "train_experiment [cap1300]"):
+        assert f"transcend: {skipped} is already materialised: skipped" in output
+    assert "transcend: train_experiment [cap1300_seed1]\n" in output
+    weights = {}
+    for experiment, seed in (("cap1300", 0), ("cap1300_seed1", 1), ("cap1300_rho1_seed1", 1)):
+        checkpoint = torch.load(
+            transcend_home / "checkpoints" / experiment / "last.ckpt", map_location="cpu", weights_only=True
+        )
+        assert (checkpoint["transcend"]["seed"], checkpoint["transcend"]["experiment"]) == (seed, experiment)
+        weights[experiment] = checkpoint["state_dict"]
+    assert any(not torch.equal(a, weights["cap1300_seed1"][k]) for k, a in weights["cap1300"].items())
+    with open_warehouse(transcend_home / "warehouse.duckdb", read_only=True) as connection:
+        seeds = connection.execute(
+            "SELECT arm, list(DISTINCT seed ORDER BY seed) FROM diversity_study GROUP BY arm ORDER BY arm"
+        ).fetchall()
+    assert seeds == [("cap1300", [0, 1]), ("cap1300_rho1", [0, 1])]
+    assert "Spread over training seeds" in (transcend_home / "reports" / "diversity.md").read_text()

@@ -47,12 +47,18 @@ def run(months: list[str] | None = None, *, study: str | None = None) -> int:
     stages += [("build_ablation", arm, "arm_baselines") for arm in arms]
     stages += [("train_experiment", name, "state_advantage") for name in experiments]
     stages += [("diversity_study" if study else "report", None, None)]
-    failed = []
+    failed: list[str] = []
+    pending = []
     for job, partition, last_asset in stages:
         label = f"{job}{f' [{partition}]' if partition else ''}"
         if study and last_asset and _materialized(instance, last_asset, partition):
             print(f"transcend: {label} is already materialised: skipped", flush=True)
             continue
+        if job == "train_experiment":  # independent of each other: run on parallel_experiments processes
+            pending.append(partition)
+            continue
+        failed += _run_experiments(pending, settings.parallel_experiments)
+        pending = []
         print(f"\ntranscend: {label}", flush=True)
         result = defs.get_job_def(job).execute_in_process(
             partition_key=partition, instance=instance, raise_on_error=False
@@ -65,6 +71,31 @@ def run(months: list[str] | None = None, *, study: str | None = None) -> int:
     if failed:
         print("transcend: failed: " + ", ".join(failed) + " — open `make ui` to see why.", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _run_experiments(experiments: list[str], parallel: int) -> list[str]:
+    """`train_experiment` for each experiment, `parallel` at a time in processes of their own (training uses one
+    core, and the warehouse serialises their short writes); returns the failed ones. The results do not depend on
+    `parallel`: every stage is seeded by its experiment alone."""
+    if parallel <= 1 or len(experiments) <= 1:
+        return [failure for experiment in experiments if (failure := _train_experiment(experiment))]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(min(parallel, len(experiments)), multiprocessing.get_context("spawn")) as pool:
+        return [failure for failure in pool.map(_train_experiment, experiments) if failure]
+
+
+def _train_experiment(experiment: str) -> str | None:
+    import dagster as dg
+
+    from transcend_pipeline.definitions import defs
+
+    print(f"\ntranscend: train_experiment [{experiment}]", flush=True)
+    result = defs.get_job_def("train_experiment").execute_in_process(
+        partition_key=experiment, instance=dg.DagsterInstance.get(), raise_on_error=False
+    )
+    return None if result.success else f"train_experiment[{experiment}] (run {result.run_id})"
 
 
 def _materialized(instance, asset: str, partition: str | None) -> bool:

@@ -63,6 +63,7 @@ class Settings:
     profile: str = "demo"
     stockfish_path: str = ""
     workers: int = 2  # processes writing the panel dump, and Stockfish engines in an evaluation's pool
+    parallel_experiments: int = 2  # experiments `transcend run` trains and evaluates at once (one core each)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -79,6 +80,7 @@ class Settings:
             profile=profile,
             stockfish_path=os.environ.get("STOCKFISH_PATH", ""),
             workers=_positive_int("TRANSCEND_WORKERS", default=2),
+            parallel_experiments=_positive_int("TRANSCEND_PARALLEL_EXPERIMENTS", default=2),
         )
 
 
