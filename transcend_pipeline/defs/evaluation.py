@@ -437,6 +437,7 @@ def transcendence_report(home: TranscendHome, dump_source: DumpSource) -> dg.Mat
             [
                 GainSummary(**row)
                 for row in connection.execute("SELECT * FROM state_advantage").fetch_arrow_table().to_pylist()
+                if row["experiment"] in EXPERIMENTS  # the table may keep experiments no longer in the table
             ]
             if table_exists(connection, "state_advantage")
             else []
@@ -447,6 +448,7 @@ def transcendence_report(home: TranscendHome, dump_source: DumpSource) -> dg.Mat
                 for row in connection.execute("SELECT * FROM argmax_comparison ORDER BY experiment, source")
                 .fetch_arrow_table()
                 .to_pylist()
+                if row["experiment"] in EXPERIMENTS
             ]
             if table_exists(connection, "argmax_comparison")
             else []
