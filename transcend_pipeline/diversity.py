@@ -194,7 +194,7 @@ def plot_dose_response(rows: Sequence[Mapping], path: Path) -> Figure:
             if dial == "k":
                 ax.set_xticks([_x("k", k) for k in sorted(theory)], [f"{k:g}" for k in sorted(theory)])
         top.set(title=f"gain against {title}", ylabel="model − clone(best), Elo")
-        bottom.set(xlabel=title, ylabel="− clone(best), expected score per move")
+        bottom.set(xlabel=title, ylabel="argmax − clone(best), score per move")
         for ax in (top, bottom):
             handles, labels = ax.get_legend_handles_labels()
             unique = dict(zip(labels, handles, strict=True))

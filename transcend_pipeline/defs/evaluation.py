@@ -347,7 +347,8 @@ def evaluation_games(
 
 
 def _rated_games(connection) -> list[dict]:
-    """Every game of the run: the ladder's and its baselines, the arms' own baselines, every model's."""
+    """Every game of the run: the ladder's and its baselines, the arms' own baselines, every model's — in a fixed
+    order, whatever order parallel experiments wrote them in (a fit's last digits depend on the order of its sums)."""
     from transcend_pipeline.warehouse import table_exists
 
     tables = ["ladder_games", "arm_baseline_games", "evaluation_games"]
@@ -355,7 +356,7 @@ def _rated_games(connection) -> list[dict]:
         row
         for table in tables
         if table_exists(connection, table)
-        for row in connection.execute(f"SELECT * FROM {table}").fetch_arrow_table().to_pylist()
+        for row in connection.execute(f"SELECT * FROM {table} ORDER BY ALL").fetch_arrow_table().to_pylist()
     ]
 
 

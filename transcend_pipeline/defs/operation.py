@@ -18,7 +18,7 @@ monthly_ingest_schedule = dg.build_schedule_from_partitioned_job(
 
 train_experiment_job = dg.define_asset_job(
     "train_experiment",
-    selection=dg.AssetSelection.groups("training", "analysis") | dg.AssetSelection.assets("evaluation_games"),
+    selection=dg.AssetSelection.assets("training_set", "chessformer", "evaluation_games", "state_advantage"),
     description=(
         "Build one experiment's training set (only if its bucket passed the quality gates), train it, play it "
         "at every temperature, and measure where its low-temperature gain comes from (state advantage)."
