@@ -22,7 +22,7 @@ from transcend_pipeline.warehouse import open_warehouse
 pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-#: The runs compared, by TRANSCEND_WORKERS (dump writers and Stockfish engines).
+#: The runs compared, by TRANSCEND_WORKERS (dump writers and Stockfish engines) and TRANSCEND_PARALLEL_EXPERIMENTS.
 WORKERS = ("1", "2")
 #: Columns that time the run rather than describe its results: left out of the comparison.
 TIMING_COLUMNS = frozenset({"wall_seconds", "seconds", "started_at", "finished_at"})
@@ -43,6 +43,7 @@ def homes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]
                 "TRANSCEND_HOME": str(home),
                 "DAGSTER_HOME": str(ensure_dagster_home(home)),
                 "TRANSCEND_WORKERS": workers,
+                "TRANSCEND_PARALLEL_EXPERIMENTS": workers,  # experiments one at a time, or two at once
             }
             env.pop("TRANSCEND_MONTHS", None)
             with (home.parent / "run.log").open("w") as log:
