@@ -292,7 +292,8 @@ def arm_baselines(
     description=(
         "The experiment's model against the whole ladder, from the same book and colours as every other rated "
         "player: a sweep over temperatures, then fresh confirmatory games (another seed) at the temperature the "
-        "experiment declares (`confirm_temperature`) or the sweep scored best at. One row per game in the DuckDB "
+        "sweep scored best at — or only the confirmatory games at the temperature the experiment declares "
+        "(`confirm_temperature`). One row per game in the DuckDB "
         "table `evaluation_games` (phase 'sweep' or 'confirm'), with its PGN."
     ),
 )
