@@ -12,24 +12,44 @@ chunk no game becomes a Python object: games are spans of the chunk's text
 games are matched and pivoted into typed columns by a few Arrow calls; only the
 games that fail a check are looked at one by one.
 
+Game boundaries follow the lines, as python-chess reads them: a line is *blank*
+(spaces and tabs only), a *tag line* (it begins with `[`) or *movetext*. A game
+starts at the first tag line after a movetext line, whatever the tag, with or
+without blank lines between; its tag section is the run of tag and blank lines
+it starts with (ChessBase puts blank lines in it), its movetext the rest. A `[`
+line inside a `{ comment }` that spans lines starts nothing. Two differences
+from python-chess, both on the side of counting games apart: two blank lines
+inside a tag section do not end it, and a tag line right after a result line
+starts a new game even without a blank line between.
+
 A game is either accepted into `games` or quarantined with one of these reasons:
 
 - `truncated`: the last game of the stream stops before its result (file cut off).
 - `broken_tags`: a header line that is not `[Name "value"]`, or a malformed Elo,
-  rating diff or TimeControl value.
+  rating diff or TimeControl value (the PGN standard's forms are all accepted:
+  `?`, `-`, `300`, `180+2`, `40/7200`, `*180`, and periods joined by `:`).
 - `non_standard_start`: a `Variant` other than Standard, or a `FEN`/`SetUp` tag.
 - `missing_result`: no `Result` tag, or movetext that ends without a result.
 - `result_mismatch`: the movetext's result differs from the `Result` tag.
+- `null_move`: a move written `--`, `Z0`, `0000` or `@@@@` (a null move: no legal game has one).
+- `uci_notation`: a move written in UCI form (`g1f3`, `e7e8q`) that is not SAN.
+  A pawn move such as `e2e4` is also fully qualified SAN and reads as one.
 - `illegal_move`: a well-formed SAN move that is not legal in the position.
 - `unparsable_movetext`: a token that is not SAN, or text the parser cannot split into one game.
+- `duplicate_game_id` (set by `ingest`, month-wide): a game id already seen earlier in the month.
+
+A game's id is the last path segment of its `Site` when that is a URL (Lichess's
+8 characters), else a hash of the game's text: games of one over-the-board
+event share a Site, and only an exact repeat of a game is a duplicate.
 
 As in the Rust parser, the first result marker ends a game's moves: text after it
-and before the next `[Event ` line is ignored.
+and before the next game is ignored.
 """
 
 from __future__ import annotations
 
 import bisect
+import hashlib
 import itertools
 import re
 from collections.abc import Iterable, Iterator
@@ -43,8 +63,11 @@ import rust_pgn_reader_python_binding as rust_pgn
 
 from transcend_pipeline.vocab import MOVES
 
-GAME_START = b"\n[Event "
-GAME_START_PATTERN = re.compile(re.escape(GAME_START))
+# Where a game starts: a movetext line (neither blank nor a tag line), any blank lines, then a tag line. A match
+# ends just past that line's `[`; the game is cut at the newline before it.
+GAME_BOUNDARY = re.compile(rb"\n(?!\[)[ \t\r]*[^ \t\r\n][^\n]*\n(?:[ \t\r]*\n)*\[")
+MOVETEXT_LINE = re.compile(rb"\n(?!\[)[ \t\r]*[^ \t\r\n]")  # the first one ends a game's tag section
+BOUNDARY_SEARCH_BYTES = 1 << 14  # how far back a previous game boundary is first looked for (Lichess: ~2 KB a game)
 IS_WHITESPACE = np.isin(np.arange(256), list(b" \t\n\r\x0b\x0c"))  # the bytes that bytes.strip() removes
 BYTE_ORDER_MARK = b"\xef\xbb\xbf"
 EXCERPT_CHARS = 300
@@ -55,6 +78,17 @@ TAG_LINE = re.compile(r'^\[([A-Za-z0-9_]+) "([^"\\]*(?:\\.[^"\\]*)*)"\][ \t]*$',
 TAG_LINE_RE2 = r'^\[(?P<name>[A-Za-z0-9_]+) "(?P<value>[^"\\]*(?:\\.[^"\\]*)*)"\][ \t]*$'  # TAG_LINE, for Arrow
 RESULT_AT_END = re.compile(r"(?:^|\s)(1-0|0-1|1/2-1/2|\*)$")
 RESULTS = ("1-0", "0-1", "1/2-1/2", "*")
+NULL_MOVES = ("--", "Z0", "0000", "@@@@")  # the Rust parser reads `Z0` as `--`, and skips `0000` without a word
+ZERO_MOVE = re.compile(r"\{[^}]*\}|;[^\n]*|(?P<null>(?<![^\s.])0000(?!\S))")  # comments, or a `0000` move
+MOVE_ERROR = re.compile(r"at ply ([0-9]+): (\S+)")  # the Rust parser's "illegal move at ply 3: g1f3 (illegal san)"
+UCI_MOVE = re.compile(r"[a-h][1-8][a-h][1-8][nbrq]?")
+
+# TimeControl as the PGN standard writes it: `?`, `-`, or periods joined by `:`, each `moves/seconds`,
+# `seconds`, `seconds+increment` or sandglass `*seconds` (FIDE: `40/5400+30:1800+30`).
+TIME_PERIOD = r"(?:[0-9]{1,4}/)?[0-9]{1,7}(?:\+[0-9]{1,5})?|\*[0-9]{1,7}"
+TIME_CONTROL = rf"^(?:\?|-|(?:{TIME_PERIOD})(?::(?:{TIME_PERIOD}))*)$"
+FIRST_PERIOD = r"^(?P<moves>[0-9]+/)?(?P<base>[0-9]+)(?:\+(?P<increment>[0-9]+))?(?P<later>:.*)?$"
+URL_GAME_ID = r"^[A-Za-z][A-Za-z0-9+.-]*://[^/]+/(?:.*/)?(?P<id>[^/]+)$"
 
 # A game's moves are indices into the vocabulary's moves (DuckDB stores them as the ENUM `uci_move`): the parser's
 # squares become one lookup, and DuckDB writes 2 bytes a move instead of compressing ~2M short strings per 100k games.
@@ -91,6 +125,9 @@ GAMES_SCHEMA = pa.schema(
         ("has_eval", pa.bool_()),
     ]
 )
+# What `parse_chunk` accepts: the rows of `games`, each with its position in the chunk, so that `ingest` can keep
+# a month's first game of an id and quarantine the later ones.
+PARSED_GAMES_SCHEMA = GAMES_SCHEMA.append(pa.field("position", pa.int32()))
 
 QUARANTINE_SCHEMA = pa.schema(
     [
@@ -171,11 +208,12 @@ def game_aligned_chunks(pieces: Iterable[bytes], chunk_bytes: int = CHUNK_BYTES)
     the last game boundary in them (and at more boundaries if they hold several
     chunks' worth): a chunk is at least `chunk_bytes` less one game, and each
     byte is copied about twice, in a seventh of the time it took to decompress
-    (in the process that also reads the dump). A chunk ends just before an `[Event `
-    line that starts a game for `RawGames`: one not preceded by a game with an
-    open `{ comment }` (a piece's own braces decide that, as in
-    `RawGames.from_chunk`). The byte-order mark is removed here, where the
-    stream's first bytes are known.
+    (in the process that also reads the dump). A chunk ends just before a line
+    that starts a game for `RawGames`: a tag line after a movetext line
+    (`GAME_BOUNDARY`), not preceded by a game with an open `{ comment }` (a
+    piece's own braces decide that, as in `RawGames.from_chunk`). Boundaries are
+    looked for near the cut only, not in the whole chunk again. The byte-order
+    mark is removed here, where the stream's first bytes are known.
     """
     pending: list[bytes] = [b"\n"]  # so that every chunk starts with a newline, as `RawGames` wants
     pending_bytes = 1
@@ -200,30 +238,57 @@ def game_aligned_chunks(pieces: Iterable[bytes], chunk_bytes: int = CHUNK_BYTES)
         pending = [text[start:]]
         pending_bytes = len(pending[0])
         if pending_bytes > chunk_bytes + MAX_GAME_BYTES:
-            raise PgnFormatError(f"no game ends (before a line beginning '[Event ') in {pending_bytes:,} bytes")
+            raise PgnFormatError(f"no game ends (before a tag line after movetext) in {pending_bytes:,} bytes")
     yield PgnChunk(b"".join(pending), ends_stream=True)
 
 
 def _next_game_boundary(buffer: bytes, after: int) -> int:
     """The first game boundary at or after `after`, or -1."""
-    cut = buffer.find(GAME_START, after)
-    while cut != -1 and not _is_game_boundary(buffer, cut):
-        cut = buffer.find(GAME_START, cut + 1)
-    return cut
+    return next((cut for cut in _boundary_candidates(buffer, after) if _is_game_boundary(buffer, cut)), -1)
 
 
 def _last_game_boundary(buffer: bytes, after: int) -> int:
     """The last game boundary after `after` (a cut that leaves a chunk not empty), or -1."""
-    cut = buffer.rfind(GAME_START, after + 1)
+    cut = _last_candidate_before(buffer, len(buffer), after + 1)
     while cut != -1 and not _is_game_boundary(buffer, cut):
-        cut = buffer.rfind(GAME_START, after + 1, cut)
+        cut = _last_candidate_before(buffer, cut, after + 1)
     return cut
 
 
+def _boundary_candidates(buffer: bytes, start: int, stop: int | None = None) -> Iterator[int]:
+    """The cuts before a tag line that follows a movetext line (`GAME_BOUNDARY`) in [start, stop), in order.
+
+    The search starts at the last movetext line before `start`, which a cut
+    just after `start` depends on.
+    """
+    line = start
+    while line > 0 and buffer[line - 1] in b" \t\r\n":  # back over blank lines, to the movetext line's end
+        line -= 1
+    for match in GAME_BOUNDARY.finditer(buffer, max(buffer.rfind(b"\n", 0, line), 0)):
+        cut = match.end() - 2
+        if stop is not None and cut >= stop:
+            return
+        if cut >= start:
+            yield cut
+
+
+def _last_candidate_before(buffer: bytes, stop: int, floor: int = 0) -> int:
+    """The last cut of `_boundary_candidates` in [floor, stop), or -1: looked for in windows that grow back."""
+    window = BOUNDARY_SEARCH_BYTES
+    while True:
+        start = max(floor, stop - window)
+        last = -1
+        for last in _boundary_candidates(buffer, start, stop):  # noqa: B007 - the last one is wanted
+            pass
+        if last != -1 or start == floor:
+            return last
+        window *= 4
+
+
 def _is_game_boundary(buffer: bytes, cut: int) -> bool:
-    """Whether the GAME_START at `cut` starts a game: the game before it does not hide it in an open comment."""
-    previous = buffer.rfind(GAME_START, 0, cut)
-    return previous == -1 or buffer.rfind(b"{", previous, cut) <= buffer.rfind(b"}", previous, cut)
+    """Whether the candidate at `cut` starts a game: the piece before it does not hide it in an open comment."""
+    previous = max(_last_candidate_before(buffer, cut), 0)
+    return buffer.rfind(b"{", previous, cut) <= buffer.rfind(b"}", previous, cut)
 
 
 def parse_chunk(chunk: PgnChunk, month: str, moves_max_elo: int | None = None) -> tuple[pa.Table, pa.Table]:
@@ -238,12 +303,14 @@ def parse_chunk(chunk: PgnChunk, month: str, moves_max_elo: int | None = None) -
     kept, tags, rejected = _read_tags(games)
     sites = tags.field("Site")
     columns, bad_values = _games_columns(tags, month)
+    columns["game_id"] = _game_ids(columns["game_id"], games, kept)
+    columns["position"] = pa.array(kept, pa.int32())
     accepted = np.ones(len(kept), dtype=bool)
-    for slot, detail in bad_values:
+    for slot, reason, detail in [(slot, "broken_tags", detail) for slot, detail in bad_values] + _zero_moves(
+        games, kept
+    ):
         accepted[slot] = False
-        rejected.append(
-            Rejection(int(kept[slot]), sites[slot].as_py(), games.text_of(kept[slot]), "broken_tags", detail)
-        )
+        rejected.append(Rejection(int(kept[slot]), sites[slot].as_py(), games.text_of(kept[slot]), reason, detail))
 
     wants_moves = accepted.copy()
     if moves_max_elo is not None:
@@ -254,16 +321,14 @@ def parse_chunk(chunk: PgnChunk, month: str, moves_max_elo: int | None = None) -
     for parsed in np.flatnonzero(~valid):
         slot = parsed_slots[parsed]
         accepted[slot] = False
-        reason = "illegal_move" if errors[parsed].startswith("illegal move") else "unparsable_movetext"
-        rejected.append(
-            Rejection(int(kept[slot]), sites[slot].as_py(), games.text_of(kept[slot]), reason, errors[parsed])
-        )
+        reason, detail = _move_error(errors[parsed])
+        rejected.append(Rejection(int(kept[slot]), sites[slot].as_py(), games.text_of(kept[slot]), reason, detail))
 
     moves_at = np.full(len(kept), -1, dtype=np.int64)
     moves_at[parsed_slots] = np.arange(len(parsed_slots))
     columns["moves"] = moves.take(pa.array(moves_at, mask=moves_at < 0))
     columns["ply_count"] = pc.cast(pc.list_value_length(columns["moves"]), pa.int16())
-    accepted_games = pa.Table.from_pydict(columns, schema=GAMES_SCHEMA).filter(pa.array(accepted))
+    accepted_games = pa.Table.from_pydict(columns, schema=PARSED_GAMES_SCHEMA).filter(pa.array(accepted))
     rejected.sort(key=lambda rejection: rejection.index)
     quarantine = {
         "month": [month] * len(rejected),
@@ -274,6 +339,43 @@ def parse_chunk(chunk: PgnChunk, month: str, moves_max_elo: int | None = None) -
         "detail": [rejection.detail for rejection in rejected],
     }
     return accepted_games, pa.Table.from_pydict(quarantine, schema=QUARANTINE_SCHEMA)
+
+
+def _game_ids(url_ids: pa.Array, games: RawGames, kept: np.ndarray) -> pa.Array:
+    """Each game's id: its Site URL's last segment, else (few games, in files not from a site) a hash of its text."""
+    missing = np.flatnonzero(np.asarray(url_ids.is_null()))
+    if not len(missing):
+        return url_ids
+    ids = url_ids.to_numpy(zero_copy_only=False)
+    for slot in missing.tolist():
+        game_text = games.text[games.starts[kept[slot]] : games.ends[kept[slot]]]
+        ids[slot] = hashlib.blake2b(game_text, digest_size=8).hexdigest()
+    return pa.array(ids, pa.string())
+
+
+def _zero_moves(games: RawGames, kept: np.ndarray) -> list[tuple[int, str, str]]:
+    """(slot, reason, detail) of the games with a `0000` null move: the Rust parser skips it and reads on, so the
+    moves after it would be taken for the other side's (`1. e4 0000 2. e5` would read as 1. e4 e5)."""
+    if b"0000" not in games.text:
+        return []
+    candidates = np.flatnonzero(np.asarray(games.containing(b"0000").take(kept)))
+    movetexts = games.movetexts(kept[candidates]).to_pylist()
+    return [
+        (int(slot), "null_move", "a null move (0000): no legal game has one")
+        for slot, movetext in zip(candidates, movetexts, strict=True)
+        if any(match.group("null") for match in ZERO_MOVE.finditer(movetext))
+    ]
+
+
+def _move_error(error: str) -> tuple[str, str]:
+    """The quarantine reason and detail for the Rust parser's error on a game's movetext."""
+    match = MOVE_ERROR.search(error)
+    token = match.group(2) if match else ""
+    if token in NULL_MOVES:
+        return "null_move", f"a null move ({token}) at ply {match.group(1)}: no legal game has one ({error})"
+    if UCI_MOVE.fullmatch(token):
+        return "uci_notation", f"a move in UCI notation ({token}) at ply {match.group(1)}, not SAN ({error})"
+    return ("illegal_move" if error.startswith("illegal move") else "unparsable_movetext"), error
 
 
 def parse_chunk_file(
@@ -309,24 +411,23 @@ class RawGames:
     def from_chunk(cls, chunk: PgnChunk) -> RawGames:
         """Find the games of a chunk.
 
-        A game starts at a line beginning with `[Event ` (always the first tag of
-        a Lichess game) unless that line lies inside a `{ comment }` left open by
-        the game before and closed after it. CRLF line ends are normalised and
-        invalid UTF-8 replaced here. Text before the first game, if any, is a
-        game of its own (it will not parse).
+        A game starts at the chunk's start and at each `GAME_BOUNDARY`, unless
+        that boundary lies inside a `{ comment }` left open by the game before
+        and closed after it. Its tag section ends at its first movetext line.
+        CRLF line ends are normalised and invalid UTF-8 replaced here. Text
+        before the first tag line, if any, is a game of its own (it will not parse).
         """
-        text = chunk.text if chunk.text.startswith(b"\n") else b"\n" + chunk.text  # so GAME_START finds game 1
+        text = chunk.text if chunk.text.startswith(b"\n") else b"\n" + chunk.text  # so a boundary may open it
         if b"\r" in text:
             text = text.replace(b"\r\n", b"\n")
         if not _is_utf8(text):
             text = text.decode("utf-8", errors="replace").encode()
         if len(text) >= 1 << 31:  # Arrow's string offsets below are 32-bit
             raise PgnFormatError(f"a chunk of {len(text):,} bytes: cut the stream with game_aligned_chunks")
-        cuts = [match.start() for match in GAME_START_PATTERN.finditer(text)] + [len(text)]
-        preamble = text[: cuts[0]]
-        starts, ends = ([cuts[0] - len(preamble.lstrip())], [len(preamble.rstrip())]) if preamble.strip() else ([], [])
-        start = cuts[0] + 1
-        for cut, after in itertools.pairwise([*cuts[1:], -1]):
+        cuts = [match.end() - 2 for match in GAME_BOUNDARY.finditer(text)]
+        starts, ends = [], []
+        start = 0
+        for cut, after in itertools.pairwise([*cuts, len(text), -1]):
             if after != -1 and text.rfind(b"{", start, cut) > text.rfind(b"}", start, cut):
                 close, opening = text.find(b"}", cut, after), text.find(b"{", cut, after)
                 if close != -1 and (opening == -1 or close < opening):  # the next piece closes the comment: join it
@@ -334,13 +435,20 @@ class RawGames:
             starts.append(start)
             ends.append(cut)
             start = cut + 1
-        starts_array, ends_array = np.array(starts, dtype=np.int64), np.array(ends, dtype=np.int64)
         byte_view = np.frombuffer(text, dtype=np.uint8)
-        while (trailing := (ends_array > starts_array) & IS_WHITESPACE[byte_view[ends_array - 1]]).any():
-            ends_array -= trailing
-        blank_lines = [text.find(b"\n\n", *span) for span in zip(starts, ends_array.tolist(), strict=True)]
-        head_ends = np.array(blank_lines, dtype=np.int64)
-        head_ends[head_ends < 0] = ends_array[head_ends < 0]
+        starts_array = _trim(byte_view, np.array(starts, dtype=np.int64), np.array(ends, dtype=np.int64), step=1)
+        ends_array = _trim(byte_view, np.array(ends, dtype=np.int64), starts_array, step=-1)
+        games = ends_array > starts_array  # only the first piece can be blank
+        starts_array, ends_array = starts_array[games], ends_array[games]
+        head_ends = np.array(
+            [
+                end if (line := MOVETEXT_LINE.search(text, start, end)) is None else line.start()
+                for start, end in zip(starts_array.tolist(), ends_array.tolist(), strict=True)
+            ],
+            dtype=np.int64,
+        )
+        head_ends = _trim(byte_view, head_ends, starts_array, step=-1)
+        head_ends[byte_view[starts_array] != ord("[")] = starts_array[byte_view[starts_array] != ord("[")]
         offsets = np.append(np.column_stack([starts_array, head_ends, ends_array]).ravel(), len(text)).astype(np.int32)
         segments = pa.StringArray.from_buffers(len(offsets) - 1, pa.py_buffer(offsets), pa.py_buffer(text))
         return cls(text, starts_array, head_ends, ends_array, chunk.ends_stream, segments)
@@ -406,6 +514,21 @@ class RawGames:
     def text_of(self, index: int) -> str:
         return self.text[self.starts[index] : self.ends[index]].decode()
 
+    def head_of(self, index: int) -> str:
+        return self.text[self.starts[index] : self.head_ends[index]].decode()
+
+
+def _trim(byte_view: np.ndarray, edges: np.ndarray, limits: np.ndarray, *, step: int) -> np.ndarray:
+    """Move each span edge over whitespace toward its other edge: starts forward (`step` 1), ends back (-1)."""
+    edges = edges.copy()
+    inside = edges - (step < 0)  # the byte an edge would move over
+    while (
+        moving := ((limits - edges) * step > 0) & IS_WHITESPACE[byte_view[np.minimum(inside, len(byte_view) - 1)]]
+    ).any():
+        edges += step * moving
+        inside += step * moving
+    return edges
+
 
 def _is_utf8(text: bytes) -> bool:
     """Whether `text` is valid UTF-8, checked by Arrow without decoding it."""
@@ -438,9 +561,12 @@ def _read_tags(games: RawGames) -> tuple[np.ndarray, pa.StructArray, list[Reject
     """
     lines = pc.split_pattern(games.heads(), "\n")
     line_game = np.asarray(pc.list_parent_indices(lines))
-    pairs = pc.extract_regex(lines.flatten(), TAG_LINE_RE2)
+    flat_lines = lines.flatten()
+    pairs = pc.extract_regex(flat_lines, TAG_LINE_RE2)
+    not_tags = np.flatnonzero(np.asarray(pairs.is_null()))
+    not_blank = [line for line in not_tags.tolist() if flat_lines[line].as_py().strip(" \t\r")]  # few lines
     broken = np.zeros(len(games), dtype=bool)
-    broken[line_game[np.asarray(pairs.is_null())]] = True
+    broken[line_game[not_blank]] = True
     tag_lines = _tag_lines(pc.struct_field(pairs, [0]), line_game, len(games))
     values = pc.struct_field(pairs, [1])
 
@@ -463,7 +589,9 @@ def _read_tags(games: RawGames) -> tuple[np.ndarray, pa.StructArray, list[Reject
         suspect[last] = True
     rejected: list[Rejection] = []
     for index in np.flatnonzero(suspect):
-        rejection = _rejection(int(index), games.text_of(index), last=games.ends_stream and index == last)
+        rejection = _rejection(
+            int(index), games.head_of(index), games.text_of(index), last=games.ends_stream and index == last
+        )
         if rejection is None:
             suspect[index] = False
         else:
@@ -491,16 +619,17 @@ def _tag_lines(names: pa.Array, line_game: np.ndarray, games: int) -> np.ndarray
     return tag_lines
 
 
-def _rejection(index: int, text: str, *, last: bool) -> Rejection | None:
-    """Why one game is quarantined, by the rules in the module docstring, or None if it is not."""
-    head, _, _ = text.partition("\n\n")
+def _rejection(index: int, head: str, text: str, *, last: bool) -> Rejection | None:
+    """Why one game (its tag section and whole text) is quarantined, by the module docstring's rules, or None."""
     final = RESULT_AT_END.search(text[-8:])
     if final is None and last:
         return Rejection(index, _site_of(head), text, "truncated", "the stream ends inside this game")
-    pairs = TAG_LINE.findall(head)
-    tags = dict(pairs)
-    if len(pairs) != head.count("\n") + 1:
-        bad = next((line for line in head.split("\n") if not TAG_LINE.fullmatch(line)), head)
+    if not head:
+        first_line = text.lstrip().partition("\n")[0]
+        return Rejection(index, None, text, "broken_tags", f"no tag section: the game begins {first_line[:80]!r}")
+    tags = dict(TAG_LINE.findall(head))
+    bad = next((line for line in head.split("\n") if line.strip(" \t\r") and not TAG_LINE.fullmatch(line)), None)
+    if bad is not None:
         return Rejection(index, tags.get("Site"), text, "broken_tags", f"not a tag line: {bad[:80]!r}")
     if tags.get("Variant", "Standard") != "Standard" or "FEN" in tags or "SetUp" in tags:
         detail = f"Variant {tags.get('Variant', 'Standard')!r}, FEN {tags.get('FEN')!r}"
@@ -567,7 +696,7 @@ def _games_columns(tags: pa.StructArray, month: str) -> tuple[dict[str, pa.Array
     """Every `games` column but the moves, built column-wise from the tags, and the (row, detail) of malformed values."""
     columns: dict[str, pa.Array] = {name: tags.field(tag) for name, tag in TEXT_COLUMNS.items()}
     columns["month"] = pa.array([month] * len(tags), pa.string())
-    columns["game_id"] = pc.struct_field(pc.extract_regex(columns["site"], r"(?P<id>[^/]*)$"), [0])
+    columns["game_id"] = pc.struct_field(pc.extract_regex(columns["site"], URL_GAME_ID), [0])  # NULL: no URL
     columns["rated"] = pc.starts_with(columns["event"], "Rated")
     columns["variant"] = pc.fill_null(tags.field("Variant"), "Standard")
     malformed: list[tuple[str, pa.Array, pa.Array]] = []  # (tag, raw values, parsed values)
@@ -577,11 +706,14 @@ def _games_columns(tags: pa.StructArray, month: str) -> tuple[dict[str, pa.Array
         columns[name] = pc.cast(pc.utf8_ltrim(numbers, "+"), pa.int16())
         malformed.append((tag, pc.if_else(pc.equal(values, "?"), None, values), numbers))
     time_control = tags.field("TimeControl")
-    parts = pc.extract_regex(time_control, r"^(?P<base>[0-9]{1,6})\+(?P<increment>[0-9]{1,4})$")
-    columns["base_seconds"] = pc.cast(pc.struct_field(parts, [0]), pa.int32())
-    columns["increment_seconds"] = pc.cast(pc.struct_field(parts, [1]), pa.int32())
-    columns["speed"] = _speed(time_control, columns["base_seconds"], columns["increment_seconds"])
-    malformed.append(("TimeControl", pc.if_else(pc.equal(time_control, "-"), None, time_control), parts))
+    valid = pc.if_else(pc.match_substring_regex(time_control, TIME_CONTROL), time_control, None)
+    first = pc.extract_regex(valid, FIRST_PERIOD)  # NULL for `?`, `-` and sandglass: no base, no increment
+    base, increment = pc.struct_field(first, [1]), pc.struct_field(first, [2])
+    columns["base_seconds"] = pc.cast(base, pa.int32())
+    columns["increment_seconds"] = pc.cast(pc.if_else(pc.equal(increment, ""), "0", increment), pa.int32())
+    one_period = pc.and_(pc.equal(pc.struct_field(first, [0]), ""), pc.equal(pc.struct_field(first, [3]), ""))
+    columns["speed"] = _speed(time_control, one_period, columns["base_seconds"], columns["increment_seconds"])
+    malformed.append(("TimeControl", time_control, valid))
     stamp = pc.binary_join_element_wise(tags.field("UTCDate"), tags.field("UTCTime"), " ")
     columns["utc_time"] = pc.strptime(stamp, format="%Y.%m.%d %H:%M:%S", unit="s", error_is_null=True)
     columns["has_clock"] = tags.field("has_clock")
@@ -593,9 +725,11 @@ def _games_columns(tags: pa.StructArray, month: str) -> tuple[dict[str, pa.Array
     return columns, sorted(bad.items())
 
 
-def _speed(time_control: pa.Array, base: pa.Array, increment: pa.Array) -> pa.Array:
-    """Lichess's speed classes: estimated seconds = base + 40 * increment; '-' is correspondence."""
-    estimate = np.asarray(pc.fill_null(pc.add(base, pc.multiply(increment, 40)), -1))
+def _speed(time_control: pa.Array, one_period: pa.Array, base: pa.Array, increment: pa.Array) -> pa.Array:
+    """Lichess's speed classes, where they apply: estimated seconds = base + 40 * increment of a control of one
+    period without a move count (Lichess's `base+increment`); '-' is correspondence; NULL for any other control."""
+    estimate = pc.if_else(one_period, pc.add(base, pc.multiply(increment, 40)), None)
+    estimate = np.asarray(pc.fill_null(estimate, -1))
     classes = np.searchsorted(SPEED_LIMITS, estimate, side="right")
     correspondence = np.asarray(pc.fill_null(pc.equal(time_control, "-"), False))
     classes[correspondence] = len(SPEEDS) - 1
