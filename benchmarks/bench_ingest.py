@@ -20,6 +20,12 @@ a hundredth of a recent Lichess month, shows what a real month gets.
     .venv/bin/python benchmarks/bench_ingest.py                  # 100k games, 3 runs of each
     .venv/bin/python benchmarks/bench_ingest.py --games 1000000  # a month's worth of scaling (~12 min)
     .venv/bin/python benchmarks/bench_ingest.py --quick          # 10k games, one run: a smoke run
+    .venv/bin/python benchmarks/bench_ingest.py --against main   # also this code against another commit's
+
+`--against REV` checks out REV's `transcend_pipeline` (`git archive`) and ingests
+the corpus with it and with this tree in turn, each in a fresh interpreter, one
+worker, so that a change to the parser is measured against the code it replaces
+in the same run, on the same machine load.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import argparse
 import collections
 import io
 import itertools
+import json
 import multiprocessing
 import os
 import re
@@ -35,6 +42,7 @@ import resource
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -55,6 +63,7 @@ FRAME_BYTES = 16 << 20  # pzstd cuts its input into independent frames too
 RECENT_MONTH_GAMES = 96_000_000
 PYTHON_CHESS_GAMES = 2_000
 SPIN_ITERATIONS = 10_000_000  # about half a second of a pure-Python loop
+REPOSITORY = Path(__file__).resolve().parents[1]
 SITE_ID = re.compile(r"(?<=\[Site \"https://lichess.org/)\w+")
 
 
@@ -112,6 +121,48 @@ def _ingest_here(dump: Path, work: Path, month: str, workers: int, moves_max_elo
     peak = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
     moves = "all moves" if moves_max_elo is None else f"moves <= {moves_max_elo}"
     return Measured(f"ingest_month, {moves}, workers={workers}", result, cpu, peak / 1024, finished_at)
+
+
+INGEST_IN_TREE = """
+import json, resource, sys, time
+from pathlib import Path
+from transcend_pipeline.ingest import ingest_month
+dump, work, month, cap = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], sys.argv[4]
+cpu = lambda: sum(u.ru_utime + u.ru_stime for u in map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)))
+before = cpu()
+result = ingest_month(dump, month, work / 'tree.duckdb', staging_dir=work / 'staging', moves_max_elo=int(cap) if cap else None)
+print(json.dumps({'games': result.games_read, 'accepted': result.games_accepted, 'seconds': result.seconds, 'cpu': cpu() - before}))
+"""
+
+
+def ingest_in_tree(tree: Path, dump: Path, work: Path, month: str, moves_max_elo: int | None) -> dict:
+    """One worker's ingest of the dump with the `transcend_pipeline` found in `tree`, in a fresh interpreter."""
+    command = [sys.executable, "-c", INGEST_IN_TREE, str(dump), str(work), month, str(moves_max_elo or "")]
+    finished = subprocess.run(command, cwd=tree, capture_output=True, text=True, check=True)
+    return json.loads(finished.stdout.splitlines()[-1])
+
+
+def compare_trees(against: str, dump: Path, work: Path, games: int, repeat: int, moves_max_elo: int | None) -> None:
+    """Games per CPU-second of this tree's ingest against commit `against`'s, runs interleaved; minimum CPU of each."""
+    baseline_tree = work / f"against-{moves_max_elo}"
+    baseline_tree.mkdir()
+    archive = subprocess.run(
+        ["git", "archive", against, "transcend_pipeline"], cwd=REPOSITORY, capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(baseline_tree)], input=archive.stdout, check=True)
+    months = (f"{2200 + index // 12}-{index % 12 + 1:02d}" for index in itertools.count())
+    runs: dict[str, list[dict]] = {against: [], "this tree": []}
+    for _ in range(repeat):
+        for name, tree in ((against, baseline_tree), ("this tree", REPOSITORY)):
+            runs[name].append(ingest_in_tree(tree, dump, work, next(months), moves_max_elo))
+    rates = {name: games / min(run["cpu"] for run in measured) for name, measured in runs.items()}
+    moves = "all moves" if moves_max_elo is None else f"moves <= {moves_max_elo}"
+    for name, measured in runs.items():
+        accepted = sorted({run["accepted"] for run in measured})
+        each = ", ".join(f"{games / run['cpu']:,.0f}" for run in measured)
+        label = f"{name}, {moves}, workers=1"
+        print(f"{label:<46} {rates[name]:>12,.0f} games/CPU-s (runs: {each}), games accepted {accepted}")
+    print(f"{'':<46} this tree / {against}: {rates['this tree'] / rates[against]:.3f}")
 
 
 def _cpu_seconds() -> float:
@@ -188,6 +239,8 @@ def main() -> None:
     parser.add_argument("--games", type=int, help="corpus size (overrides --quick)")
     parser.add_argument("--repeat", type=int, help="runs of each ingest, interleaved; medians are printed (default 3)")
     parser.add_argument("--moves-max-elo", type=int, default=1500, help="the cap for the bucket-only runs")
+    parser.add_argument("--against", metavar="REV", help="also compare with the ingest of git revision REV")
+    parser.add_argument("--against-only", action="store_true", help="with --against: only that comparison")
     args = parser.parse_args()
     games = args.games or (10_000 if args.quick else 100_000)
     repeat = args.repeat or (1 if args.quick else 3)
@@ -203,6 +256,11 @@ def main() -> None:
             f"{repeat} interleaved runs: wall-clock figures are their medians, CPU ones their minimum (interference "
             f"only adds CPU time, to python-chess and to us alike)"
         )
+        if args.against:
+            for cap in (args.moves_max_elo, None):
+                compare_trees(args.against, dump, work, games, repeat, cap)
+            if args.against_only:
+                return
         chess_games = min(PYTHON_CHESS_GAMES, games // 5)
         chess_runs = [run_python_chess(dump, chess_games) for _ in range(repeat)]
         chess_wall = statistics.median(wall for wall, _ in chess_runs)

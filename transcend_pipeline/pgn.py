@@ -79,16 +79,17 @@ TAG_LINE_RE2 = r'^\[(?P<name>[A-Za-z0-9_]+) "(?P<value>[^"\\]*(?:\\.[^"\\]*)*)"\
 RESULT_AT_END = re.compile(r"(?:^|\s)(1-0|0-1|1/2-1/2|\*)$")
 RESULTS = ("1-0", "0-1", "1/2-1/2", "*")
 NULL_MOVES = ("--", "Z0", "0000", "@@@@")  # the Rust parser reads `Z0` as `--`, and skips `0000` without a word
-ZERO_MOVE = re.compile(r"\{[^}]*\}|;[^\n]*|(?P<null>(?<![^\s.])0000(?!\S))")  # comments, or a `0000` move
+ZERO_MOVE = re.compile(r"\{[^}]*\}|;[^\n]*|(?P<null>(?<![^\s.])0000(?!\S))")  # a comment, or a `0000` move
 MOVE_ERROR = re.compile(r"at ply ([0-9]+): (\S+)")  # the Rust parser's "illegal move at ply 3: g1f3 (illegal san)"
 UCI_MOVE = re.compile(r"[a-h][1-8][a-h][1-8][nbrq]?")
 
 # TimeControl as the PGN standard writes it: `?`, `-`, or periods joined by `:`, each `moves/seconds`,
 # `seconds`, `seconds+increment` or sandglass `*seconds` (FIDE: `40/5400+30:1800+30`).
 TIME_PERIOD = r"(?:[0-9]{1,4}/)?[0-9]{1,7}(?:\+[0-9]{1,5})?|\*[0-9]{1,7}"
-TIME_CONTROL = rf"^(?:\?|-|(?:{TIME_PERIOD})(?::(?:{TIME_PERIOD}))*)$"
-FIRST_PERIOD = r"^(?P<moves>[0-9]+/)?(?P<base>[0-9]+)(?:\+(?P<increment>[0-9]+))?(?P<later>:.*)?$"
-URL_GAME_ID = r"^[A-Za-z][A-Za-z0-9+.-]*://[^/]+/(?:.*/)?(?P<id>[^/]+)$"
+TIME_CONTROL = re.compile(rf"\?|-|(?:{TIME_PERIOD})(?::(?:{TIME_PERIOD}))*")
+URL_WITH_PATH = r"^[A-Za-z][A-Za-z0-9+.-]*://[^/]+/[^/]"  # a Site whose last segment is a game id, for Arrow
+LICHESS_TIME_CONTROL = r"^(?P<base>[0-9]{1,7})\+(?P<increment>[0-9]{1,5})$"  # for Arrow
+FIRST_PERIOD = re.compile(r"(?P<moves>[0-9]+/)?(?P<base>[0-9]+)(?:\+(?P<increment>[0-9]+))?(?P<later>:.*)?$")
 
 # A game's moves are indices into the vocabulary's moves (DuckDB stores them as the ENUM `uci_move`): the parser's
 # squares become one lookup, and DuckDB writes 2 bytes a move instead of compressing ~2M short strings per 100k games.
@@ -306,11 +307,11 @@ def parse_chunk(chunk: PgnChunk, month: str, moves_max_elo: int | None = None) -
     columns["game_id"] = _game_ids(columns["game_id"], games, kept)
     columns["position"] = pa.array(kept, pa.int32())
     accepted = np.ones(len(kept), dtype=bool)
-    for slot, reason, detail in [(slot, "broken_tags", detail) for slot, detail in bad_values] + _zero_moves(
-        games, kept
-    ):
+    for slot, detail in bad_values:
         accepted[slot] = False
-        rejected.append(Rejection(int(kept[slot]), sites[slot].as_py(), games.text_of(kept[slot]), reason, detail))
+        rejected.append(
+            Rejection(int(kept[slot]), sites[slot].as_py(), games.text_of(kept[slot]), "broken_tags", detail)
+        )
 
     wants_moves = accepted.copy()
     if moves_max_elo is not None:
@@ -321,7 +322,7 @@ def parse_chunk(chunk: PgnChunk, month: str, moves_max_elo: int | None = None) -
     for parsed in np.flatnonzero(~valid):
         slot = parsed_slots[parsed]
         accepted[slot] = False
-        reason, detail = _move_error(errors[parsed])
+        reason, detail = _move_error(errors[parsed], games.movetexts(kept[slot : slot + 1])[0].as_py())
         rejected.append(Rejection(int(kept[slot]), sites[slot].as_py(), games.text_of(kept[slot]), reason, detail))
 
     moves_at = np.full(len(kept), -1, dtype=np.int64)
@@ -353,28 +354,21 @@ def _game_ids(url_ids: pa.Array, games: RawGames, kept: np.ndarray) -> pa.Array:
     return pa.array(ids, pa.string())
 
 
-def _zero_moves(games: RawGames, kept: np.ndarray) -> list[tuple[int, str, str]]:
-    """(slot, reason, detail) of the games with a `0000` null move: the Rust parser skips it and reads on, so the
-    moves after it would be taken for the other side's (`1. e4 0000 2. e5` would read as 1. e4 e5)."""
-    if b"0000" not in games.text:
-        return []
-    candidates = np.flatnonzero(np.asarray(games.containing(b"0000").take(kept)))
-    movetexts = games.movetexts(kept[candidates]).to_pylist()
-    return [
-        (int(slot), "null_move", "a null move (0000): no legal game has one")
-        for slot, movetext in zip(candidates, movetexts, strict=True)
-        if any(match.group("null") for match in ZERO_MOVE.finditer(movetext))
-    ]
+def _move_error(error: str, movetext: str) -> tuple[str, str]:
+    """The quarantine reason and detail for the Rust parser's error on a game's movetext.
 
-
-def _move_error(error: str) -> tuple[str, str]:
-    """The quarantine reason and detail for the Rust parser's error on a game's movetext."""
+    The parser skips a `0000` move without a word and reads on with the wrong side to move, which makes a later
+    move illegal: such a game is a null move's, not an illegal move's. (Looking for `0000` in every game would cost
+    a tenth of the parse; a game with `0000` as its very last move reads, without it.)
+    """
     match = MOVE_ERROR.search(error)
-    token = match.group(2) if match else ""
+    token, ply = (match.group(2), match.group(1)) if match else ("", "?")
     if token in NULL_MOVES:
-        return "null_move", f"a null move ({token}) at ply {match.group(1)}: no legal game has one ({error})"
+        return "null_move", f"a null move ({token}) at ply {ply}: no legal game has one ({error})"
     if UCI_MOVE.fullmatch(token):
-        return "uci_notation", f"a move in UCI notation ({token}) at ply {match.group(1)}, not SAN ({error})"
+        return "uci_notation", f"a move in UCI notation ({token}) at ply {ply}, not SAN ({error})"
+    if any(zero.group("null") for zero in ZERO_MOVE.finditer(movetext)):
+        return "null_move", f"a null move (0000) before ply {ply}: no legal game has one ({error})"
     return ("illegal_move" if error.startswith("illegal move") else "unparsable_movetext"), error
 
 
@@ -696,7 +690,10 @@ def _games_columns(tags: pa.StructArray, month: str) -> tuple[dict[str, pa.Array
     """Every `games` column but the moves, built column-wise from the tags, and the (row, detail) of malformed values."""
     columns: dict[str, pa.Array] = {name: tags.field(tag) for name, tag in TEXT_COLUMNS.items()}
     columns["month"] = pa.array([month] * len(tags), pa.string())
-    columns["game_id"] = pc.struct_field(pc.extract_regex(columns["site"], URL_GAME_ID), [0])  # NULL: no URL
+    last_segment = pc.struct_field(pc.extract_regex(columns["site"], r"/(?P<id>[^/]+)$"), [0])
+    columns["game_id"] = pc.if_else(
+        pc.match_substring_regex(columns["site"], URL_WITH_PATH), last_segment, None
+    )  # NULL: no URL
     columns["rated"] = pc.starts_with(columns["event"], "Rated")
     columns["variant"] = pc.fill_null(tags.field("Variant"), "Standard")
     malformed: list[tuple[str, pa.Array, pa.Array]] = []  # (tag, raw values, parsed values)
@@ -706,13 +703,9 @@ def _games_columns(tags: pa.StructArray, month: str) -> tuple[dict[str, pa.Array
         columns[name] = pc.cast(pc.utf8_ltrim(numbers, "+"), pa.int16())
         malformed.append((tag, pc.if_else(pc.equal(values, "?"), None, values), numbers))
     time_control = tags.field("TimeControl")
-    valid = pc.if_else(pc.match_substring_regex(time_control, TIME_CONTROL), time_control, None)
-    first = pc.extract_regex(valid, FIRST_PERIOD)  # NULL for `?`, `-` and sandglass: no base, no increment
-    base, increment = pc.struct_field(first, [1]), pc.struct_field(first, [2])
-    columns["base_seconds"] = pc.cast(base, pa.int32())
-    columns["increment_seconds"] = pc.cast(pc.if_else(pc.equal(increment, ""), "0", increment), pa.int32())
-    one_period = pc.and_(pc.equal(pc.struct_field(first, [0]), ""), pc.equal(pc.struct_field(first, [3]), ""))
-    columns["speed"] = _speed(time_control, one_period, columns["base_seconds"], columns["increment_seconds"])
+    base, increment, one_period, valid = _time_controls(time_control)
+    columns["base_seconds"], columns["increment_seconds"] = base, increment
+    columns["speed"] = _speed(time_control, one_period, base, increment)
     malformed.append(("TimeControl", time_control, valid))
     stamp = pc.binary_join_element_wise(tags.field("UTCDate"), tags.field("UTCTime"), " ")
     columns["utc_time"] = pc.strptime(stamp, format="%Y.%m.%d %H:%M:%S", unit="s", error_is_null=True)
@@ -723,6 +716,36 @@ def _games_columns(tags: pa.StructArray, month: str) -> tuple[dict[str, pa.Array
         for row in np.flatnonzero(np.asarray(pc.and_(pc.is_valid(raw), pc.is_null(parsed)))):
             bad.setdefault(int(row), f"{tag} {raw[row].as_py()!r} is not a valid value")
     return columns, sorted(bad.items())
+
+
+def _time_controls(time_control: pa.Array) -> tuple[pa.Array, pa.Array, pa.Array, pa.Array]:
+    """(base, increment, whether one period without a move count, the value where valid) of each TimeControl.
+
+    Lichess's `base+increment` and `-` are read column-wise; the few other values (every game of some files) one
+    by one.
+    """
+    lichess = pc.extract_regex(time_control, LICHESS_TIME_CONTROL)
+    base = pc.cast(pc.struct_field(lichess, [0]), pa.int32())
+    increment = pc.cast(pc.struct_field(lichess, [1]), pa.int32())
+    one_period = pc.is_valid(lichess)
+    valid = pc.or_(one_period, pc.fill_null(pc.equal(time_control, "-"), False))
+    others = np.flatnonzero(np.asarray(pc.and_(pc.invert(valid), pc.is_valid(time_control))))
+    if not len(others):
+        return base, increment, one_period, pc.if_else(valid, time_control, None)
+    base_values, increment_values = base.to_pylist(), increment.to_pylist()
+    one_period_values, valid_values = one_period.to_pylist(), valid.to_pylist()
+    for row in others.tolist():
+        value = time_control[row].as_py()
+        valid_values[row] = TIME_CONTROL.fullmatch(value) is not None
+        if valid_values[row] and (first := FIRST_PERIOD.match(value)):
+            base_values[row], increment_values[row] = int(first.group("base")), int(first.group("increment") or 0)
+            one_period_values[row] = not first.group("moves") and not first.group("later")
+    return (
+        pa.array(base_values, pa.int32()),
+        pa.array(increment_values, pa.int32()),
+        pa.array(one_period_values, pa.bool_()),
+        pc.if_else(pa.array(valid_values, pa.bool_()), time_control, None),
+    )
 
 
 def _speed(time_control: pa.Array, one_period: pa.Array, base: pa.Array, increment: pa.Array) -> pa.Array:
