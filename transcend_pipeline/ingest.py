@@ -352,7 +352,7 @@ def _swap_month(warehouse_path: Path, month: str, games: str, quarantine: str, t
                 )
                 SELECT $month AS month, position, site,
                     left(format('[Site "{{}}"] [White "{{}}"] [Black "{{}}"] [Result "{{}}"] ({{}} moves)',
-                        site, white, black, result, ply_count), {EXCERPT_CHARS}) AS excerpt,
+                        site, white, black, result, coalesce(ply_count::VARCHAR, '?')), {EXCERPT_CHARS}) AS excerpt,
                     'duplicate_game_id' AS reason,
                     format('game id {{}} came first at position {{}}', game_id, first) AS detail
                 FROM (
