@@ -46,7 +46,7 @@ def read(data: bytes | str, chunk_bytes: int = 1 << 16, **options) -> tuple[list
 
 def read_whole(data: bytes, **options) -> tuple[list[dict], list[dict]]:
     """The whole stream as one chunk: what any cut into chunks must reproduce."""
-    (chunk,) = game_aligned_chunks([data], chunk_bytes=len(data) + 1)
+    (chunk,) = game_aligned_chunks([data], chunk_bytes=len(data) + 2)  # the chunk gains a leading newline
     games, rejected = parse_chunk(chunk, "2024-01", **options)
     return games.to_pylist(), rejected.to_pylist()
 
@@ -261,6 +261,10 @@ def test_draw_offer_comment_and_promotion_and_castling() -> None:
             "non_standard_start",
             "Atomic",
         ),
+        (game("1. e4 e5 2. -- Nf6 1-0"), "null_move", "(--) at ply 3"),
+        (game("1. e4 e5 2. Z0 Nf6 1-0"), "null_move", "at ply 3"),
+        (game("1. e4 e5 2. 0000 Nf6 1-0"), "null_move", "(0000)"),
+        (game("1. e2e4 e7e5 2. g1f3 b8c6 1-0"), "uci_notation", "(g1f3) at ply 3"),
     ],
 )
 def test_bad_games_are_quarantined_with_their_reason(text: str, reason: str, detail: str) -> None:
@@ -294,6 +298,31 @@ def test_a_text_the_move_parser_reads_as_no_game_cannot_shift_the_others() -> No
     moves, valid, errors = _parse_moves(pa.array(["1. e4 1-0", "", "1. d4 0-1"], pa.large_string()))
     assert moves.to_pylist() == [["e2e4"], [], ["d2d4"]]
     assert valid.tolist() == [True, False, True] and errors[1] == "the movetext reads as 0 games"
+
+
+# Pieces of PGN that test where games start: after movetext, whatever the first tag; not inside a comment; across
+# blank lines in a tag section; with no blank line before the next game; CRLF; junk lines.
+PIECES = [
+    game(SCHOLARS_MATE),
+    game(SCHOLARS_MATE).replace("[Event", '[Variant "Standard"]\n[Event'),
+    game(SCHOLARS_MATE).replace("[White", "\n[White"),
+    game('1. e4 { a comment\n[White "not a tag"]\nthat goes on } e5 1-0'),
+    game("1. e4 { open comment, [Event on the next line:\n"),
+    game(SCHOLARS_MATE).rstrip("\n") + "\n",
+    game(SCHOLARS_MATE).replace("\n", "\r\n"),
+    "junk between games\n",
+    game("1. e4 e5 2. Ke3 1-0"),
+]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    pieces=st.lists(st.sampled_from(range(len(PIECES))), min_size=1, max_size=12),
+    chunk_bytes=st.integers(1, 2048),
+)
+def test_any_cut_into_chunks_reads_like_the_whole_stream(pieces: list[int], chunk_bytes: int) -> None:
+    data = "".join(PIECES[index] for index in pieces).encode()
+    assert read(data, chunk_bytes) == read_whole(data)
 
 
 def test_empty_input_gives_no_games() -> None:
