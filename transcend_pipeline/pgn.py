@@ -25,13 +25,17 @@ starts a new game even without a blank line between.
 A game is either accepted into `games` or quarantined with one of these reasons:
 
 - `truncated`: the last game of the stream stops before its result (file cut off).
-- `broken_tags`: a header line that is not `[Name "value"]`, or a malformed Elo,
-  rating diff or TimeControl value (the PGN standard's forms are all accepted:
-  `?`, `-`, `300`, `180+2`, `40/7200`, `*180`, and periods joined by `:`).
+- `broken_tags`: a header line that is not `[Name "value"]`, no tag section, or a
+  malformed Elo, rating diff or TimeControl value (the PGN standard's forms are all
+  accepted: `?`, `-`, `300`, `180+2`, `40/7200`, `*180`, periods joined by `:`, and
+  the fractions of seconds engine matches write, `10+0.1`).
 - `non_standard_start`: a `Variant` other than Standard, or a `FEN`/`SetUp` tag.
 - `missing_result`: no `Result` tag, or movetext that ends without a result.
 - `result_mismatch`: the movetext's result differs from the `Result` tag.
 - `null_move`: a move written `--`, `Z0`, `0000` or `@@@@` (a null move: no legal game has one).
+  The move parser skips `0000` and reads on with the wrong side to move; the game is
+  named a null move's when a later move turns illegal, as one nearly always does
+  (a `0000` that ends the game is dropped).
 - `uci_notation`: a move written in UCI form (`g1f3`, `e7e8q`) that is not SAN.
   A pawn move such as `e2e4` is also fully qualified SAN and reads as one.
 - `illegal_move`: a well-formed SAN move that is not legal in the position.
@@ -85,11 +89,12 @@ UCI_MOVE = re.compile(r"[a-h][1-8][a-h][1-8][nbrq]?")
 
 # TimeControl as the PGN standard writes it: `?`, `-`, or periods joined by `:`, each `moves/seconds`,
 # `seconds`, `seconds+increment` or sandglass `*seconds` (FIDE: `40/5400+30:1800+30`).
-TIME_PERIOD = r"(?:[0-9]{1,4}/)?[0-9]{1,7}(?:\+[0-9]{1,5})?|\*[0-9]{1,7}"
+SECONDS = r"[0-9]{1,7}(?:\.[0-9]{1,3})?"  # whole in the standard; fastchess and cutechess write `10+0.1`
+TIME_PERIOD = rf"(?:[0-9]{{1,4}}/)?{SECONDS}(?:\+{SECONDS})?|\*{SECONDS}"
 TIME_CONTROL = re.compile(rf"\?|-|(?:{TIME_PERIOD})(?::(?:{TIME_PERIOD}))*")
 URL_WITH_PATH = r"^[A-Za-z][A-Za-z0-9+.-]*://[^/]+/[^/]"  # a Site whose last segment is a game id, for Arrow
 LICHESS_TIME_CONTROL = r"^(?P<base>[0-9]{1,7})\+(?P<increment>[0-9]{1,5})$"  # for Arrow
-FIRST_PERIOD = re.compile(r"(?P<moves>[0-9]+/)?(?P<base>[0-9]+)(?:\+(?P<increment>[0-9]+))?(?P<later>:.*)?$")
+FIRST_PERIOD = re.compile(rf"(?P<moves>[0-9]+/)?(?P<base>{SECONDS})(?:\+(?P<increment>{SECONDS}))?(?P<later>:.*)?$")
 
 # A game's moves are indices into the vocabulary's moves (DuckDB stores them as the ENUM `uci_move`): the parser's
 # squares become one lookup, and DuckDB writes 2 bytes a move instead of compressing ~2M short strings per 100k games.
@@ -703,9 +708,8 @@ def _games_columns(tags: pa.StructArray, month: str) -> tuple[dict[str, pa.Array
         columns[name] = pc.cast(pc.utf8_ltrim(numbers, "+"), pa.int16())
         malformed.append((tag, pc.if_else(pc.equal(values, "?"), None, values), numbers))
     time_control = tags.field("TimeControl")
-    base, increment, one_period, valid = _time_controls(time_control)
-    columns["base_seconds"], columns["increment_seconds"] = base, increment
-    columns["speed"] = _speed(time_control, one_period, base, increment)
+    columns["base_seconds"], columns["increment_seconds"], estimate, valid = _time_controls(time_control)
+    columns["speed"] = _speed(time_control, estimate)
     malformed.append(("TimeControl", time_control, valid))
     stamp = pc.binary_join_element_wise(tags.field("UTCDate"), tags.field("UTCTime"), " ")
     columns["utc_time"] = pc.strptime(stamp, format="%Y.%m.%d %H:%M:%S", unit="s", error_is_null=True)
@@ -719,40 +723,43 @@ def _games_columns(tags: pa.StructArray, month: str) -> tuple[dict[str, pa.Array
 
 
 def _time_controls(time_control: pa.Array) -> tuple[pa.Array, pa.Array, pa.Array, pa.Array]:
-    """(base, increment, whether one period without a move count, the value where valid) of each TimeControl.
+    """(base, increment, Lichess's estimate of a game's seconds, the value where valid) of each TimeControl.
 
-    Lichess's `base+increment` and `-` are read column-wise; the few other values (every game of some files) one
-    by one.
+    The estimate, base + 40 increments, is only made for a control of one period without a move count. Base
+    and increment are whole seconds: NULL for a fraction. Lichess's `base+increment` and `-` are read
+    column-wise; the few other values (every game of some files) one by one.
     """
     lichess = pc.extract_regex(time_control, LICHESS_TIME_CONTROL)
     base = pc.cast(pc.struct_field(lichess, [0]), pa.int32())
     increment = pc.cast(pc.struct_field(lichess, [1]), pa.int32())
-    one_period = pc.is_valid(lichess)
-    valid = pc.or_(one_period, pc.fill_null(pc.equal(time_control, "-"), False))
+    estimate = pc.add(pc.cast(base, pa.float64()), pc.multiply(pc.cast(increment, pa.float64()), 40.0))
+    valid = pc.or_(pc.is_valid(lichess), pc.fill_null(pc.equal(time_control, "-"), False))
     others = np.flatnonzero(np.asarray(pc.and_(pc.invert(valid), pc.is_valid(time_control))))
     if not len(others):
-        return base, increment, one_period, pc.if_else(valid, time_control, None)
+        return base, increment, estimate, pc.if_else(valid, time_control, None)
     base_values, increment_values = base.to_pylist(), increment.to_pylist()
-    one_period_values, valid_values = one_period.to_pylist(), valid.to_pylist()
+    estimate_values, valid_values = estimate.to_pylist(), valid.to_pylist()
     for row in others.tolist():
         value = time_control[row].as_py()
         valid_values[row] = TIME_CONTROL.fullmatch(value) is not None
         if valid_values[row] and (first := FIRST_PERIOD.match(value)):
-            base_values[row], increment_values[row] = int(first.group("base")), int(first.group("increment") or 0)
-            one_period_values[row] = not first.group("moves") and not first.group("later")
+            seconds, added = float(first.group("base")), float(first.group("increment") or 0)
+            base_values[row] = int(seconds) if seconds.is_integer() else None
+            increment_values[row] = int(added) if added.is_integer() else None
+            if not first.group("moves") and not first.group("later"):
+                estimate_values[row] = seconds + 40 * added
     return (
         pa.array(base_values, pa.int32()),
         pa.array(increment_values, pa.int32()),
-        pa.array(one_period_values, pa.bool_()),
+        pa.array(estimate_values, pa.float64()),
         pc.if_else(pa.array(valid_values, pa.bool_()), time_control, None),
     )
 
 
-def _speed(time_control: pa.Array, one_period: pa.Array, base: pa.Array, increment: pa.Array) -> pa.Array:
-    """Lichess's speed classes, where they apply: estimated seconds = base + 40 * increment of a control of one
-    period without a move count (Lichess's `base+increment`); '-' is correspondence; NULL for any other control."""
-    estimate = pc.if_else(one_period, pc.add(base, pc.multiply(increment, 40)), None)
-    estimate = np.asarray(pc.fill_null(estimate, -1))
+def _speed(time_control: pa.Array, estimate: pa.Array) -> pa.Array:
+    """Lichess's speed classes by estimated seconds (see `_time_controls`); '-' is correspondence; NULL where
+    Lichess's rule does not apply."""
+    estimate = np.asarray(pc.fill_null(estimate, -1.0))
     classes = np.searchsorted(SPEED_LIMITS, estimate, side="right")
     correspondence = np.asarray(pc.fill_null(pc.equal(time_control, "-"), False))
     classes[correspondence] = len(SPEEDS) - 1
