@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from transcend_pipeline import play
-from transcend_pipeline.model import ChessFormer, config_for, legal_move_distribution
+from transcend_pipeline.inference import legal_move_distribution
+from transcend_pipeline.model import ChessFormer, config_for
 from transcend_pipeline.opponents import RandomPolicy
 from transcend_pipeline.panel.players import PanelConfig, Policy, sample
 from transcend_pipeline.play import (

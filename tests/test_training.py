@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from transcend_pipeline import vocab
-from transcend_pipeline.model import ChessFormer, config_for, legal_move_distribution
+from transcend_pipeline.inference import legal_move_distribution
+from transcend_pipeline.model import ChessFormer, config_for
 from transcend_pipeline.training import (
     LEGAL_ROWS_MULTIPLE,
     InvalidGameError,

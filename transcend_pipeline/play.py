@@ -27,7 +27,8 @@ from transcend_pipeline.panel.players import PanelConfig, Policy, sample
 from transcend_pipeline.ratings import win_probability
 
 if TYPE_CHECKING:
-    from transcend_pipeline.model import ChessFormer, LegalMoveDistribution
+    from transcend_pipeline.inference import LegalMoveDistribution
+    from transcend_pipeline.model import ChessFormer
 
 TERMINATIONS = (
     "checkmate",
@@ -646,7 +647,7 @@ class ModelPolicy(Policy):
 
     def legal_distribution(self, boards: Sequence[chess.Board]) -> LegalMoveDistribution:
         """The model's batched distribution as arrays (the match engine samples every row at once from them)."""
-        from transcend_pipeline.model import legal_move_distribution
+        from transcend_pipeline.inference import legal_move_distribution
 
         return legal_move_distribution(self.model, boards, self.temperature, incremental=self.incremental)
 

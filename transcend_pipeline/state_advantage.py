@@ -264,7 +264,7 @@ def model_probabilities(
     One forward pass at τ = 1: softmax(logits / τ) = softmax(log p_1 / τ), since log p_1 differs from the logits
     by a constant per position; τ = 0 is the argmax, as in :func:`legal_move_distribution`.
     """
-    from transcend_pipeline.model import legal_move_distribution
+    from transcend_pipeline.inference import legal_move_distribution
 
     baseline: list[tuple[list[chess.Move], np.ndarray]] = []
     for start in range(0, len(boards), batch_size):
@@ -613,7 +613,7 @@ class ArgmaxModel:
         self.batch_size = batch_size
 
     def distributions(self, boards: Sequence[chess.Board]) -> list[dict[chess.Move, float]]:
-        from transcend_pipeline.model import legal_move_distribution
+        from transcend_pipeline.inference import legal_move_distribution
 
         result: list[dict[chess.Move, float]] = []
         for start in range(0, len(boards), self.batch_size):

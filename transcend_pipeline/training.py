@@ -379,7 +379,11 @@ class TrainResult:
 
 
 def code_version() -> str:
-    """A hash of the modules that define the data and the model, so a checkpoint names the code that made it."""
+    """A hash of the modules that define the data and the model, so a checkpoint names the code that made it.
+
+    Not :mod:`transcend_pipeline.inference`: it plays a trained model and changes nothing that gets trained, so
+    editing it leaves every checkpoint resumable.
+    """
     digest = hashlib.sha256()
     package = Path(__file__).parent
     for name in ("vocab.py", "features.py", "model.py", "training.py"):
