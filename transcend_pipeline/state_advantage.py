@@ -42,8 +42,8 @@ from transcend_pipeline.plots import Figure
 if TYPE_CHECKING:
     import duckdb
 
+    from transcend_pipeline.engine import Engine
     from transcend_pipeline.model import ChessFormer
-    from transcend_pipeline.panel.engine import Engine
 
 OWN_GAMES = "own_games"
 #: The experiment's own test split: its bucket's, or for an arm of the diversity study the arm's variant bucket's.
@@ -186,8 +186,8 @@ def score_positions(
     Each position is scored after `ucinewgame`, so a score does not depend on which engine had which position
     before it: reruns and any number of workers give the same rewards.
     """
+    from transcend_pipeline.engine import Engine
     from transcend_pipeline.opponents import EnginePool
-    from transcend_pipeline.panel.engine import Engine
 
     with EnginePool.start(lambda: Engine(stockfish_path, depth=depth, multipv=ALL_MOVES), size=workers) as pool:
         return pool.map(_fresh_scores, list(boards))
