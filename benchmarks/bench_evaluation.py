@@ -58,8 +58,9 @@ import zstandard
 from transcend_pipeline.defs.evaluation import EvaluationSettings
 from transcend_pipeline.defs.training import EXPERIMENTS
 from transcend_pipeline.evaluation import SWEEP, model_player
+from transcend_pipeline.inference import LegalMoveDistribution
 from transcend_pipeline.ladder import LadderEngines, Member, ladder_players, panel_baselines, panel_ladder
-from transcend_pipeline.model import ChessFormer, LegalMoveDistribution, config_for
+from transcend_pipeline.model import ChessFormer, config_for
 from transcend_pipeline.panel import PanelConfig, panel_players
 from transcend_pipeline.panel.players import PROFILES
 from transcend_pipeline.play import (

@@ -18,7 +18,8 @@ import chess
 import chess.engine
 import numpy as np
 
-from transcend_pipeline.panel import Engine, PanelConfig, write_month_dump
+from transcend_pipeline.engine import Engine
+from transcend_pipeline.panel import PanelConfig, write_month_dump
 from transcend_pipeline.panel.tactical import TacticalQ
 from transcend_pipeline.settings import find_stockfish
 

@@ -10,6 +10,7 @@ with bf16 autocast and torch.compile, naming the card.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -17,17 +18,15 @@ from pathlib import Path
 import chess
 import torch
 
-from transcend_pipeline.features import MOVE_FEATURES, featurise
-from transcend_pipeline.model import ChessFormer, config_for, peak_flops
-from transcend_pipeline.training import (
-    ShardDataset,
-    ShardManifest,
-    TrainConfig,
-    build_shards,
-    collate,
-    greedy_capture_games,
-    train,
-)
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "tests")]
+
+from toy_games import greedy_capture_games  # noqa: E402
+
+from transcend_pipeline.features import MOVE_FEATURES, featurise  # noqa: E402
+from transcend_pipeline.model import ChessFormer, config_for, peak_flops  # noqa: E402
+from transcend_pipeline.shards import ShardDataset, ShardManifest, build_shards, collate  # noqa: E402
+from transcend_pipeline.training import TrainConfig, train  # noqa: E402
 
 
 def positions_of(games: list[list[str]]) -> list[chess.Board]:

@@ -36,12 +36,14 @@ import numpy as np
 import torch
 import zstandard
 
-from transcend_pipeline.model import SIZES, ChessFormer, config_for, position_batch
+from transcend_pipeline.inference import position_batch
+from transcend_pipeline.model import SIZES, ChessFormer, config_for
 from transcend_pipeline.model_quality import format_table, measure_policy_quality, sample_positions
 from transcend_pipeline.opponents import EnginePool, PooledQ
 from transcend_pipeline.panel import Panel, PanelConfig, TacticalQ, panel_players, write_month_dump
 from transcend_pipeline.settings import find_stockfish
-from transcend_pipeline.training import TrainConfig, build_shards, train
+from transcend_pipeline.shards import build_shards
+from transcend_pipeline.training import TrainConfig, train
 
 MONTH = "2024-01"
 HELD_OUT_EVERY = 10

@@ -10,16 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from transcend_pipeline import features, vocab
-from transcend_pipeline import model as model_module
-from transcend_pipeline.model import (
-    ChessFormer,
-    choose_moves,
-    config_for,
-    legal_move_distribution,
-    peak_flops,
-    position_batch,
-)
+from transcend_pipeline import features, inference, vocab
+from transcend_pipeline.inference import choose_moves, legal_move_distribution, position_batch
+from transcend_pipeline.model import ChessFormer, config_for, peak_flops
 
 SMALL_SIZES = {
     "move head": config_for("tiny", n_layer=1, n_embd=32, move_hidden=32),
@@ -191,11 +184,11 @@ def test_inputs_of_a_finished_game_are_dropped_with_its_board(model: ChessFormer
     board = chess.Board()
     board.push_san("e4")
     position_batch(model, [board])
-    assert id(board) in model_module._GAMES
+    assert id(board) in inference._GAMES
     key = id(board)
     del board
     gc.collect()
-    assert key not in model_module._GAMES
+    assert key not in inference._GAMES
 
 
 @pytest.mark.parametrize("temperature", [0.0, 0.7])
@@ -274,11 +267,11 @@ def test_cache_evicts_and_follows_weight_changes(monkeypatch: pytest.MonkeyPatch
     come back; changed weights drop it; the slots of games that are gone are freed."""
     torch.manual_seed(2)
     model = ChessFormer(config_for("tiny", n_layer=2))
-    monkeypatch.setattr(model_module, "KV_CACHE_BYTES", 1)  # one slot, grown only as far as a call needs
+    monkeypatch.setattr(inference, "KV_CACHE_BYTES", 1)  # one slot, grown only as far as a call needs
     rng = random.Random(5)
     boards = [chess.Board() for _ in range(4)]
     _random_play(model, boards, rng, calls=3)
-    cache = model_module._kv_cache(model)
+    cache = inference._kv_cache(model)
 
     def agrees(group: list[chess.Board]) -> bool:
         cached = legal_move_distribution(model, group, temperature=1.0).probs
@@ -291,8 +284,8 @@ def test_cache_evicts_and_follows_weight_changes(monkeypatch: pytest.MonkeyPatch
     assert cache.max_slots == 1 and len(cache.owners) == len(boards)
     with torch.no_grad():
         model.h[0].mlp.c_fc.weight.mul_(3)  # as an optimiser step would
-    assert agrees(boards) and model_module._kv_cache(model) is not cache
-    cache = model_module._kv_cache(model)
+    assert agrees(boards) and inference._kv_cache(model) is not cache
+    cache = inference._kv_cache(model)
     assert sum(owner is not None for owner in cache.owners) == len(boards)
     del boards, group, board
     gc.collect()

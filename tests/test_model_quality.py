@@ -169,7 +169,8 @@ def test_an_empty_bucket_is_an_error(games):
 def test_a_chessformer_against_the_smoke_panel_with_stockfish(games, stockfish_path):
     import torch
 
-    from transcend_pipeline.model import ChessFormer, config_for, legal_move_distribution
+    from transcend_pipeline.inference import legal_move_distribution
+    from transcend_pipeline.model import ChessFormer, config_for
     from transcend_pipeline.opponents import EnginePool, PooledQ
 
     config = PanelConfig.for_profile("smoke")

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from transcend_pipeline import opponents
+from transcend_pipeline.engine import Engine, EngineError
 from transcend_pipeline.opponents import (
     STOCKFISH_ANCHORS,
     EnginePool,
@@ -23,7 +24,6 @@ from transcend_pipeline.opponents import (
     _position_command,
     stockfish_opponents,
 )
-from transcend_pipeline.panel.engine import Engine, EngineError
 from transcend_pipeline.panel.players import PanelConfig
 from transcend_pipeline.play import Pairing, Player, Rules, play_matches
 

@@ -14,8 +14,9 @@ import duckdb
 import pytest
 import zstandard
 
+from transcend_pipeline.engine import Engine, EngineError
 from transcend_pipeline.ingest import ingest_month
-from transcend_pipeline.panel import Engine, EngineError, PanelConfig, panel_players, write_month_dump
+from transcend_pipeline.panel import PanelConfig, panel_players, write_month_dump
 from transcend_pipeline.panel.dump import _play_chunk
 from transcend_pipeline.panel.pool import worker_pool
 

@@ -15,9 +15,10 @@ import pytest
 import torch
 
 from transcend_pipeline import play
-from transcend_pipeline.model import ChessFormer, config_for, legal_move_distribution
+from transcend_pipeline.inference import legal_move_distribution
+from transcend_pipeline.model import ChessFormer, config_for
 from transcend_pipeline.opponents import RandomPolicy
-from transcend_pipeline.panel.players import PanelConfig, Policy, sample
+from transcend_pipeline.panel.players import PanelConfig
 from transcend_pipeline.play import (
     TERMINATIONS,
     GameRecord,
@@ -32,6 +33,7 @@ from transcend_pipeline.play import (
     play_matches,
     round_robin,
 )
+from transcend_pipeline.policy import Policy, sample
 
 
 class FirstMove(Policy):

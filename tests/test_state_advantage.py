@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from transcend_pipeline.model import ChessFormer, config_for, legal_move_distribution
+from transcend_pipeline.inference import legal_move_distribution
+from transcend_pipeline.model import ChessFormer, config_for
 from transcend_pipeline.state_advantage import (
     BUCKET_HELD_OUT,
     HELD_OUT,

@@ -13,25 +13,24 @@ import chess
 import numpy as np
 import pytest
 import torch
+from toy_games import greedy_capture_games
 
 from transcend_pipeline import vocab
-from transcend_pipeline.model import ChessFormer, config_for, legal_move_distribution
-from transcend_pipeline.training import (
+from transcend_pipeline.inference import legal_move_distribution
+from transcend_pipeline.model import ChessFormer, config_for
+from transcend_pipeline.shards import (
     LEGAL_ROWS_MULTIPLE,
     InvalidGameError,
     NotEnoughShardsError,
     ShardDataset,
     ShardManifest,
     TrainBatches,
-    TrainConfig,
     build_shards,
     chance_accuracy,
-    code_version,
     collate,
-    greedy_capture_games,
     rank_shards,
-    train,
 )
+from transcend_pipeline.training import TrainConfig, code_version, train
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FAST = dict(

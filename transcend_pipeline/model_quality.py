@@ -192,7 +192,7 @@ def _model_distributions(
     """The model's τ = 1 distribution for every board, in batches."""
     if hasattr(model, "distributions"):
         return model.distributions(boards)
-    from transcend_pipeline.model import legal_move_distribution
+    from transcend_pipeline.inference import legal_move_distribution
 
     result = []
     for start in range(0, len(boards), MODEL_BATCH_POSITIONS):

@@ -21,14 +21,17 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import chess
 
+from transcend_pipeline.engine import Engine, EngineError
 from transcend_pipeline.followed_games import FollowedGame, GameMemo
-from transcend_pipeline.panel.engine import Engine, EngineError
-from transcend_pipeline.panel.players import PanelConfig, PanelPolicy, Policy
 from transcend_pipeline.play import Player
+from transcend_pipeline.policy import Policy
+
+if TYPE_CHECKING:
+    from transcend_pipeline.panel.players import PanelConfig, PanelPolicy
 
 #: The paper's Glicko-2 anchors for Stockfish `Skill Level` 1 / 3 / 5 (measured there at 0.1 s per move).
 STOCKFISH_ANCHORS: dict[int, float] = {1: 1554.0, 3: 1867.0, 5: 2148.0}

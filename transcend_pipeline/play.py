@@ -23,11 +23,13 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import chess
 import numpy as np
 
-from transcend_pipeline.panel.players import PanelConfig, Policy, sample
+from transcend_pipeline.policy import Policy, sample
 from transcend_pipeline.ratings import win_probability
 
 if TYPE_CHECKING:
-    from transcend_pipeline.model import ChessFormer, LegalMoveDistribution
+    from transcend_pipeline.inference import LegalMoveDistribution
+    from transcend_pipeline.model import ChessFormer
+    from transcend_pipeline.panel.players import PanelConfig
 
 TERMINATIONS = (
     "checkmate",
@@ -549,7 +551,7 @@ def _san_and_push(board: chess.Board, move: chess.Move) -> str:
 
 
 def _sample_rows(probabilities: np.ndarray, uniforms: Sequence[float]) -> np.ndarray:
-    """`players.sample` for every row of a [B, max_legal] array at once (zeros past each row's moves): the slot where
+    """`policy.sample` for every row of a [B, max_legal] array at once (zeros past each row's moves): the slot where
     each row's cumulative mass first exceeds its uniform draw times the row's total."""
     cumulative = np.cumsum(probabilities, axis=1)
     return (cumulative <= (np.asarray(uniforms) * cumulative[:, -1])[:, None]).sum(axis=1)
@@ -646,7 +648,7 @@ class ModelPolicy(Policy):
 
     def legal_distribution(self, boards: Sequence[chess.Board]) -> LegalMoveDistribution:
         """The model's batched distribution as arrays (the match engine samples every row at once from them)."""
-        from transcend_pipeline.model import legal_move_distribution
+        from transcend_pipeline.inference import legal_move_distribution
 
         return legal_move_distribution(self.model, boards, self.temperature, incremental=self.incremental)
 

@@ -42,8 +42,8 @@ from transcend_pipeline.plots import Figure
 if TYPE_CHECKING:
     import duckdb
 
+    from transcend_pipeline.engine import Engine
     from transcend_pipeline.model import ChessFormer
-    from transcend_pipeline.panel.engine import Engine
 
 OWN_GAMES = "own_games"
 #: The experiment's own test split: its bucket's, or for an arm of the diversity study the arm's variant bucket's.
@@ -186,8 +186,8 @@ def score_positions(
     Each position is scored after `ucinewgame`, so a score does not depend on which engine had which position
     before it: reruns and any number of workers give the same rewards.
     """
+    from transcend_pipeline.engine import Engine
     from transcend_pipeline.opponents import EnginePool
-    from transcend_pipeline.panel.engine import Engine
 
     with EnginePool.start(lambda: Engine(stockfish_path, depth=depth, multipv=ALL_MOVES), size=workers) as pool:
         return pool.map(_fresh_scores, list(boards))
@@ -264,7 +264,7 @@ def model_probabilities(
     One forward pass at τ = 1: softmax(logits / τ) = softmax(log p_1 / τ), since log p_1 differs from the logits
     by a constant per position; τ = 0 is the argmax, as in :func:`legal_move_distribution`.
     """
-    from transcend_pipeline.model import legal_move_distribution
+    from transcend_pipeline.inference import legal_move_distribution
 
     baseline: list[tuple[list[chess.Move], np.ndarray]] = []
     for start in range(0, len(boards), batch_size):
@@ -613,7 +613,7 @@ class ArgmaxModel:
         self.batch_size = batch_size
 
     def distributions(self, boards: Sequence[chess.Board]) -> list[dict[chess.Move, float]]:
-        from transcend_pipeline.model import legal_move_distribution
+        from transcend_pipeline.inference import legal_move_distribution
 
         result: list[dict[chess.Move, float]] = []
         for start in range(0, len(boards), self.batch_size):

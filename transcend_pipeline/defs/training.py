@@ -115,7 +115,7 @@ def bucket_games_query(experiment: Experiment, split: str) -> tuple[str, list]:
     ),
 )
 def training_set(context: dg.AssetExecutionContext, home: TranscendHome) -> dg.MaterializeResult:
-    from transcend_pipeline.training import build_shards
+    from transcend_pipeline.shards import build_shards
     from transcend_pipeline.warehouse import open_warehouse
 
     experiment = EXPERIMENTS[context.partition_key]
@@ -178,7 +178,8 @@ def chessformer(
     context: dg.AssetExecutionContext, home: TranscendHome, training: TrainingSettings, dump_source: DumpSource
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     from transcend_pipeline.plots import loss_curve_png
-    from transcend_pipeline.training import ShardManifest, TrainConfig, train
+    from transcend_pipeline.shards import ShardManifest
+    from transcend_pipeline.training import TrainConfig, train
 
     experiment = EXPERIMENTS[context.partition_key]
     shards = home.training_set_dir(experiment.name)

@@ -4,18 +4,16 @@
     result = write_month_dump(config, "2024-01", Path("data/raw"), stockfish_path="/usr/games/stockfish")
     rows = panel_players(config, "2024-01", result.path)  # the ground truth, for the `panel_players` table
 
-Policies (players, clones, consensus; and the trained model in the evaluation code) share one interface,
-`Policy.distributions(boards)` / `Policy.choose(boards, rng)`; `head_to_head` measures the oracle property.
+The players, clones and consensus are `transcend_pipeline.policy.Policy`s, as the trained model is;
+`head_to_head` measures the oracle property.
 """
 
 from transcend_pipeline.panel.dump import DumpResult, panel_players, write_month_dump
-from transcend_pipeline.panel.engine import Engine, EngineError, StockfishQ
 from transcend_pipeline.panel.games import PlayedGame, pair_by_rating, play_game
 from transcend_pipeline.panel.players import (
     Panel,
     PanelConfig,
     PanelPolicy,
-    Policy,
     QSource,
     clone,
     consensus,
@@ -23,19 +21,17 @@ from transcend_pipeline.panel.players import (
     player_name,
 )
 from transcend_pipeline.panel.property import Contender, MatchResult, head_to_head
+from transcend_pipeline.panel.stockfish import StockfishQ
 from transcend_pipeline.panel.tactical import TacticalQ
 
 __all__ = [
     "Contender",
     "DumpResult",
-    "Engine",
-    "EngineError",
     "MatchResult",
     "Panel",
     "PanelConfig",
     "PanelPolicy",
     "PlayedGame",
-    "Policy",
     "QSource",
     "StockfishQ",
     "TacticalQ",

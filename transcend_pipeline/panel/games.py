@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import chess
 import numpy as np
 
-from transcend_pipeline.panel.players import PanelConfig, Policy, QSource, player
+from transcend_pipeline.panel.players import PanelConfig, QSource, player
 from transcend_pipeline.panel.pool import worker_state
+from transcend_pipeline.policy import Policy
 from transcend_pipeline.ratings import win_probability
 
 

@@ -15,13 +15,14 @@ differ only in their quirk tables — the first of them *is* that player (same t
 from __future__ import annotations
 
 import hashlib
-from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import chess
 import numpy as np
+
+from transcend_pipeline.policy import Policy, sample
 
 PROFILES = ("demo", "smoke")
 Q_SOURCES = ("stockfish", "tactical")
@@ -160,33 +161,6 @@ def player_name(config: PanelConfig, r: int) -> str:
         + hashlib.sha256(repr((config.seed, "name", key[-1] if key[0] == "bias" else key)).encode()).hexdigest()[:8]
     )
     return name if config.rho == 0 else f"{name}~rho{config.rho:g}"
-
-
-class Policy(ABC):
-    """Anything that plays: given positions, a distribution over each one's legal moves (batched).
-
-    The panel's players, clones and consensus implement it here; the evaluation code implements it for the
-    trained model, so the same game loop and matches serve both.
-    """
-
-    @abstractmethod
-    def distributions(self, boards: Sequence[chess.Board]) -> list[dict[chess.Move, float]]: ...
-
-    def choose(self, boards: Sequence[chess.Board], rng: np.random.Generator) -> list[chess.Move]:
-        """One move per position, sampled from `distributions` (an argmax policy puts all mass on one move)."""
-        return [
-            sample(list(distribution), np.fromiter(distribution.values(), dtype=np.float64), rng)
-            for distribution in self.distributions(boards)
-        ]
-
-
-def sample(moves: Sequence[chess.Move], probabilities: np.ndarray, rng: np.random.Generator) -> chess.Move:
-    """Inverse-CDF sampling with one uniform draw per move: the same draws give the same games everywhere."""
-    if len(moves) == 1:  # a deterministic policy (Stockfish, an argmax): the draw is still made
-        rng.random()
-        return moves[0]
-    index = int(np.searchsorted(np.cumsum(probabilities), rng.random() * probabilities.sum(), side="right"))
-    return moves[min(index, len(moves) - 1)]
 
 
 class PanelPolicy(Policy):

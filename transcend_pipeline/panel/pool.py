@@ -15,8 +15,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from transcend_pipeline.panel.engine import Engine, StockfishQ
+from transcend_pipeline.engine import Engine
 from transcend_pipeline.panel.players import Panel, PanelConfig, QSource
+from transcend_pipeline.panel.stockfish import StockfishQ
 from transcend_pipeline.panel.tactical import TacticalQ
 
 

@@ -1,4 +1,4 @@
-"""Q(s, a) for every legal move, from Stockfish through a raw UCI pipe.
+"""Stockfish through a raw UCI pipe: every legal move's value, for the panel's players, opponents and analysis.
 
 python-chess's `engine.analyse` costs 5–6 ms per position in this loop (asyncio, one `info` object per line);
 writing UCI to the pipe and splitting the `info` lines ourselves costs about 1 ms at depth 1. python-chess stays
@@ -15,7 +15,6 @@ import weakref
 from collections.abc import Iterable
 
 import chess
-import chess.polyglot
 import numpy as np
 
 from transcend_pipeline.ratings import win_probability
@@ -143,27 +142,3 @@ def _parse_info(line: str) -> tuple[str, float]:
     kind, value = tokens[score_at + 1], int(tokens[score_at + 2])
     cp = (MATE_CP - abs(value)) * (1 if value > 0 else -1) if kind == "mate" else float(value)
     return tokens[tokens.index("pv") + 1], cp
-
-
-class StockfishQ:
-    """The `QSource` of the panel: an engine's scores, remembered per position until `reset`.
-
-    Openings repeat across games, and a player and its opponent's resignation check ask for the same position,
-    so the memo saves a third of the engine calls. `reset` also clears the engine's tables: scores after it depend
-    only on the positions asked since, which makes a chunk of games reproducible on any worker.
-    """
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._memo: dict[int, dict[chess.Move, float]] = {}
-
-    def q_values(self, board: chess.Board) -> dict[chess.Move, float]:
-        key = chess.polyglot.zobrist_hash(board)  # 5x cheaper than a FEN; the engine gets the FEN on a miss only
-        values = self._memo.get(key)
-        if values is None:
-            values = self._memo[key] = self.engine.score_moves(board)
-        return values
-
-    def reset(self) -> None:
-        self.engine.new_game()
-        self._memo.clear()
