@@ -55,8 +55,8 @@ import numpy as np
 import torch
 import zstandard
 
-from transcend_pipeline.defs.evaluation import EvaluationSettings
-from transcend_pipeline.defs.training import EXPERIMENTS
+from transcend_pipeline.defs.partitions import EXPERIMENTS
+from transcend_pipeline.defs.resources import EvaluationSettings
 from transcend_pipeline.evaluation import SWEEP, model_player
 from transcend_pipeline.inference import LegalMoveDistribution
 from transcend_pipeline.ladder import LadderEngines, Member, ladder_players, panel_baselines, panel_ladder

@@ -25,12 +25,12 @@ from transcend_pipeline.ablation import (
     variant_pairs,
 )
 from transcend_pipeline.defs.ablation import ablation_games
-from transcend_pipeline.defs.training import ARMS, training_set
-from transcend_pipeline.defs.warehouse import DBT_ROOT, EXPECTATIONS, MODELS
+from transcend_pipeline.defs.partitions import ARMS, EXPECTATIONS, MODELS
+from transcend_pipeline.defs.training import training_set
 from transcend_pipeline.experiments import Variant
 from transcend_pipeline.panel import Panel, PanelConfig
 from transcend_pipeline.panel.players import player_name
-from transcend_pipeline.sql_models import load_vars, materialize
+from transcend_pipeline.sql_models import PROJECT_ROOT, load_vars, materialize
 from transcend_pipeline.warehouse import open_warehouse, replace_with_rows
 
 MONTH = "2025-01"
@@ -139,7 +139,7 @@ def test_variant_pairs_are_self_play_for_one_player_and_distinct_players_otherwi
 
 def test_a_variant_bucket_is_built_by_the_bucket_sql_and_measured_like_any_bucket(tmp_path: Path) -> None:
     """The same rows give the same diversity whether they enter as a month of stg_games or as a variant."""
-    variables = load_vars(DBT_ROOT, target="panel-smoke")
+    variables = load_vars(PROJECT_ROOT, target="panel-smoke")
     rng = random.Random(3)
     openings = [["e2e4", "e7e5"], ["d2d4", "d7d5"], ["e2e4", "c7c5"], ["c2c4", "e7e5"]]
     players = [f"p{i}" for i in range(6)]

@@ -17,9 +17,9 @@ import dagster as dg
 import pytest
 from conftest import SAMPLE_2021_10, publish
 
-from transcend_pipeline.defs.resources import LichessSource
-from transcend_pipeline.defs.warehouse import CAPS, DBT_ROOT, DBT_TARGET_VARIABLE, project_vars
-from transcend_pipeline.sql_models import UnknownTargetError, load_vars
+from transcend_pipeline.defs.partitions import CAPS
+from transcend_pipeline.defs.resources import DBT_TARGET_VARIABLE, LichessSource
+from transcend_pipeline.sql_models import PROJECT_ROOT, UnknownTargetError, load_vars
 from transcend_pipeline.warehouse import open_warehouse
 
 MONTH = "2021-10"
@@ -29,7 +29,7 @@ SIZE_GATES = ("min_bucket_games", "min_bucket_players")
 
 
 def test_the_sample_target_lowers_the_size_gates_and_lichess_keeps_them() -> None:
-    defaults, lichess, sample = (load_vars(DBT_ROOT, target=target) for target in (None, "lichess", "sample"))
+    defaults, lichess, sample = (load_vars(PROJECT_ROOT, target=target) for target in (None, "lichess", "sample"))
     assert lichess == defaults
     assert (lichess["min_bucket_games"], lichess["min_bucket_players"]) == (1000, 50)
     for gate in SIZE_GATES:
@@ -45,12 +45,12 @@ def test_the_target_is_the_source_label_unless_transcend_dbt_target_names_one(
 ) -> None:
     source = LichessSource(base_url="http://127.0.0.1:9/standard")
     monkeypatch.delenv(DBT_TARGET_VARIABLE, raising=False)
-    assert project_vars(source) == load_vars(DBT_ROOT, target="lichess")
+    assert source.sql_vars() == load_vars(PROJECT_ROOT, target="lichess")
     monkeypatch.setenv(DBT_TARGET_VARIABLE, "sample")
-    assert project_vars(source) == load_vars(DBT_ROOT, target="sample")
+    assert source.sql_vars() == load_vars(PROJECT_ROOT, target="sample")
     monkeypatch.setenv(DBT_TARGET_VARIABLE, "smaple")
     with pytest.raises(UnknownTargetError, match="'smaple'"):
-        project_vars(source)
+        source.sql_vars()
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,7 @@ def test_a_lichess_month_runs_from_the_mirror_to_the_report(
         DBT_TARGET_VARIABLE: "sample",
     }.items():
         monkeypatch.setenv(name, value)
-    variables = load_vars(DBT_ROOT, target="sample")
+    variables = load_vars(PROJECT_ROOT, target="sample")
     expected = expected_from_pgn(sample, variables)
     assert expected.read == 999  # SOURCES.md
     defs = definitions_from_env()
@@ -162,7 +162,7 @@ def test_a_lichess_month_runs_from_the_mirror_to_the_report(
     min_games = gates[("bucket_games", f"cap_{CAP}")].metadata["min_games"].value
     # It passes because of `sample`: the same bucket is far below the Lichess target's size gate.
     assert (
-        min_games["observed"] == len(expected.buckets[CAP]) < load_vars(DBT_ROOT, target="lichess")["min_bucket_games"]
+        min_games["observed"] == len(expected.buckets[CAP]) < load_vars(PROJECT_ROOT, target="lichess")["min_bucket_games"]
     )
     with open_warehouse(transcend_home / "warehouse.duckdb", read_only=True) as connection:
         assert connection.execute("SELECT count(*) FROM games WHERE month = ?", [MONTH]).fetchone()[0] == accepted

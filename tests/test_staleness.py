@@ -18,8 +18,9 @@ from dagster._core.definitions.data_version import CachingStaleStatusResolver, S
 from dagster._time import get_current_datetime
 
 from transcend_pipeline.defs.ingestion import games, raw_dump
+from transcend_pipeline.defs.partitions import MODELS
 from transcend_pipeline.defs.resources import LichessSource, TranscendHome
-from transcend_pipeline.defs.warehouse import MODELS, sql_model_assets
+from transcend_pipeline.defs.warehouse import sql_model_assets
 from transcend_pipeline.warehouse import open_warehouse
 
 MONTH = "2021-10"

@@ -406,9 +406,13 @@ def test_asset_writes_tables_figures_and_metadata_and_reruns_without_duplicates(
 ) -> None:
     import dagster as dg
 
-    from transcend_pipeline.defs.analysis import StateAdvantageSettings, state_advantage
-    from transcend_pipeline.defs.evaluation import EvaluationSettings
-    from transcend_pipeline.defs.resources import PanelSource, TranscendHome
+    from transcend_pipeline.defs.analysis import state_advantage
+    from transcend_pipeline.defs.resources import (
+        EvaluationSettings,
+        PanelSource,
+        StateAdvantageSettings,
+        TranscendHome,
+    )
 
     monkeypatch.setenv("TRANSCEND_MONTHS", "2025-01")
     write_warehouse(transcend_home / "warehouse.duckdb", random_games(8, seed=5), "2025-01")

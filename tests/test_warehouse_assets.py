@@ -14,11 +14,12 @@ import zstandard
 from conftest import SAMPLE_2021_10
 
 from transcend_pipeline.defs.ingestion import games, raw_dump
+from transcend_pipeline.defs.partitions import MODELS
 from transcend_pipeline.defs.resources import PanelSource, TranscendHome
 from transcend_pipeline.defs.training import training_set
-from transcend_pipeline.defs.warehouse import DBT_ROOT, MODELS, quality_gates, sql_model_assets
+from transcend_pipeline.defs.warehouse import quality_gates, sql_model_assets
 from transcend_pipeline.lichess import dump_filename
-from transcend_pipeline.sql_models import load_vars
+from transcend_pipeline.sql_models import PROJECT_ROOT, load_vars
 from transcend_pipeline.warehouse import open_warehouse
 
 MONTH = "2025-01"
@@ -111,7 +112,7 @@ def test_a_one_player_bucket_fails_its_diversity_gate_and_cannot_be_trained_on(t
     assert not diversity_1000.passed
     assert diversity_1000.metadata["top_player_share"].value["passed"] is False
     assert diversity_1000.metadata["top_player_share"].value["observed"] == pytest.approx(1.0)
-    threshold = load_vars(DBT_ROOT, target=source.label)["max_top_player_share"]
+    threshold = load_vars(PROJECT_ROOT, target=source.label)["max_top_player_share"]
     assert diversity_1000.metadata["top_player_share"].value["expected"] == f"<= {threshold:g}"
     assert evaluations[("bucket_diversity", "cap_1300")].passed
     assert evaluations[("bucket_games", "cap_1000")].passed  # the bucket is well formed, just not diverse

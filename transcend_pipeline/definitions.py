@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from transcend_pipeline.defs import ablation, analysis, evaluation, ingestion, operation, training, warehouse
+from transcend_pipeline.defs import ablation, analysis, evaluation, ingestion, jobs, training, warehouse
 from transcend_pipeline.defs.resources import resources_from_env
 
 defs = dg.Definitions.merge(
@@ -28,12 +28,7 @@ defs = dg.Definitions.merge(
             analysis.diversity_report,
         ],
         asset_checks=warehouse.quality_gates,
-        resources={
-            **resources_from_env(),
-            "training": training.TrainingSettings.from_env(),
-            "evaluation": evaluation.evaluation_settings_from_env(),
-            "advantage": analysis.state_advantage_settings_from_env(),
-        },
+        resources=resources_from_env(),
     ),
-    operation.defs,
+    jobs.defs,
 )

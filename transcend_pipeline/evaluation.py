@@ -32,8 +32,6 @@ from transcend_pipeline.ladder import Bars, Member
 from transcend_pipeline.play import Evaluator, GameRecord, ModelPolicy, Opening, Player, Rules, pairings_against
 from transcend_pipeline.ratings import JointFit, fit_joint, holm, holm_levels
 
-#: The paper's temperatures (the `full` sweep); the demo sweeps five of them.
-TEMPERATURES = (0.001, 0.01, 0.1, 0.3, 0.5, 0.75, 1.0, 1.5)
 SWEEP, CONFIRM, LADDER, BASELINE = "sweep", "confirm", "ladder", "baseline"
 #: One-sided level of every claim (a two-sided 95% interval clear of 0 when there is one claim).
 ALPHA = 0.025

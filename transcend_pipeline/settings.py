@@ -18,6 +18,7 @@ DEFAULT_LICHESS_URL = "https://database.lichess.org/standard"
 SOURCES = ("panel", "lichess")
 PROFILES = ("demo", "smoke")
 DEFAULT_PANEL_MONTHS = ("2025-01",)
+PAPER_TEMPERATURES = (0.001, 0.01, 0.1, 0.3, 0.5, 0.75, 1.0, 1.5)  # the temperatures the paper samples at
 DEBIAN_STOCKFISH = "/usr/games/stockfish"  # Debian's package installs it off PATH
 
 DAGSTER_YAML = """\

@@ -33,6 +33,7 @@ import yaml
 
 from transcend_pipeline.warehouse import replace_partition, replace_table
 
+PROJECT_ROOT = Path(__file__).resolve().parents[1] / "dbt_like_sql"  # the project this package ships
 PROJECT_FILE = "dbt_project.yml"
 SCHEMA_FILE = "schema.yml"
 MATERIALIZATIONS = ("table", "incremental_by_month")

@@ -34,10 +34,10 @@ from typing import TYPE_CHECKING
 import chess
 import numpy as np
 
-from transcend_pipeline.evaluation import TEMPERATURES
 from transcend_pipeline.model_quality import MoveDistributions
 from transcend_pipeline.panel.players import Panel, PanelConfig, QSource, clone, consensus, player
 from transcend_pipeline.plots import Figure
+from transcend_pipeline.settings import PAPER_TEMPERATURES
 
 if TYPE_CHECKING:
     import duckdb
@@ -234,7 +234,7 @@ def analyse_positions(
     positions: Sequence[Position],
     stockfish_path: str,
     *,
-    temperatures: Sequence[float] = TEMPERATURES,
+    temperatures: Sequence[float] = PAPER_TEMPERATURES,
     depth: int = 8,
     workers: int = 2,
     batch_size: int = 128,

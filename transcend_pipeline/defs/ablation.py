@@ -5,11 +5,17 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from transcend_pipeline.defs.resources import DumpSource, PanelSource, TranscendHome
-from transcend_pipeline.defs.training import ARMS, SEEDS_OF_ARM, ablation_partitions, experiment_months
-from transcend_pipeline.defs.warehouse import DBT_ROOT, EXPECTATIONS, MODELS, project_vars
-from transcend_pipeline.experiments import Experiment
+from transcend_pipeline.defs.partitions import (
+    ARMS,
+    EXPECTATIONS,
+    MODELS,
+    SEEDS_OF_ARM,
+    ablation_partitions,
+    experiment_months,
+)
+from transcend_pipeline.defs.resources import DumpSource, TranscendHome
 from transcend_pipeline.settings import Settings, find_stockfish
+from transcend_pipeline.sql_models import PROJECT_ROOT
 
 
 @dg.asset(
@@ -53,46 +59,27 @@ def ablation_games(
         variant_gates,
     )
     from transcend_pipeline.diversity import diversity_table
-    from transcend_pipeline.panel import PanelConfig
+    from transcend_pipeline.queries import arm_players, cap_bucket_pairings, diversity_row, latest_panel_roster
     from transcend_pipeline.warehouse import open_warehouse, replace_partition, replace_with_rows
 
     experiment = ARMS[context.partition_key]
     variant = experiment.variant
     months = experiment_months(experiment)
-    variables = project_vars(dump_source)
-    panel = isinstance(dump_source, PanelSource)
-    if panel != variant.panel_only:
+    variables = dump_source.sql_vars()
+    panel = dump_source.panel_config()
+    if (panel is not None) != variant.panel_only:
         raise dg.Failure(
             f"{experiment.arm}: the variant '{variant.label}' needs "
             f"{'panel' if variant.panel_only else 'Lichess'} data, but the source is {type(dump_source).__name__}"
         )
     with open_warehouse(home.warehouse_path, read_only=True) as connection:
-        bucket = (
-            connection.execute(
-                "SELECT s.month, s.white, s.black, s.white_elo, s.black_elo FROM bucket_games AS b "
-                "JOIN stg_games AS s USING (month, game_id) WHERE b.cap = ? AND list_contains(?::VARCHAR[], b.month) "
-                "ORDER BY b.month, b.game_id",
-                [experiment.cap, months],
-            )
-            .fetch_arrow_table()
-            .to_pylist()
-        )
-        full_bucket = bucket_diversity_row(connection, dataclasses.replace(experiment, variant=None))
-        panel_rows = (
-            connection.execute(
-                "SELECT * FROM panel_players WHERE month = (SELECT max(month) FROM panel_players "
-                "WHERE list_contains(?::VARCHAR[], month))",
-                [months],
-            )
-            .fetch_arrow_table()
-            .to_pylist()
-            if panel
-            else []
-        )
-    if panel:
+        bucket = cap_bucket_pairings(connection, experiment.cap, months)
+        full_bucket = diversity_row(connection, dataclasses.replace(experiment, variant=None))
+        panel_rows = latest_panel_roster(connection, months) if panel is not None else []
+    if panel is not None:
         context.log.info(f"{experiment.arm}: playing {len(bucket):,} games ({variant.label}), the bucket's count")
         rows = panel_variant_games(
-            PanelConfig.for_profile(dump_source.profile),
+            panel,
             variant,
             bucket,
             panel_rows,
@@ -103,7 +90,7 @@ def ablation_games(
             progress=_every_thousand_games(context, len(bucket)),
         )
     with open_warehouse(home.warehouse_path) as connection:
-        if panel:
+        if panel is not None:
             replace_with_rows(connection, STAGING_TABLE, rows, partition=("variant", experiment.arm))
         else:
             replace_partition(
@@ -115,11 +102,8 @@ def ablation_games(
             )
         counts = build_variant_bucket(connection, experiment.arm, experiment.cap, MODELS, variables)
         gates = variant_gates(connection, experiment.cap, EXPECTATIONS, variables, variant.waive)
-        diversity = bucket_diversity_row(connection, experiment)
-        (players,) = connection.execute(
-            "SELECT list(player ORDER BY games DESC, player) FROM ablation_bucket_players WHERE variant = ?",
-            [experiment.arm],
-        ).fetchone()
+        diversity = diversity_row(connection, experiment)
+        players = arm_players(connection, experiment.arm)
     exception = (
         f"EXCEPTION for this ablation only ({variant.label}): {', '.join(gates.waived)} fail by design and are "
         "waived; every other guard holds"
@@ -135,7 +119,7 @@ def ablation_games(
             "gate": gates.status,
             "gate_exception": exception or "none",
             "diversity": dg.MetadataValue.md(diversity_table({experiment.arm: diversity, "full bucket": full_bucket})),
-            "sql": dg.MetadataValue.path(str(DBT_ROOT / "marts")),
+            "sql": dg.MetadataValue.path(str(PROJECT_ROOT / "marts")),
         }
     )
     yield dg.AssetCheckResult(
@@ -170,15 +154,3 @@ def _every_thousand_games(context: dg.AssetExecutionContext, total: int):
             context.log.info(f"{done:,}/{total:,} games, {done / seconds:.1f}/s")
 
     return report
-
-
-def bucket_diversity_row(connection, experiment: Experiment) -> dict:
-    """The `bucket_diversity` row of the experiment's bucket: its cap's, or its arm's own."""
-    table, column, key = (
-        ("ablation_bucket_diversity", "variant", experiment.arm)
-        if experiment.variant
-        else ("bucket_diversity", "cap", experiment.cap)
-    )
-    cursor = connection.execute(f"SELECT * FROM {table} WHERE {column} = ?", [key])
-    row = cursor.fetchone()
-    return dict(zip([c[0] for c in cursor.description], row, strict=True)) if row else {}

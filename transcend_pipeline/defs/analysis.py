@@ -4,57 +4,19 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from transcend_pipeline.defs.ablation import bucket_diversity_row
-from transcend_pipeline.defs.evaluation import PAPER_TEMPERATURES, EvaluationSettings, evaluation_games
-from transcend_pipeline.defs.resources import DumpSource, PanelSource, TranscendHome
-from transcend_pipeline.defs.training import (
-    EXPERIMENTS,
-    chessformer,
-    experiment_months,
-    experiment_panel,
-    experiment_partitions,
-)
+from transcend_pipeline.defs.partitions import EXPERIMENTS, experiment_months, experiment_partitions
+from transcend_pipeline.defs.resources import DumpSource, EvaluationSettings, StateAdvantageSettings, TranscendHome
 from transcend_pipeline.experiments import Experiment
-from transcend_pipeline.settings import Settings, find_stockfish
+from transcend_pipeline.settings import find_stockfish
 
 if TYPE_CHECKING:
     from transcend_pipeline.model_quality import MoveDistributions
+    from transcend_pipeline.panel import PanelConfig
     from transcend_pipeline.state_advantage import ArgmaxComparison
-
-#: Overlaid in the figures: the paper's τ → 0, a middle and a mild temperature.
-FIGURE_TEMPERATURES = [0.001, 0.1, 0.75]
-
-
-class StateAdvantageSettings(dg.ConfigurableResource):
-    """How much state-level analysis a run affords: positions sampled per source (the model's own games, the
-    bucket's held-out games), the Stockfish depth that scores every legal move, the temperatures, the temperatures
-    overlaid in the figures, how many largest-gain boards to draw, and the seed of sampling and bootstrap; and the
-    positions per source on which the model's argmax is compared with the best player's clone (panel data only)."""
-
-    positions_per_source: int = 300
-    comparison_positions: int = 300
-    depth: int = 8
-    temperatures: list[float] = PAPER_TEMPERATURES
-    figure_temperatures: list[float] = FIGURE_TEMPERATURES
-    top_positions: int = 3
-    workers: int = 2
-    seed: int = 0
-
-    @classmethod
-    def for_profile(cls, profile: str) -> "StateAdvantageSettings":
-        if profile == "smoke":
-            return cls(
-                positions_per_source=12,
-                comparison_positions=12,
-                depth=1,
-                temperatures=[0.001, 1.0],
-                figure_temperatures=[0.001],
-            )
-        return cls()
 
 
 @dg.asset(
-    deps=[evaluation_games, chessformer, dg.AssetDep("panel_players", partition_mapping=dg.AllPartitionMapping())],
+    deps=["evaluation_games", "chessformer", dg.AssetDep("panel_players", partition_mapping=dg.AllPartitionMapping())],
     partitions_def=experiment_partitions,
     group_name="analysis",
     kinds={"duckdb", "pytorch"},
@@ -117,9 +79,10 @@ def state_advantage(
         workers=advantage.workers,
     )
     summaries = summary_table(analyses, experiment=experiment.name, seed=advantage.seed)
+    panel = dump_source.panel_config()
     comparison = (
-        _compare_argmaxes(context, home, experiment, ArgmaxModel(model), dump_source, advantage, evaluation.book_plies)
-        if isinstance(dump_source, PanelSource)
+        _compare_argmaxes(context, home, experiment, ArgmaxModel(model), panel, advantage, evaluation.book_plies)
+        if panel is not None
         else []
     )
     with open_warehouse(home.warehouse_path) as connection:
@@ -179,7 +142,7 @@ def _compare_argmaxes(
     home: TranscendHome,
     experiment: Experiment,
     model: "MoveDistributions",
-    dump_source: PanelSource,
+    config: "PanelConfig",
     advantage: StateAdvantageSettings,
     book_plies: int,
 ) -> "list[ArgmaxComparison]":
@@ -188,7 +151,7 @@ def _compare_argmaxes(
     the opening book), of its own held-out games and — for a diversity arm — of the cap bucket's held-out games
     (after the panel's random openings, as the quality bar samples them), the same positions for every arm."""
     from transcend_pipeline.evaluation import CONFIRM
-    from transcend_pipeline.panel import PanelConfig
+    from transcend_pipeline.queries import experiment_panel
     from transcend_pipeline.state_advantage import (
         BUCKET_HELD_OUT,
         HELD_OUT,
@@ -200,19 +163,19 @@ def _compare_argmaxes(
     )
     from transcend_pipeline.warehouse import open_warehouse
 
-    config = PanelConfig.for_profile(dump_source.profile)
+    months = experiment_months(experiment)
     with open_warehouse(home.warehouse_path, read_only=True) as connection:
         games = load_source_games(
             connection,
             experiment.name,
             experiment.cap,
-            experiment_months(experiment),
+            months,
             held_out_games=advantage.comparison_positions,
             phase=CONFIRM,
             variant=experiment.arm if experiment.variant else None,
         )
         try:
-            arm_config, players = experiment_panel(connection, experiment, config)
+            arm_config, players = experiment_panel(connection, experiment, config, months)
         except ValueError as error:
             context.log.warning(f"{experiment.name}: no expert to compare with ({error})")
             return []
@@ -255,26 +218,20 @@ def _compare_argmaxes(
 )
 def diversity_report(home: TranscendHome, dump_source: DumpSource) -> dg.MaterializeResult:
     from transcend_pipeline.diversity import COMMON, plot_dose_response, study_arms, study_rows, study_section
-    from transcend_pipeline.panel import PanelConfig
+    from transcend_pipeline.queries import diversity_row, lowest_temperature_gains, table_rows
     from transcend_pipeline.state_advantage import ArgmaxComparison, GainSummary, plot_concentration_curves
     from transcend_pipeline.warehouse import open_warehouse, replace_with_rows, table_exists
 
-    base_rho = PanelConfig.for_profile(dump_source.profile).rho if isinstance(dump_source, PanelSource) else 0.0
-    arms = study_arms(EXPERIMENTS, base_rho=base_rho)
+    panel = dump_source.panel_config()
+    arms = study_arms(EXPERIMENTS, base_rho=panel.rho if panel is not None else 0.0)
     with open_warehouse(home.warehouse_path) as connection:
         tables = {table: table_exists(connection, table) for table in TABLES_READ}
         if not all(tables.values()):
             missing = [table for table, present in tables.items() if not present]
             return dg.MaterializeResult(metadata={"arms": 0, "why": f"nothing to compare yet: no {missing}"})
-        verdicts = connection.execute("SELECT * FROM transcendence").fetch_arrow_table().to_pylist()
-        comparisons = [
-            ArgmaxComparison(**row)
-            for row in connection.execute("SELECT * FROM argmax_comparison").fetch_arrow_table().to_pylist()
-        ]
-        advantages = [
-            GainSummary(**row)
-            for row in connection.execute("SELECT * FROM state_advantage").fetch_arrow_table().to_pylist()
-        ]
+        verdicts = table_rows(connection, "transcendence")
+        comparisons = [ArgmaxComparison(**row) for row in table_rows(connection, "argmax_comparison")]
+        advantages = [GainSummary(**row) for row in table_rows(connection, "state_advantage")]
         rows = study_rows(arms, verdicts, comparisons, advantages)
         if not rows:
             return dg.MaterializeResult(metadata={"arms": 0, "why": "no arm of the study has been evaluated yet"})
@@ -282,20 +239,13 @@ def diversity_report(home: TranscendHome, dump_source: DumpSource) -> dg.Materia
         evaluated = {row["experiment"] for row in rows}
         first_seeds = [arm for arm in arms if arm.experiment in evaluated and arm.experiment == arm.arm]
         diversity = {
-            arm.label if arm.variant else f"{arm.arm} (full bucket)": bucket_diversity_row(
+            arm.label if arm.variant else f"{arm.arm} (full bucket)": diversity_row(
                 connection, EXPERIMENTS[arm.experiment]
             )
             for arm in first_seeds
         }
         curves = {
-            f"{arm.arm} ({arm.label})": [
-                gain
-                for (gain,) in connection.execute(
-                    "SELECT gain FROM state_advantage_positions WHERE experiment = ? AND source = ? AND temperature = "
-                    "(SELECT min(temperature) FROM state_advantage_positions WHERE experiment = ?) ORDER BY position",
-                    [arm.experiment, arm.sources[COMMON], arm.experiment],
-                ).fetchall()
-            ]
+            f"{arm.arm} ({arm.label})": lowest_temperature_gains(connection, arm.experiment, arm.sources[COMMON])
             for arm in first_seeds
         }
     out_dir = home.reports_dir / "diversity"
@@ -320,7 +270,3 @@ def diversity_report(home: TranscendHome, dump_source: DumpSource) -> dg.Materia
 
 #: What the diversity study reads: the verdicts, the ground truth and the state advantage.
 TABLES_READ = ("transcendence", "argmax_comparison", "state_advantage", "state_advantage_positions")
-
-
-def state_advantage_settings_from_env() -> StateAdvantageSettings:
-    return StateAdvantageSettings.for_profile(Settings.from_env().profile)

@@ -5,110 +5,16 @@ from pathlib import Path
 
 import dagster as dg
 
-from transcend_pipeline.defs.resources import DumpSource, PanelSource, TranscendHome
-from transcend_pipeline.defs.training import ARMS, EXPERIMENTS, ablation_partitions, chessformer, experiment_partitions
+from transcend_pipeline.defs.partitions import ARMS, EXPERIMENTS, ablation_partitions, experiment_partitions
+from transcend_pipeline.defs.resources import DumpSource, EvaluationSettings, TranscendHome
 from transcend_pipeline.experiments import Experiment
 from transcend_pipeline.settings import Settings, default_months, find_stockfish
-
-PAPER_TEMPERATURES = [0.001, 0.01, 0.1, 0.3, 0.5, 0.75, 1.0, 1.5]
-DEMO_TEMPERATURES = [0.001, 0.01, 0.1, 0.3, 1.0]
-PANEL_STOCKFISH_NODES = [100, 1000]  # full strength, node-limited: deterministic
-PAPER_STOCKFISH_LEVELS = [1, 3, 5]
-
-
-class EvaluationSettings(dg.ConfigurableResource):
-    """How much evaluation a run affords, and the ladder every rated player meets (see the README's power figures).
-
-    `sweep_games` per temperature, `confirm_games` at the temperature taken forward, `baseline_games` for each of the
-    bucket's best player, its clone and the consensus; the ladder: `ladder_members` panel players from
-    `ladder_below_cap` under the lowest cap to the strongest, each bucket's `bucket_top` players, full-strength
-    Stockfish at `stockfish_nodes` (panel data) or skill `stockfish_levels` at `level_nodes` (Lichess data), in a
-    round robin of `games_per_pair`; the book: `book_openings` lines of `book_plies` plies from the bucket's games.
-    """
-
-    sweep_temperatures: list[float] = DEMO_TEMPERATURES
-    sweep_games: int = 100
-    confirm_games: int = 400
-    baseline_games: int = 400
-    ladder_members: int = 10
-    ladder_below_cap: float = 300.0
-    bucket_top: int = 2
-    stockfish_nodes: list[int] = PANEL_STOCKFISH_NODES
-    stockfish_levels: list[int] = PAPER_STOCKFISH_LEVELS
-    level_nodes: int = 20_000
-    games_per_pair: int = 4
-    book_openings: int = 50
-    book_plies: int = 8
-    engines: int = 2
-    seed: int = 0
-
-    @classmethod
-    def for_profile(cls, profile: str, engines: int = 2) -> "EvaluationSettings":
-        if profile == "smoke":
-            return cls(
-                sweep_temperatures=[0.001, 1.0],
-                sweep_games=8,
-                confirm_games=8,
-                baseline_games=8,
-                ladder_members=4,
-                bucket_top=1,
-                stockfish_nodes=[100],
-                level_nodes=2_000,
-                games_per_pair=2,
-                book_openings=8,
-                engines=engines,
-            )
-        return cls(engines=engines)
-
-    def plan(self):
-        from transcend_pipeline.evaluation import EvaluationPlan
-
-        return EvaluationPlan(
-            tuple(self.sweep_temperatures), self.sweep_games, self.confirm_games, self.baseline_games, self.seed
-        )
-
-    def ladder_plan(self):
-        from transcend_pipeline.ladder import LadderPlan
-
-        return LadderPlan(
-            self.ladder_below_cap,
-            self.ladder_members,
-            self.bucket_top,
-            tuple(self.stockfish_nodes),
-            tuple(self.stockfish_levels),
-            self.level_nodes,
-            self.games_per_pair,
-        )
-
-
-def _panel_config(dump_source: DumpSource):
-    from transcend_pipeline.panel import PanelConfig
-
-    return PanelConfig.for_profile(dump_source.profile) if isinstance(dump_source, PanelSource) else None
 
 
 def _rules(config):
     from transcend_pipeline.play import Rules
 
     return Rules.of_panel(config) if config is not None else Rules.paper()
-
-
-def _ladder_and_book(connection) -> tuple[list, list, float]:
-    """The ladder members, the opening book and the reporting scale `opponent_ladder` stored."""
-    import chess
-
-    from transcend_pipeline.ladder import Member
-    from transcend_pipeline.play import Opening
-
-    rows = connection.execute("SELECT * FROM ladder ORDER BY position").fetch_arrow_table().to_pylist()
-    scale = rows[0]["scale"]
-    members = [Member.from_row({k: v for k, v in row.items() if k not in ("position", "scale")}) for row in rows]
-    book = []
-    for name, line in connection.execute("SELECT name, moves FROM opening_book ORDER BY line").fetchall():
-        board = chess.Board()
-        sans = tuple(board.san_and_push(chess.Move.from_uci(uci)) for uci in line)
-        book.append(Opening("?", name, tuple(board.move_stack), sans))
-    return members, book, scale
 
 
 @dg.asset(
@@ -134,32 +40,19 @@ def opponent_ladder(
     from transcend_pipeline.evaluation import BASELINE, LADDER
     from transcend_pipeline.ladder import LadderEngines, ladder_players, panel_baselines, panel_ladder, stockfish_ladder
     from transcend_pipeline.play import book_from_games, pairings_against, play_matches, round_robin
+    from transcend_pipeline.queries import latest_panel_roster, sampled_bucket_moves
     from transcend_pipeline.warehouse import open_warehouse, replace_with_rows
 
     months = default_months(Settings.from_env())
     caps = sorted({experiment.cap for experiment in EXPERIMENTS.values()})
-    config = _panel_config(dump_source)
+    config = dump_source.panel_config()
     plan = evaluation.ladder_plan()
     with open_warehouse(home.warehouse_path, read_only=True) as connection:
-        games = connection.execute(
-            "SELECT s.moves FROM bucket_games AS b JOIN stg_games AS s USING (month, game_id) "
-            "WHERE b.cap = ? AND list_contains(?::VARCHAR[], b.month) ORDER BY md5(b.month || b.game_id || ?) LIMIT ?",
-            [max(caps), months, str(evaluation.seed), 50 * evaluation.book_openings],
-        ).fetchall()
-        panel_rows = (
-            connection.execute(
-                "SELECT * FROM panel_players WHERE month = "
-                "(SELECT max(month) FROM panel_players WHERE list_contains(?::VARCHAR[], month))",
-                [months],
-            )
-            .fetch_arrow_table()
-            .to_pylist()
-            if config is not None
-            else []
+        games = sampled_bucket_moves(
+            connection, max(caps), months, seed=evaluation.seed, limit=50 * evaluation.book_openings
         )
-    book = book_from_games(
-        [list(moves) for (moves,) in games], count=evaluation.book_openings, plies=evaluation.book_plies
-    )
+        panel_rows = latest_panel_roster(connection, months) if config is not None else []
+    book = book_from_games(games, count=evaluation.book_openings, plies=evaluation.book_plies)
     members = panel_ladder(panel_rows, caps, plan) if config is not None else stockfish_ladder(plan)
     scale = config.rating_spread if config is not None else 1.0
     rules = _rules(config)
@@ -226,7 +119,7 @@ def experiment_bars(experiment: Experiment, members: list, config):
 
 
 @dg.asset(
-    deps=[opponent_ladder],
+    deps=["opponent_ladder"],
     partitions_def=ablation_partitions,
     group_name="ablation",
     kinds={"duckdb"},
@@ -244,12 +137,13 @@ def arm_baselines(
     from transcend_pipeline.evaluation import BASELINE
     from transcend_pipeline.ladder import LadderEngines, arm_expert_players, bucket_heads, ladder_players
     from transcend_pipeline.play import pairings_against, play_matches
+    from transcend_pipeline.queries import ladder_and_book
     from transcend_pipeline.warehouse import open_warehouse, replace_with_rows, table_exists
 
     experiment = ARMS[context.partition_key]
-    config = _panel_config(dump_source)
+    config = dump_source.panel_config()
     with open_warehouse(home.warehouse_path, read_only=True) as connection:
-        members, book, _ = _ladder_and_book(connection)
+        members, book, _ = ladder_and_book(connection)
     arm = _arm_panel(experiment, members, config)
     rows = []
     if arm is not None:
@@ -285,7 +179,7 @@ def arm_baselines(
 
 
 @dg.asset(
-    deps=[chessformer, opponent_ladder],
+    deps=["chessformer", "opponent_ladder"],
     partitions_def=experiment_partitions,
     group_name="evaluation",
     kinds={"duckdb", "pytorch"},
@@ -303,13 +197,14 @@ def evaluation_games(
     from transcend_pipeline.evaluation import CONFIRM, SWEEP, evaluate_model
     from transcend_pipeline.ladder import LadderEngines, ladder_players
     from transcend_pipeline.model import ChessFormer
+    from transcend_pipeline.queries import ladder_and_book
     from transcend_pipeline.warehouse import open_warehouse, replace_with_rows
 
     experiment = EXPERIMENTS[context.partition_key]
     model = ChessFormer.from_checkpoint(str(home.model_checkpoint(experiment.name))).eval()
     with open_warehouse(home.warehouse_path, read_only=True) as connection:
-        members, book, _ = _ladder_and_book(connection)
-    config = _panel_config(dump_source)
+        members, book, _ = ladder_and_book(connection)
+    config = dump_source.panel_config()
     with LadderEngines.start(find_stockfish(), size=evaluation.engines, config=config) as engines:
         result = evaluate_model(
             experiment.name,
@@ -347,25 +242,11 @@ def evaluation_games(
     )
 
 
-def _rated_games(connection) -> list[dict]:
-    """Every game of the run: the ladder's and its baselines, the arms' own baselines, every model's — in a fixed
-    order, whatever order parallel experiments wrote them in (a fit's last digits depend on the order of its sums)."""
-    from transcend_pipeline.warehouse import table_exists
-
-    tables = ["ladder_games", "arm_baseline_games", "evaluation_games"]
-    return [
-        row
-        for table in tables
-        if table_exists(connection, table)
-        for row in connection.execute(f"SELECT * FROM {table} ORDER BY ALL").fetch_arrow_table().to_pylist()
-    ]
-
-
 @dg.asset(
     deps=[
-        dg.AssetDep(evaluation_games, partition_mapping=dg.AllPartitionMapping()),
-        dg.AssetDep(arm_baselines, partition_mapping=dg.AllPartitionMapping()),
-        opponent_ladder,
+        dg.AssetDep("evaluation_games", partition_mapping=dg.AllPartitionMapping()),
+        dg.AssetDep("arm_baselines", partition_mapping=dg.AllPartitionMapping()),
+        "opponent_ladder",
     ],
     group_name="evaluation",
     kinds={"duckdb"},
@@ -379,11 +260,12 @@ def _rated_games(connection) -> list[dict]:
 )
 def ratings(home: TranscendHome) -> dg.MaterializeResult:
     from transcend_pipeline.evaluation import fit_games, per_opponent_rows, ratings_rows
+    from transcend_pipeline.queries import ladder_and_book, rated_games
     from transcend_pipeline.warehouse import open_warehouse, replace_with_rows
 
     with open_warehouse(home.warehouse_path) as connection:
-        members, _, scale = _ladder_and_book(connection)
-        games = _rated_games(connection)
+        members, _, scale = ladder_and_book(connection)
+        games = rated_games(connection)
         fit = fit_games(games, members, scale=scale)
         count = replace_with_rows(connection, "ratings", ratings_rows(fit, games, members))
         replace_with_rows(connection, "ratings_per_opponent", per_opponent_rows(games))
@@ -393,7 +275,7 @@ def ratings(home: TranscendHome) -> dg.MaterializeResult:
 
 
 @dg.asset(
-    deps=[ratings, dg.AssetDep("state_advantage", partition_mapping=dg.AllPartitionMapping())],
+    deps=["ratings", dg.AssetDep("state_advantage", partition_mapping=dg.AllPartitionMapping())],
     group_name="evaluation",
     kinds={"duckdb", "markdown"},
     description=(
@@ -413,48 +295,37 @@ def transcendence_report(home: TranscendHome, dump_source: DumpSource) -> dg.Mat
         verdict_table,
     )
     from transcend_pipeline.plots import Figure
+    from transcend_pipeline.queries import ladder_and_book, rated_games, table_rows
     from transcend_pipeline.state_advantage import (
         ArgmaxComparison,
         GainSummary,
         argmax_comparison_section,
         markdown_section,
     )
-    from transcend_pipeline.warehouse import open_warehouse, replace_with_rows, table_exists
+    from transcend_pipeline.warehouse import open_warehouse, replace_with_rows
 
-    source = "panel" if isinstance(dump_source, PanelSource) else "lichess"
+    config = dump_source.panel_config()
     with open_warehouse(home.warehouse_path) as connection:
-        members, book, scale = _ladder_and_book(connection)
-        games = _rated_games(connection)
-        rows = connection.execute("SELECT * FROM ratings").fetch_arrow_table().to_pylist()
-        per_opponent = connection.execute("SELECT * FROM ratings_per_opponent").fetch_arrow_table().to_pylist()
+        members, book, scale = ladder_and_book(connection)
+        games = rated_games(connection)
+        rows = table_rows(connection, "ratings")
+        per_opponent = table_rows(connection, "ratings_per_opponent")
         fit = fit_games(games, members, scale=scale)
         evaluated = {g["experiment"] for g in games if g.get("experiment")}
-        config = _panel_config(dump_source)
         experiments = {
             name: experiment_bars(e, members, config) for name, e in EXPERIMENTS.items() if name in evaluated
         }
-        verdicts = verdict_rows(fit, rows, members, experiments, source=source)
+        verdicts = verdict_rows(fit, rows, members, experiments, source=dump_source.kind)
         replace_with_rows(connection, "transcendence", verdicts)
-        advantage = (
-            [
-                GainSummary(**row)
-                for row in connection.execute("SELECT * FROM state_advantage").fetch_arrow_table().to_pylist()
-                if row["experiment"] in EXPERIMENTS  # the table may keep experiments no longer in the table
-            ]
-            if table_exists(connection, "state_advantage")
-            else []
-        )
-        comparison = (
-            [
-                ArgmaxComparison(**row)
-                for row in connection.execute("SELECT * FROM argmax_comparison ORDER BY experiment, source")
-                .fetch_arrow_table()
-                .to_pylist()
-                if row["experiment"] in EXPERIMENTS
-            ]
-            if table_exists(connection, "argmax_comparison")
-            else []
-        )
+        # The tables may keep experiments no longer in the experiment table.
+        advantage = [
+            GainSummary(**row) for row in table_rows(connection, "state_advantage") if row["experiment"] in EXPERIMENTS
+        ]
+        comparison = [
+            ArgmaxComparison(**row)
+            for row in table_rows(connection, "argmax_comparison", order_by="experiment, source")
+            if row["experiment"] in EXPERIMENTS
+        ]
     reports = home.reports_dir
     reports.mkdir(parents=True, exist_ok=True)
     main = [
@@ -481,7 +352,7 @@ def transcendence_report(home: TranscendHome, dump_source: DumpSource) -> dg.Mat
         comparison.sort(key=lambda row: (order[row.experiment], row.source))
         sections.append(argmax_comparison_section(comparison))
         ui_sections["argmax_comparison"] = argmax_comparison_section(comparison)
-    method = method_text(verdicts, members, scale=scale, rules=_rules(_panel_config(dump_source)), book=len(book))
+    method = method_text(verdicts, members, scale=scale, rules=_rules(config), book=len(book))
     report = markdown_report(verdicts, rows, per_opponent, method, Path(figure.name), sections)
     (reports / "transcendence.md").write_text(report)
     return dg.MaterializeResult(
@@ -501,8 +372,3 @@ ADVANTAGE_FIGURES = {
     "where the gain sits": "gain_concentration.png",
     "largest gains": "top_positions.png",
 }
-
-
-def evaluation_settings_from_env() -> EvaluationSettings:
-    settings = Settings.from_env()
-    return EvaluationSettings.for_profile(settings.profile, settings.workers)

@@ -2,9 +2,8 @@
 
 import dagster as dg
 
-from transcend_pipeline.defs.partitions import month_of, monthly_partitions
+from transcend_pipeline.defs.partitions import CAPS, month_of, monthly_partitions
 from transcend_pipeline.defs.resources import DumpSource, TranscendHome
-from transcend_pipeline.defs.warehouse import CAPS
 
 
 class IngestConfig(dg.Config):

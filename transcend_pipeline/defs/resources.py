@@ -1,4 +1,5 @@
-"""Dagster resources: thin, typed wrappers around `transcend_pipeline.settings` and the domain sources.
+"""Dagster resources: thin, typed wrappers around `transcend_pipeline.settings`, the domain sources and how much
+work a run affords (the settings of training, evaluation and state analysis, by profile).
 
 Resource values are read from the environment when the definitions load, so the
 Dagster UI's resource page shows the configuration a run will use. Heavy domain
@@ -7,12 +8,21 @@ modules are imported inside methods, keeping `dagster definitions validate` fast
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
+from pydantic import Field
 
-from transcend_pipeline.settings import DEFAULT_LICHESS_URL, Settings, find_stockfish
+from transcend_pipeline.settings import DEFAULT_LICHESS_URL, PAPER_TEMPERATURES, Settings, find_stockfish
+from transcend_pipeline.sql_models import PROJECT_ROOT, load_vars
+
+if TYPE_CHECKING:
+    from transcend_pipeline.panel import PanelConfig
+
+DBT_TARGET_VARIABLE = "TRANSCEND_DBT_TARGET"
 
 
 class TranscendHome(dg.ConfigurableResource):
@@ -79,6 +89,26 @@ class DumpSource(dg.ConfigurableResource):
         """The true parameters of the players behind a dump, where the source knows them (the panel does)."""
         return []
 
+    def panel_config(self) -> PanelConfig | None:
+        """The panel whose players wrote this source's games, or None: real players' policies are unknown."""
+        return None
+
+    @property
+    def kind(self) -> str:
+        """'panel' or 'lichess': which of the report's verdicts applies."""
+        return "lichess" if self.panel_config() is None else "panel"
+
+    @property
+    def dbt_target(self) -> str:
+        """$TRANSCEND_DBT_TARGET, else the source's raw/ folder label: a run on an excerpt of a real month asks for
+        `sample` while its dumps stay in raw/lichess/. Read when a step runs (as TRANSCEND_MONTHS is), and shown in
+        the metadata of every SQL model and gate, since no resource carries it."""
+        return os.environ.get(DBT_TARGET_VARIABLE, "").strip() or self.label
+
+    def sql_vars(self) -> dict:
+        """The SQL vars for the active target: dbt_project.yml's `vars:` with its `targets:` entry applied."""
+        return load_vars(PROJECT_ROOT, target=self.dbt_target)
+
 
 class LichessSource(DumpSource):
     """The Lichess open database ($TRANSCEND_LICHESS_URL): streamed, resumable, checksum-verified downloads."""
@@ -116,7 +146,7 @@ class PanelSource(DumpSource):
 
     def fetch(self, month: str, dest_dir: Path, log: dg.DagsterLogManager) -> FetchedDump:
         from transcend_pipeline.lichess import dump_filename, sha256_file
-        from transcend_pipeline.panel import PanelConfig, write_month_dump
+        from transcend_pipeline.panel import write_month_dump
 
         target = dest_dir / dump_filename(month)
         if target.exists():  # dumps are deterministic per (profile, month): an existing one is the same file
@@ -130,7 +160,7 @@ class PanelSource(DumpSource):
                 log.info(f"{month}: {games:,} panel games at {games / max(seconds, 1e-9):,.1f} games/s")
 
         result = write_month_dump(
-            PanelConfig.for_profile(self.profile),
+            self.panel_config(),
             month,
             dest_dir,
             stockfish_path=find_stockfish(self.stockfish_path or None),
@@ -142,9 +172,138 @@ class PanelSource(DumpSource):
         )
 
     def ground_truth(self, month: str, dump_path: Path) -> list[dict]:
-        from transcend_pipeline.panel import PanelConfig, panel_players
+        from transcend_pipeline.panel import panel_players
 
-        return panel_players(PanelConfig.for_profile(self.profile), month, dump_path)
+        return panel_players(self.panel_config(), month, dump_path)
+
+    def panel_config(self) -> PanelConfig:
+        from transcend_pipeline.panel import PanelConfig
+
+        return PanelConfig.for_profile(self.profile)
+
+
+DEMO_TEMPERATURES = [0.001, 0.01, 0.1, 0.3, 1.0]
+PANEL_STOCKFISH_NODES = [100, 1000]  # full strength, node-limited: deterministic
+PAPER_STOCKFISH_LEVELS = [1, 3, 5]
+
+
+#: Overlaid in the figures: the paper's τ → 0, a middle and a mild temperature.
+FIGURE_TEMPERATURES = [0.001, 0.1, 0.75]
+
+
+class TrainingSettings(dg.ConfigurableResource):
+    """How training runs: the profile's budgets, and the devices Lightning spreads it over.
+
+    From the environment: TRANSCEND_PROFILE, TRANSCEND_DEVICES ('auto', or a count),
+    TRANSCEND_STRATEGY ('auto', 'ddp'), TRANSCEND_NUM_NODES.
+    """
+
+    profile: str = "demo"
+    devices: str = "auto"
+    strategy: str = "auto"
+    num_nodes: int = 1
+
+    @classmethod
+    def from_env(cls) -> TrainingSettings:
+        return cls(
+            profile=Settings.from_env().profile,
+            devices=os.environ.get("TRANSCEND_DEVICES", "auto"),
+            strategy=os.environ.get("TRANSCEND_STRATEGY", "auto"),
+            num_nodes=int(os.environ.get("TRANSCEND_NUM_NODES", "1")),
+        )
+
+
+class EvaluationSettings(dg.ConfigurableResource):
+    """How much evaluation a run affords, and the ladder every rated player meets (see the README's power figures).
+
+    `sweep_games` per temperature, `confirm_games` at the temperature taken forward, `baseline_games` for each of the
+    bucket's best player, its clone and the consensus; the ladder: `ladder_members` panel players from
+    `ladder_below_cap` under the lowest cap to the strongest, each bucket's `bucket_top` players, full-strength
+    Stockfish at `stockfish_nodes` (panel data) or skill `stockfish_levels` at `level_nodes` (Lichess data), in a
+    round robin of `games_per_pair`; the book: `book_openings` lines of `book_plies` plies from the bucket's games.
+    """
+
+    sweep_temperatures: list[float] = DEMO_TEMPERATURES
+    sweep_games: int = 100
+    confirm_games: int = 400
+    baseline_games: int = 400
+    ladder_members: int = 10
+    ladder_below_cap: float = 300.0
+    bucket_top: int = 2
+    stockfish_nodes: list[int] = PANEL_STOCKFISH_NODES
+    stockfish_levels: list[int] = PAPER_STOCKFISH_LEVELS
+    level_nodes: int = 20_000
+    games_per_pair: int = 4
+    book_openings: int = 50
+    book_plies: int = 8
+    engines: int = 2
+    seed: int = 0
+
+    @classmethod
+    def for_profile(cls, profile: str, engines: int = 2) -> EvaluationSettings:
+        if profile == "smoke":
+            return cls(
+                sweep_temperatures=[0.001, 1.0],
+                sweep_games=8,
+                confirm_games=8,
+                baseline_games=8,
+                ladder_members=4,
+                bucket_top=1,
+                stockfish_nodes=[100],
+                level_nodes=2_000,
+                games_per_pair=2,
+                book_openings=8,
+                engines=engines,
+            )
+        return cls(engines=engines)
+
+    def plan(self):
+        from transcend_pipeline.evaluation import EvaluationPlan
+
+        return EvaluationPlan(
+            tuple(self.sweep_temperatures), self.sweep_games, self.confirm_games, self.baseline_games, self.seed
+        )
+
+    def ladder_plan(self):
+        from transcend_pipeline.ladder import LadderPlan
+
+        return LadderPlan(
+            self.ladder_below_cap,
+            self.ladder_members,
+            self.bucket_top,
+            tuple(self.stockfish_nodes),
+            tuple(self.stockfish_levels),
+            self.level_nodes,
+            self.games_per_pair,
+        )
+
+
+class StateAdvantageSettings(dg.ConfigurableResource):
+    """How much state-level analysis a run affords: positions sampled per source (the model's own games, the
+    bucket's held-out games), the Stockfish depth that scores every legal move, the temperatures, the temperatures
+    overlaid in the figures, how many largest-gain boards to draw, and the seed of sampling and bootstrap; and the
+    positions per source on which the model's argmax is compared with the best player's clone (panel data only)."""
+
+    positions_per_source: int = 300
+    comparison_positions: int = 300
+    depth: int = 8
+    temperatures: list[float] = Field(default_factory=lambda: list(PAPER_TEMPERATURES))
+    figure_temperatures: list[float] = FIGURE_TEMPERATURES
+    top_positions: int = 3
+    workers: int = 2
+    seed: int = 0
+
+    @classmethod
+    def for_profile(cls, profile: str) -> StateAdvantageSettings:
+        if profile == "smoke":
+            return cls(
+                positions_per_source=12,
+                comparison_positions=12,
+                depth=1,
+                temperatures=[0.001, 1.0],
+                figure_temperatures=[0.001],
+            )
+        return cls()
 
 
 def resources_from_env() -> dict[str, dg.ConfigurableResource]:
@@ -155,4 +314,10 @@ def resources_from_env() -> dict[str, dg.ConfigurableResource]:
         source = LichessSource(base_url=settings.lichess_url)
     else:
         source = PanelSource(profile=settings.profile, stockfish_path=settings.stockfish_path, workers=settings.workers)
-    return {"home": TranscendHome(path=str(settings.home)), "dump_source": source}
+    return {
+        "home": TranscendHome(path=str(settings.home)),
+        "dump_source": source,
+        "training": TrainingSettings.from_env(),
+        "evaluation": EvaluationSettings.for_profile(settings.profile, settings.workers),
+        "advantage": StateAdvantageSettings.for_profile(settings.profile),
+    }

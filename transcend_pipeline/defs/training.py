@@ -1,52 +1,14 @@
 """Training assets, partitioned by experiment: the bucket's games as token shards, and the ChessFormer trained on them."""
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
 
-from transcend_pipeline.defs.resources import DumpSource, PanelSource, TranscendHome
-from transcend_pipeline.experiments import Experiment, load_experiments
-from transcend_pipeline.settings import Settings, default_months, find_stockfish
-
-EXPERIMENTS = load_experiments()
-experiment_partitions = dg.StaticPartitionsDefinition(list(EXPERIMENTS))
-#: The diversity arms: each variant row's data (`ablation_games`), shared by every training seed of the row.
-ARMS = {experiment.arm: experiment for experiment in EXPERIMENTS.values() if experiment.variant}
-ablation_partitions = dg.StaticPartitionsDefinition(list(ARMS))
-SEEDS_OF_ARM = {
-    arm: [name for name, experiment in EXPERIMENTS.items() if experiment.arm == arm and experiment.variant]
-    for arm in ARMS
-}
-
-GATED_MODELS = ("bucket_games", "bucket_diversity")
-
-
-class TrainingSettings(dg.ConfigurableResource):
-    """How training runs: the profile's budgets, and the devices Lightning spreads it over.
-
-    From the environment: TRANSCEND_PROFILE, TRANSCEND_DEVICES ('auto', or a count),
-    TRANSCEND_STRATEGY ('auto', 'ddp'), TRANSCEND_NUM_NODES.
-    """
-
-    profile: str = "demo"
-    devices: str = "auto"
-    strategy: str = "auto"
-    num_nodes: int = 1
-
-    @classmethod
-    def from_env(cls) -> "TrainingSettings":
-        return cls(
-            profile=Settings.from_env().profile,
-            devices=os.environ.get("TRANSCEND_DEVICES", "auto"),
-            strategy=os.environ.get("TRANSCEND_STRATEGY", "auto"),
-            num_nodes=int(os.environ.get("TRANSCEND_NUM_NODES", "1")),
-        )
-
-
-def experiment_months(experiment: Experiment) -> list[str]:
-    return experiment.data_months(default_months(Settings.from_env()))
+from transcend_pipeline.defs.partitions import EXPERIMENTS, SEEDS_OF_ARM, experiment_months, experiment_partitions
+from transcend_pipeline.defs.resources import DumpSource, TrainingSettings, TranscendHome
+from transcend_pipeline.experiments import Experiment
+from transcend_pipeline.settings import find_stockfish
 
 
 def _require_passing_gates(context: dg.AssetExecutionContext, experiment: Experiment) -> str:
@@ -68,6 +30,8 @@ def _require_passing_gates(context: dg.AssetExecutionContext, experiment: Experi
                 metadata={"check": "ablation_games:quality_gates", "state": status},
             )
         return status if status == "passed" else metadata["gate_exception"].value
+    from transcend_pipeline.ablation import GATED_MODELS
+
     for model in GATED_MODELS:
         key = dg.AssetCheckKey(dg.AssetKey(model), f"cap_{experiment.cap}")
         record = context.instance.event_log_storage.get_latest_asset_check_execution_by_key([key]).get(key)
@@ -81,21 +45,6 @@ def _require_passing_gates(context: dg.AssetExecutionContext, experiment: Experi
                 metadata={"check": f"{model}:cap_{experiment.cap}", "state": state},
             )
     return "passed"
-
-
-def bucket_games_query(experiment: Experiment, split: str) -> tuple[str, list]:
-    """SQL and parameters for the moves of one split of the experiment's bucket (an ablation's own, if a variant)."""
-    if experiment.variant:
-        return (
-            "SELECT s.moves FROM ablation_bucket_games AS b JOIN ablation_staging AS s USING (variant, game_id) "
-            "WHERE b.variant = ? AND b.split = ? ORDER BY b.game_id",
-            [experiment.arm, split],
-        )
-    return (
-        "SELECT s.moves FROM bucket_games AS b JOIN stg_games AS s USING (month, game_id) "
-        "WHERE b.cap = ? AND b.split = ? AND list_contains(?::VARCHAR[], b.month) ORDER BY b.month, b.game_id",
-        [experiment.cap, split, experiment_months(experiment)],
-    )
 
 
 @dg.asset(
@@ -115,6 +64,7 @@ def bucket_games_query(experiment: Experiment, split: str) -> tuple[str, list]:
     ),
 )
 def training_set(context: dg.AssetExecutionContext, home: TranscendHome) -> dg.MaterializeResult:
+    from transcend_pipeline.queries import bucket_moves_query
     from transcend_pipeline.shards import build_shards
     from transcend_pipeline.warehouse import open_warehouse
 
@@ -125,7 +75,7 @@ def training_set(context: dg.AssetExecutionContext, home: TranscendHome) -> dg.M
 
         def bucket_moves(split: str) -> Iterator[list[str]]:
             """The split's games streamed in batches, never the whole bucket in memory."""
-            cursor = connection.cursor().execute(*bucket_games_query(experiment, split))
+            cursor = connection.cursor().execute(*bucket_moves_query(experiment, split, months))
             while rows := cursor.fetchmany(4096):
                 yield from (list(moves) for (moves,) in rows)
 
@@ -153,7 +103,7 @@ def training_set(context: dg.AssetExecutionContext, home: TranscendHome) -> dg.M
 
 
 @dg.asset(
-    deps=[training_set],
+    deps=["training_set"],
     partitions_def=experiment_partitions,
     group_name="training",
     kinds={"pytorch"},
@@ -238,37 +188,12 @@ def _discard_checkpoint_of_other_data(out_dir: Path, data_hash: str, context: dg
             stale.unlink(missing_ok=True)
 
 
-def experiment_panel(connection, experiment: Experiment, config) -> tuple:
-    """The panel that played the experiment's training games (a variant's for a diversity arm) and the players of
-    its bucket as rows of that panel, best first, each with its `share` of the bucket's player appearances (what
-    a cross-entropy model's mixture weighs them by)."""
-    from transcend_pipeline.ablation import arm_panel
-
-    months = experiment_months(experiment)
-    rows = (
-        connection.execute(
-            "SELECT * FROM panel_players WHERE month = "
-            "(SELECT max(month) FROM panel_players WHERE list_contains(?::VARCHAR[], month))",
-            [months],
-        )
-        .fetch_arrow_table()
-        .to_pylist()
-    )
-    arm_config, players = arm_panel(config, experiment.variant, rows, experiment.cap)
-    table, key, value = (
-        ("ablation_bucket_players", "variant", experiment.arm)
-        if experiment.variant
-        else ("bucket_players", "cap", experiment.cap)
-    )
-    shares = dict(connection.execute(f"SELECT player, share FROM {table} WHERE {key} = ?", [value]).fetchall())
-    return arm_config, [{**row, "share": shares[row["player"]]} for row in players if row["player"] in shares]
-
-
 def _quality_bar(
     home: TranscendHome, dump_source: DumpSource, experiment: Experiment, checkpoint: Path
 ) -> dg.AssetCheckResult:
     """Issue 5's bar, measured where the model is made, so that no match time is spent on a model that misses it."""
-    if not isinstance(dump_source, PanelSource):
+    panel = dump_source.panel_config()
+    if panel is None:
         return dg.AssetCheckResult(
             check_name="quality_bar",
             passed=True,
@@ -281,12 +206,13 @@ def _quality_bar(
     from transcend_pipeline.model import ChessFormer
     from transcend_pipeline.model_quality import measure_policy_quality
     from transcend_pipeline.opponents import EnginePool, PooledQ
-    from transcend_pipeline.panel import PanelConfig
+    from transcend_pipeline.queries import bucket_moves, experiment_panel
     from transcend_pipeline.warehouse import open_warehouse
 
+    months = experiment_months(experiment)
     with open_warehouse(home.warehouse_path, read_only=True) as connection:
-        games = [list(moves) for (moves,) in connection.execute(*bucket_games_query(experiment, "test")).fetchall()]
-        config, players = experiment_panel(connection, experiment, PanelConfig.for_profile(dump_source.profile))
+        games = bucket_moves(connection, experiment, "test", months)
+        config, players = experiment_panel(connection, experiment, panel, months)
     model = ChessFormer.from_checkpoint(str(checkpoint)).eval()
     with EnginePool.start(PooledQ.engine_factory(config, find_stockfish()), size=2) as pool:
         q = PooledQ(pool, independent=True)

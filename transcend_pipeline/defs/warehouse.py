@@ -6,22 +6,13 @@ Monthly models are partitioned like `games` and backfill in a single run.
 """
 
 import hashlib
-import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import dagster as dg
 
-from transcend_pipeline.defs.partitions import month_of, monthly_partitions
+from transcend_pipeline.defs.partitions import CAPS, EXPECTATIONS, MODELS, month_of, monthly_partitions
 from transcend_pipeline.defs.resources import DumpSource, TranscendHome
-from transcend_pipeline.quality import load_expectations
-from transcend_pipeline.sql_models import SqlModel, discover_models, load_vars, materialize, render
-
-DBT_ROOT = Path(__file__).resolve().parents[2] / "dbt_like_sql"
-MODELS = discover_models(DBT_ROOT)
-EXPECTATIONS = load_expectations(DBT_ROOT)
-CAPS = [int(cap) for cap in load_vars(DBT_ROOT)["caps"]]
-DBT_TARGET_VARIABLE = "TRANSCEND_DBT_TARGET"
+from transcend_pipeline.sql_models import SqlModel, materialize, render
 
 # Dagster's stale status does not cross a monthly -> whole-table edge (an AllPartitionMapping; dagster-io/dagster
 # #21146), so the UI would show the bucket tables as fresh after a month is rebuilt on its own. Instead they rebuild
@@ -33,18 +24,6 @@ REBUILD_WHEN_A_MONTH_CHANGES = dg.AutomationCondition.eager().without(~dg.Automa
 def check_name(cap: int | None) -> str:
     """`cap_1000` for a bucket's gate, `expectations` for a model checked as a whole."""
     return "expectations" if cap is None else f"cap_{cap}"
-
-
-def dbt_target(dump_source: DumpSource) -> str:
-    """$TRANSCEND_DBT_TARGET, else the source's raw/ folder label: a run on an excerpt of a real month asks for
-    `sample` while its dumps stay in raw/lichess/. Read when a step runs (as TRANSCEND_MONTHS is), and shown in
-    the metadata of every SQL model and gate, since no resource carries it."""
-    return os.environ.get(DBT_TARGET_VARIABLE, "").strip() or dump_source.label
-
-
-def project_vars(dump_source: DumpSource) -> dict:
-    """The SQL vars for the active target: dbt_project.yml's `vars:` with its `targets:` entry applied."""
-    return load_vars(DBT_ROOT, target=dbt_target(dump_source))
 
 
 def _sql_asset(model: SqlModel) -> dg.AssetsDefinition:
@@ -68,7 +47,7 @@ def _sql_asset(model: SqlModel) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         from transcend_pipeline.warehouse import open_warehouse
 
-        variables = project_vars(dump_source)
+        variables = dump_source.sql_vars()
         months = [month_of(key) for key in context.partition_keys] if partitioned else [None]
         rows = 0
         with open_warehouse(home.warehouse_path) as connection:
@@ -78,7 +57,7 @@ def _sql_asset(model: SqlModel) -> dg.AssetsDefinition:
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": rows,
-                "target": dbt_target(dump_source),
+                "target": dump_source.dbt_target,
                 "sql": dg.MetadataValue.md(f"```sql\n{render(model, variables, month=months[-1])}\n```"),
             }
         )
@@ -115,7 +94,7 @@ def _quality_gate(model: SqlModel, expectations: list[dict]) -> dg.AssetChecksDe
         from transcend_pipeline.warehouse import open_warehouse
 
         with open_warehouse(home.warehouse_path, read_only=True) as connection:
-            suite = run_suite(connection, model.name, expectations, project_vars(dump_source))
+            suite = run_suite(connection, model.name, expectations, dump_source.sql_vars())
         context.log.info(f"{model.name}: {len(suite.outcomes)} expectations in {suite.seconds:.1f} s")
         for cap in caps:
             outcomes = [outcome for outcome in suite.outcomes if outcome.cap == cap]
@@ -131,7 +110,7 @@ def _quality_gate(model: SqlModel, expectations: list[dict]) -> dg.AssetChecksDe
                 }
                 | {
                     "failed": ", ".join(outcome.name for outcome in outcomes if not outcome.success) or "none",
-                    "target": dbt_target(dump_source),
+                    "target": dump_source.dbt_target,
                 },
             )
 
