@@ -162,7 +162,9 @@ def test_a_lichess_month_runs_from_the_mirror_to_the_report(
     min_games = gates[("bucket_games", f"cap_{CAP}")].metadata["min_games"].value
     # It passes because of `sample`: the same bucket is far below the Lichess target's size gate.
     assert (
-        min_games["observed"] == len(expected.buckets[CAP]) < load_vars(PROJECT_ROOT, target="lichess")["min_bucket_games"]
+        min_games["observed"]
+        == len(expected.buckets[CAP])
+        < load_vars(PROJECT_ROOT, target="lichess")["min_bucket_games"]
     )
     with open_warehouse(transcend_home / "warehouse.duckdb", read_only=True) as connection:
         assert connection.execute("SELECT count(*) FROM games WHERE month = ?", [MONTH]).fetchone()[0] == accepted
