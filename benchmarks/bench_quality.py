@@ -23,7 +23,7 @@ import duckdb
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "tests")]
 
-from games_tables import generate_games  # noqa: E402
+from fixtures import generate_games  # noqa: E402
 
 from transcend_pipeline.quality import load_expectations, run_suite  # noqa: E402
 from transcend_pipeline.sql_models import discover_models, load_vars, materialize, topological_order  # noqa: E402

@@ -21,7 +21,7 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "tests")]
 
-from toy_games import greedy_capture_games  # noqa: E402
+from fixtures import greedy_capture_games  # noqa: E402
 
 from transcend_pipeline.features import MOVE_FEATURES, featurise  # noqa: E402
 from transcend_pipeline.model import ChessFormer, config_for, peak_flops  # noqa: E402

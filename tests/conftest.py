@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import http.server
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import zstandard
+from fixtures import LICHESS_SAMPLES
 
-from transcend_pipeline.lichess import dump_filename
 from transcend_pipeline.settings import StockfishNotFoundError, ensure_dagster_home, find_stockfish
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-LICHESS_SAMPLES = REPO_ROOT.parent / "shared" / "data" / "lichess-samples"
-SAMPLE_2021_10 = "lichess_2021-10_dump_excerpt_999games.pgn"
 
 
 @pytest.fixture(scope="session")
@@ -44,16 +38,6 @@ def transcend_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("TRANSCEND_HOME", str(home))
     monkeypatch.setenv("DAGSTER_HOME", str(ensure_dagster_home(home)))
     return home
-
-
-def publish(directory: Path, month: str, pgn: bytes) -> Path:
-    """Write a month as Lichess does (zstd) and list it in sha256sums.txt."""
-    path = directory / dump_filename(month)
-    path.write_bytes(zstandard.ZstdCompressor(level=3).compress(pgn))
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    with (directory / "sha256sums.txt").open("a") as sums:
-        sums.write(f"{digest}  {path.name}\n")
-    return path
 
 
 @pytest.fixture()

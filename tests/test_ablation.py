@@ -11,7 +11,7 @@ import chess
 import dagster as dg
 import numpy as np
 import pytest
-from test_warehouse_assets import build_month, random_game
+from fixtures import MONTH, build_month, random_game
 
 from transcend_pipeline.ablation import (
     STAGING_TABLE,
@@ -33,7 +33,6 @@ from transcend_pipeline.panel.players import player_name
 from transcend_pipeline.sql_models import PROJECT_ROOT, load_vars, materialize
 from transcend_pipeline.warehouse import open_warehouse, replace_with_rows
 
-MONTH = "2025-01"
 WAIVED = ("distinct_players", "top_player_share", "player_entropy")
 
 

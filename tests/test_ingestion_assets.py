@@ -10,7 +10,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from conftest import SAMPLE_2021_10, publish
+from fixtures import SAMPLE_2021_10, publish
 
 from transcend_pipeline.defs.ingestion import games, raw_dump
 from transcend_pipeline.defs.partitions import monthly_partitions

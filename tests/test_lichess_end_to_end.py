@@ -15,7 +15,7 @@ from pathlib import Path
 import chess.pgn
 import dagster as dg
 import pytest
-from conftest import SAMPLE_2021_10, publish
+from fixtures import SAMPLE_2021_10, publish
 
 from transcend_pipeline.defs.partitions import CAPS
 from transcend_pipeline.defs.resources import DBT_TARGET_VARIABLE, LichessSource

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from games_tables import build_models, generate_games, insert_games
+from fixtures import build_models, generate_games, insert_games
 
 from transcend_pipeline.quality import ExpectationConfigError, SuiteResult, load_expectations, run_suite
 from transcend_pipeline.sql_models import load_vars

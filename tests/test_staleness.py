@@ -12,10 +12,10 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from conftest import SAMPLE_2021_10, publish
 from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
 from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
 from dagster._time import get_current_datetime
+from fixtures import SAMPLE_2021_10, publish
 
 from transcend_pipeline.defs.ingestion import games, raw_dump
 from transcend_pipeline.defs.partitions import MODELS

@@ -13,7 +13,7 @@ import chess
 import numpy as np
 import pytest
 import torch
-from toy_games import greedy_capture_games
+from fixtures import greedy_capture_games
 
 from transcend_pipeline import vocab
 from transcend_pipeline.inference import legal_move_distribution

@@ -3,54 +3,17 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from pathlib import Path
 
-import chess
-import chess.pgn
 import dagster as dg
 import pytest
-import zstandard
-from conftest import SAMPLE_2021_10
+from fixtures import SAMPLE_2021_10, build_month, random_game
 
-from transcend_pipeline.defs.ingestion import games, raw_dump
-from transcend_pipeline.defs.partitions import MODELS
 from transcend_pipeline.defs.resources import PanelSource, TranscendHome
 from transcend_pipeline.defs.training import training_set
-from transcend_pipeline.defs.warehouse import quality_gates, sql_model_assets
-from transcend_pipeline.lichess import dump_filename
+from transcend_pipeline.defs.warehouse import sql_model_assets
 from transcend_pipeline.sql_models import PROJECT_ROOT, load_vars
 from transcend_pipeline.warehouse import open_warehouse
-
-MONTH = "2025-01"
-
-
-def random_game(rng: random.Random, white: str, black: str, white_elo: int, black_elo: int, index: int) -> str:
-    board = chess.Board()
-    while not board.is_game_over() and board.ply() < 40:
-        board.push(rng.choice(list(board.legal_moves)))
-    game = chess.pgn.Game.from_board(board)
-    game.headers.clear()
-    tags = {
-        "Event": "Rated Blitz game",
-        "Site": f"https://lichess.org/t{index:07d}",
-        "Date": "2025.01.02",
-        "Round": "-",
-        "White": white,
-        "Black": black,
-        "Result": rng.choice(["1-0", "0-1", "1/2-1/2"]),
-        "UTCDate": "2025.01.02",
-        "UTCTime": "12:00:00",
-        "WhiteElo": str(white_elo),
-        "BlackElo": str(black_elo),
-        "ECO": "?",
-        "Opening": "?",
-        "TimeControl": "300+0",
-        "Termination": "Normal",
-    }
-    for name, value in tags.items():
-        game.headers[name] = value
-    return str(game) + "\n\n"
 
 
 def one_player_month(seed: int = 7) -> list[str]:
@@ -68,34 +31,6 @@ def one_player_month(seed: int = 7) -> list[str]:
             )
         )
     return texts
-
-
-@dataclass
-class BuiltMonth:
-    """A hand-made month materialised through raw_dump, games, the SQL models and their gates."""
-
-    source: PanelSource
-    resources: dict
-    instance: dg.DagsterInstance
-    ingest: dg.ExecuteInProcessResult
-    buckets: dg.ExecuteInProcessResult
-
-
-def build_month(home: Path, texts: list[str]) -> BuiltMonth:
-    """Write `texts` as the smoke panel's dump of MONTH and materialise the warehouse from it (gates may fail)."""
-    source = PanelSource(profile="smoke")
-    path = home / "raw" / source.label / dump_filename(MONTH)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(zstandard.ZstdCompressor(level=3).compress("".join(texts).encode()))
-    resources = {"home": TranscendHome(path=str(home)), "dump_source": source}
-    instance = dg.DagsterInstance.get()
-    monthly = [asset for asset in sql_model_assets if MODELS[asset.key.path[-1]].partitioned_by_month]
-    tables = [asset for asset in sql_model_assets if not MODELS[asset.key.path[-1]].partitioned_by_month]
-    ingest = dg.materialize(
-        [raw_dump, games, *monthly], partition_key=f"{MONTH}-01", resources=resources, instance=instance
-    )
-    buckets = dg.materialize([*tables, *quality_gates], resources=resources, instance=instance, raise_on_error=False)
-    return BuiltMonth(source, resources, instance, ingest, buckets)
 
 
 @pytest.mark.slow

@@ -1,13 +1,45 @@
-"""Games tables shaped like the ingestion's `games`, for tests and benchmarks: hand-made rows or generated in SQL."""
+"""Shared test helpers (pytest's fixtures are conftest.py's): where the real samples are, games tables shaped like
+the ingestion's, toy games with a learnable rule, and hand-made months built through the Dagster assets. Kept out
+of the package, so editing them changes no checkpoint's code version; benchmarks import them too.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import random
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import chess
+import chess.pgn
+import dagster as dg
 import duckdb
+import numpy as np
+import zstandard
 
 from transcend_pipeline.ingest import GAMES_DDL, MOVE_TYPE_DDL
+from transcend_pipeline.lichess import dump_filename
 from transcend_pipeline.sql_models import discover_models, materialize, topological_order
+
+if TYPE_CHECKING:
+    from transcend_pipeline.defs.resources import PanelSource
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+LICHESS_SAMPLES = REPO_ROOT.parent / "shared" / "data" / "lichess-samples"
+SAMPLE_2021_10 = "lichess_2021-10_dump_excerpt_999games.pgn"
+MONTH = "2025-01"  # the month of hand-made months
+
+
+def publish(directory: Path, month: str, pgn: bytes) -> Path:
+    """Write a month as Lichess does (zstd) and list it in sha256sums.txt."""
+    path = directory / dump_filename(month)
+    path.write_bytes(zstandard.ZstdCompressor(level=3).compress(pgn))
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    with (directory / "sha256sums.txt").open("a") as sums:
+        sums.write(f"{digest}  {path.name}\n")
+    return path
+
 
 DEFAULT_MOVES = ["e2e4", "e7e5", "g1f3", "b8c6", "f1b5", "a7a6", "b5a4", "g8f6", "e1g1", "f8e7", "f1e1", "b7b5"]
 
@@ -140,3 +172,87 @@ def build_models(connection: duckdb.DuckDBPyConnection, root: Path, variables: d
         else:
             counts[name] = materialize(connection, models[name], variables)
     return counts
+
+
+_CAPTURE_ORDER = {chess.QUEEN: 5, chess.ROOK: 4, chess.BISHOP: 3, chess.KNIGHT: 2, chess.PAWN: 1}
+
+
+def greedy_capture_games(count: int, seed: int = 0, max_plies: int = 120) -> list[list[str]]:
+    """Capture the most valuable piece when possible (ties broken at random), otherwise play a uniformly random
+    legal move."""
+    rng = np.random.default_rng(seed)
+    games = []
+    for _ in range(count):
+        board, moves = chess.Board(), []
+        while len(moves) < max_plies and not board.is_game_over(claim_draw=False):
+            legal = list(board.generate_legal_moves())
+            captures = [m for m in legal if board.piece_type_at(m.to_square)]
+            if captures:
+                best = max(_CAPTURE_ORDER[board.piece_type_at(m.to_square)] for m in captures)
+                legal = [m for m in captures if _CAPTURE_ORDER[board.piece_type_at(m.to_square)] == best]
+            move = legal[int(rng.integers(len(legal)))]
+            moves.append(move.uci())
+            board.push(move)
+        games.append(moves)
+    return games
+
+
+def random_game(rng: random.Random, white: str, black: str, white_elo: int, black_elo: int, index: int) -> str:
+    board = chess.Board()
+    while not board.is_game_over() and board.ply() < 40:
+        board.push(rng.choice(list(board.legal_moves)))
+    game = chess.pgn.Game.from_board(board)
+    game.headers.clear()
+    tags = {
+        "Event": "Rated Blitz game",
+        "Site": f"https://lichess.org/t{index:07d}",
+        "Date": "2025.01.02",
+        "Round": "-",
+        "White": white,
+        "Black": black,
+        "Result": rng.choice(["1-0", "0-1", "1/2-1/2"]),
+        "UTCDate": "2025.01.02",
+        "UTCTime": "12:00:00",
+        "WhiteElo": str(white_elo),
+        "BlackElo": str(black_elo),
+        "ECO": "?",
+        "Opening": "?",
+        "TimeControl": "300+0",
+        "Termination": "Normal",
+    }
+    for name, value in tags.items():
+        game.headers[name] = value
+    return str(game) + "\n\n"
+
+
+@dataclass
+class BuiltMonth:
+    """A hand-made month materialised through raw_dump, games, the SQL models and their gates."""
+
+    source: PanelSource
+    resources: dict
+    instance: dg.DagsterInstance
+    ingest: dg.ExecuteInProcessResult
+    buckets: dg.ExecuteInProcessResult
+
+
+def build_month(home: Path, texts: list[str]) -> BuiltMonth:
+    """Write `texts` as the smoke panel's dump of MONTH and materialise the warehouse from it (gates may fail)."""
+    from transcend_pipeline.defs.ingestion import games, raw_dump
+    from transcend_pipeline.defs.partitions import MODELS
+    from transcend_pipeline.defs.resources import PanelSource, TranscendHome
+    from transcend_pipeline.defs.warehouse import quality_gates, sql_model_assets
+
+    source = PanelSource(profile="smoke")
+    path = home / "raw" / source.label / dump_filename(MONTH)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(zstandard.ZstdCompressor(level=3).compress("".join(texts).encode()))
+    resources = {"home": TranscendHome(path=str(home)), "dump_source": source}
+    instance = dg.DagsterInstance.get()
+    monthly = [asset for asset in sql_model_assets if MODELS[asset.key.path[-1]].partitioned_by_month]
+    tables = [asset for asset in sql_model_assets if not MODELS[asset.key.path[-1]].partitioned_by_month]
+    ingest = dg.materialize(
+        [raw_dump, games, *monthly], partition_key=f"{MONTH}-01", resources=resources, instance=instance
+    )
+    buckets = dg.materialize([*tables, *quality_gates], resources=resources, instance=instance, raise_on_error=False)
+    return BuiltMonth(source, resources, instance, ingest, buckets)
