@@ -62,7 +62,6 @@ from transcend_pipeline.inference import LegalMoveDistribution
 from transcend_pipeline.ladder import LadderEngines, Member, ladder_players, panel_baselines, panel_ladder
 from transcend_pipeline.model import ChessFormer, config_for
 from transcend_pipeline.panel import PanelConfig, panel_players
-from transcend_pipeline.panel.players import PROFILES
 from transcend_pipeline.play import (
     GameRecord,
     ModelPolicy,
@@ -73,7 +72,7 @@ from transcend_pipeline.play import (
     play_matches,
     round_robin,
 )
-from transcend_pipeline.settings import find_stockfish
+from transcend_pipeline.settings import PROFILES, find_stockfish
 
 TEMPERATURE = 0.001
 #: The month the rows are labelled with (a label only: ratings come from the dump or the rank formula).
@@ -291,7 +290,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--games", type=int, default=200, help="model games of the batched run (default 200)")
     parser.add_argument("--baseline-games", type=int, default=40, help="model games at batch size 1 (default 40)")
-    parser.add_argument("--profile", choices=PROFILES, default="demo", help="panel config and evaluation settings")
+    parser.add_argument(
+        "--profile", choices=tuple(PROFILES), default="demo", help="panel config and evaluation settings"
+    )
     parser.add_argument("--dump", type=Path, help="a panel dump: its written ratings and its games' openings")
     parser.add_argument("--checkpoint", type=Path, help="a trained ChessFormer (default: an untrained tiny one)")
     parser.add_argument(

@@ -39,6 +39,10 @@ def test_a_window_overrides_the_run_months_and_bad_rows_are_refused(tmp_path: Pa
     )
     with pytest.raises(ExperimentError, match="defined twice"):
         load_experiments(table)
+    table.write_text("experiments:\n  - {name: typo, cap: 1200, model: tiny, steps: 1}\n")
+    with pytest.raises(ExperimentError, match=r"cap 1200; the warehouse builds buckets for \[1000, 1300, 1500\]"):
+        load_experiments(table)
+    assert load_experiments(table, caps=[1200])["typo"].cap == 1200  # another project's caps
 
 
 @pytest.mark.parametrize("steps", ["0", "-5", "2.5", "true", "'100'", "{demo: 100, smoke: 0.5}"])

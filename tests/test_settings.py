@@ -31,6 +31,35 @@ def test_default_months_follow_the_source_unless_named(monkeypatch: pytest.Monke
     assert default_months(Settings(home=tmp_path, source="lichess")) == ["2024-01", "2024-02"]
 
 
+def test_the_run_months_are_a_field_of_the_source_read_when_the_definitions_load(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("TRANSCEND_HOME", str(tmp_path))
+    monkeypatch.setenv("TRANSCEND_MONTHS", "2024-03")
+    source = resources_from_env()["dump_source"]
+    monkeypatch.setenv("TRANSCEND_MONTHS", "2024-04")  # a step reads the field, not the environment
+    assert source.months == ["2024-03"]
+    assert resources_from_env(["2023-12"])["dump_source"].months == ["2023-12"]  # what `transcend run --month` does
+
+
+def test_every_profile_is_one_row_of_one_table() -> None:
+    """`for_profile` of the panel, evaluation and state analysis read the same table; unknown profiles are refused."""
+    from transcend_pipeline.defs.resources import EvaluationSettings, StateAdvantageSettings
+    from transcend_pipeline.panel import PanelConfig
+    from transcend_pipeline.settings import PROFILES
+
+    assert set(PROFILES) == {"demo", "smoke"}
+    assert PanelConfig.for_profile("demo") == PanelConfig()
+    assert PanelConfig.for_profile("smoke").n_players == PROFILES["smoke"]["panel"]["n_players"] == 16
+    assert EvaluationSettings.for_profile("smoke", engines=3).sweep_games == 8
+    assert EvaluationSettings.for_profile("smoke", engines=3).engines == 3
+    assert StateAdvantageSettings.for_profile("smoke").depth == 1
+    assert StateAdvantageSettings.for_profile("demo").depth == StateAdvantageSettings().depth == 8
+    for for_profile in (PanelConfig.for_profile, EvaluationSettings.for_profile, StateAdvantageSettings.for_profile):
+        with pytest.raises(ValueError, match="unknown profile 'huge'"):
+            for_profile("huge")
+
+
 def test_settings_validate_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("TRANSCEND_HOME", str(tmp_path / "h"))
     monkeypatch.setenv("TRANSCEND_PROFILE", "Smoke")

@@ -32,11 +32,11 @@ def run(months: list[str] | None = None, *, study: str | None = None) -> int:
     settings = _prepare_environment()
     import dagster as dg
 
-    from transcend_pipeline.definitions import defs
+    from transcend_pipeline.definitions import build_definitions
     from transcend_pipeline.experiments import load_experiments
 
     months = months or default_months(settings)
-    os.environ["TRANSCEND_MONTHS"] = ",".join(months)  # the experiments' default data window
+    defs = build_definitions(months)
     instance = dg.DagsterInstance.get()
     started = time.monotonic()
     print(f"transcend: source={settings.source} profile={settings.profile} home={settings.home} months={months}")
@@ -57,7 +57,7 @@ def run(months: list[str] | None = None, *, study: str | None = None) -> int:
         if job == "train_experiment":  # independent of each other: run on parallel_experiments processes
             pending.append(partition)
             continue
-        failed += _run_experiments(pending, settings.parallel_experiments)
+        failed += _run_experiments(pending, months, settings.parallel_experiments)
         pending = []
         print(f"\ntranscend: {label}", flush=True)
         result = defs.get_job_def(job).execute_in_process(
@@ -73,23 +73,26 @@ def run(months: list[str] | None = None, *, study: str | None = None) -> int:
     return 1 if failed else 0
 
 
-def _run_experiments(experiments: list[str], parallel: int) -> list[str]:
+def _run_experiments(experiments: list[str], months: list[str], parallel: int) -> list[str]:
     """`train_experiment` for each experiment, `parallel` at a time in processes of their own (training uses one
     core, and the warehouse serialises their short writes); returns the failed ones. The results do not depend on
     `parallel`: every stage is seeded by its experiment alone."""
     if parallel <= 1 or len(experiments) <= 1:
-        return [failure for experiment in experiments if (failure := _train_experiment(experiment))]
+        return [failure for experiment in experiments if (failure := _train_experiment(experiment, months))]
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(min(parallel, len(experiments)), multiprocessing.get_context("spawn")) as pool:
-        return [failure for failure in pool.map(_train_experiment, experiments) if failure]
+        runs = pool.map(_train_experiment, experiments, [months] * len(experiments))
+        return [failure for failure in runs if failure]
 
 
-def _train_experiment(experiment: str) -> str | None:
+def _train_experiment(experiment: str, months: list[str]) -> str | None:
     import dagster as dg
 
-    from transcend_pipeline.definitions import defs
+    from transcend_pipeline.definitions import build_definitions
+
+    defs = build_definitions(months)
 
     print(f"\ntranscend: train_experiment [{experiment}]", flush=True)
     result = defs.get_job_def("train_experiment").execute_in_process(

@@ -12,23 +12,29 @@ import dagster as dg
 from transcend_pipeline.defs import ablation, analysis, evaluation, ingestion, jobs, training, warehouse
 from transcend_pipeline.defs.resources import resources_from_env
 
-defs = dg.Definitions.merge(
-    dg.Definitions(
-        assets=[
-            *dg.load_assets_from_modules([ingestion]),
-            *warehouse.sql_model_assets,
-            *dg.load_assets_from_modules([training]),
-            ablation.ablation_games,
-            evaluation.opponent_ladder,
-            evaluation.arm_baselines,
-            evaluation.evaluation_games,
-            evaluation.ratings,
-            evaluation.transcendence_report,
-            analysis.state_advantage,
-            analysis.diversity_report,
-        ],
-        asset_checks=warehouse.quality_gates,
-        resources=resources_from_env(),
-    ),
-    jobs.defs,
-)
+
+def build_definitions(months: list[str] | None = None) -> dg.Definitions:
+    """The definitions with the resources of this environment; `months` overrides the run's months."""
+    return dg.Definitions.merge(
+        dg.Definitions(
+            assets=[
+                *dg.load_assets_from_modules([ingestion]),
+                *warehouse.sql_model_assets,
+                *dg.load_assets_from_modules([training]),
+                ablation.ablation_games,
+                evaluation.opponent_ladder,
+                evaluation.arm_baselines,
+                evaluation.evaluation_games,
+                evaluation.ratings,
+                evaluation.transcendence_report,
+                analysis.state_advantage,
+                analysis.diversity_report,
+            ],
+            asset_checks=warehouse.quality_gates,
+            resources=resources_from_env(months),
+        ),
+        jobs.defs,
+    )
+
+
+defs = build_definitions()

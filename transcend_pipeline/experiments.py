@@ -8,12 +8,14 @@ a row; the Dagster layer turns the names into the partitions of every asset from
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from transcend_pipeline.settings import PROFILES
+from transcend_pipeline.sql_models import PROJECT_ROOT, load_vars
 
 EXPERIMENTS_FILE = Path(__file__).with_name("experiments.yaml")
 MODEL_SIZES = ("tiny", "paper")
@@ -106,10 +108,12 @@ class Experiment:
         return list(self.months) if self.months else list(default)
 
 
-def load_experiments(path: Path | None = None) -> dict[str, Experiment]:
+def load_experiments(path: Path | None = None, caps: Sequence[int] | None = None) -> dict[str, Experiment]:
     """Read and validate the experiment table (`path`, else $TRANSCEND_EXPERIMENTS, else the packaged
-    experiments.yaml), keyed by name (in file order; a row's seeds one after another)."""
+    experiments.yaml), keyed by name (in file order; a row's seeds one after another). Every cap must be one the
+    warehouse builds a bucket for (`caps`, else dbt_project.yml's): a typo would train on an empty bucket."""
     path = path or Path(os.environ.get("TRANSCEND_EXPERIMENTS") or EXPERIMENTS_FILE)
+    caps = [int(cap) for cap in load_vars(PROJECT_ROOT)["caps"]] if caps is None else list(caps)
     rows = (yaml.safe_load(path.read_text()) or {}).get("experiments") or []
     experiments: dict[str, Experiment] = {}
     for row in rows:
@@ -118,6 +122,8 @@ def load_experiments(path: Path | None = None) -> dict[str, Experiment]:
             arm, cap, model, steps = row.pop("name"), int(row.pop("cap")), row.pop("model"), row.pop("steps")
         except KeyError as missing:
             raise ExperimentError(f"{path}: an experiment lacks {missing}: {row}") from None
+        if cap not in caps:
+            raise ExperimentError(f"{path}: experiment {arm!r} has cap {cap}; the warehouse builds buckets for {caps}")
         if model not in MODEL_SIZES:
             raise ExperimentError(f"{path}: experiment {arm!r} has model {model!r}, expected one of {MODEL_SIZES}")
         seeds = row.pop("seeds", [0])

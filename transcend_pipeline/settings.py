@@ -16,7 +16,51 @@ from pathlib import Path
 
 DEFAULT_LICHESS_URL = "https://database.lichess.org/standard"
 SOURCES = ("panel", "lichess")
-PROFILES = ("demo", "smoke")
+#: How much work each profile affords, in one table: `demo` is the `make run` world, `smoke` runs in seconds (tests).
+#: Each entry overrides the defaults of the panel (`PanelConfig`), evaluation (`EvaluationSettings`) and state
+#: analysis (`StateAdvantageSettings`); an experiment's training steps per profile are in experiments.yaml.
+PROFILES: dict[str, dict[str, dict]] = {
+    "demo": {"panel": {}, "evaluation": {}, "state_advantage": {}},
+    "smoke": {
+        "panel": {
+            "n_players": 16,
+            "games_per_month": 240,
+            "max_plies": 60,
+            "resign_plies": 2,
+            "chunk_games": 10,
+            "rating_spread": 2.5,
+            "pairing_window": 150.0,
+        },
+        "evaluation": {
+            "sweep_temperatures": [0.001, 1.0],
+            "sweep_games": 8,
+            "confirm_games": 8,
+            "baseline_games": 8,
+            "ladder_members": 4,
+            "bucket_top": 1,
+            "stockfish_nodes": [100],
+            "level_nodes": 2_000,
+            "games_per_pair": 2,
+            "book_openings": 8,
+        },
+        "state_advantage": {
+            "positions_per_source": 12,
+            "comparison_positions": 12,
+            "depth": 1,
+            "temperatures": [0.001, 1.0],
+            "figure_temperatures": [0.001],
+        },
+    },
+}
+
+
+def profile_overrides(profile: str, part: str) -> dict:
+    """What `profile` changes in `part` ('panel', 'evaluation', 'state_advantage'); an unknown profile is an error."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; expected one of {tuple(PROFILES)}")
+    return dict(PROFILES[profile][part])
+
+
 DEFAULT_PANEL_MONTHS = ("2025-01",)
 PAPER_TEMPERATURES = (0.001, 0.01, 0.1, 0.3, 0.5, 0.75, 1.0, 1.5)  # the temperatures the paper samples at
 DEBIAN_STOCKFISH = "/usr/games/stockfish"  # Debian's package installs it off PATH
@@ -73,7 +117,7 @@ class Settings:
             raise ValueError(f"TRANSCEND_SOURCE must be one of {SOURCES}, got {source!r}")
         profile = os.environ.get("TRANSCEND_PROFILE", "demo").strip().lower()
         if profile not in PROFILES:
-            raise ValueError(f"TRANSCEND_PROFILE must be one of {PROFILES}, got {profile!r}")
+            raise ValueError(f"TRANSCEND_PROFILE must be one of {tuple(PROFILES)}, got {profile!r}")
         return cls(
             home=Path(os.environ.get("TRANSCEND_HOME", "data")).expanduser().resolve(),
             source=source,

@@ -11,7 +11,6 @@ from transcend_pipeline.defs.partitions import (
     MODELS,
     SEEDS_OF_ARM,
     ablation_partitions,
-    experiment_months,
 )
 from transcend_pipeline.defs.resources import DumpSource, TranscendHome
 from transcend_pipeline.settings import Settings, find_stockfish
@@ -64,7 +63,7 @@ def ablation_games(
 
     experiment = ARMS[context.partition_key]
     variant = experiment.variant
-    months = experiment_months(experiment)
+    months = experiment.data_months(dump_source.months)
     variables = dump_source.sql_vars()
     panel = dump_source.panel_config()
     if (panel is not None) != variant.panel_only:

@@ -4,7 +4,7 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from transcend_pipeline.defs.partitions import EXPERIMENTS, experiment_months, experiment_partitions
+from transcend_pipeline.defs.partitions import EXPERIMENTS, experiment_partitions
 from transcend_pipeline.defs.resources import DumpSource, EvaluationSettings, StateAdvantageSettings, TranscendHome
 from transcend_pipeline.experiments import Experiment
 from transcend_pipeline.settings import find_stockfish
@@ -56,13 +56,14 @@ def state_advantage(
     from transcend_pipeline.warehouse import open_warehouse, replace_with_rows, table_exists
 
     experiment = EXPERIMENTS[context.partition_key]
+    months = experiment.data_months(dump_source.months)
     model = ChessFormer.from_checkpoint(str(home.model_checkpoint(experiment.name))).eval()
     with open_warehouse(home.warehouse_path, read_only=True) as connection:
         games = load_source_games(
             connection,
             experiment.name,
             experiment.cap,
-            experiment_months(experiment),
+            months,
             held_out_games=advantage.positions_per_source,
             variant=experiment.arm if experiment.variant else None,
         )
@@ -81,7 +82,9 @@ def state_advantage(
     summaries = summary_table(analyses, experiment=experiment.name, seed=advantage.seed)
     panel = dump_source.panel_config()
     comparison = (
-        _compare_argmaxes(context, home, experiment, ArgmaxModel(model), panel, advantage, evaluation.book_plies)
+        _compare_argmaxes(
+            context, home, experiment, months, ArgmaxModel(model), panel, advantage, evaluation.book_plies
+        )
         if panel is not None
         else []
     )
@@ -141,6 +144,7 @@ def _compare_argmaxes(
     context: dg.AssetExecutionContext,
     home: TranscendHome,
     experiment: Experiment,
+    months: list[str],
     model: "MoveDistributions",
     config: "PanelConfig",
     advantage: StateAdvantageSettings,
@@ -163,7 +167,6 @@ def _compare_argmaxes(
     )
     from transcend_pipeline.warehouse import open_warehouse
 
-    months = experiment_months(experiment)
     with open_warehouse(home.warehouse_path, read_only=True) as connection:
         games = load_source_games(
             connection,

@@ -8,7 +8,7 @@ import dagster as dg
 from transcend_pipeline.defs.partitions import ARMS, EXPERIMENTS, ablation_partitions, experiment_partitions
 from transcend_pipeline.defs.resources import DumpSource, EvaluationSettings, TranscendHome
 from transcend_pipeline.experiments import Experiment
-from transcend_pipeline.settings import Settings, default_months, find_stockfish
+from transcend_pipeline.settings import find_stockfish
 
 
 def _rules(config):
@@ -43,7 +43,7 @@ def opponent_ladder(
     from transcend_pipeline.queries import latest_panel_roster, sampled_bucket_moves
     from transcend_pipeline.warehouse import open_warehouse, replace_with_rows
 
-    months = default_months(Settings.from_env())
+    months = dump_source.months
     caps = sorted({experiment.cap for experiment in EXPERIMENTS.values()})
     config = dump_source.panel_config()
     plan = evaluation.ladder_plan()

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from transcend_pipeline.experiments import Experiment, load_experiments
+from transcend_pipeline.experiments import load_experiments
 from transcend_pipeline.quality import load_expectations
-from transcend_pipeline.settings import Settings, default_months
 from transcend_pipeline.sql_models import PROJECT_ROOT, discover_models, load_vars
 
 FIRST_MONTH = "2013-01-01"  # the first month of the Lichess open database
@@ -31,11 +30,11 @@ EXPECTATIONS = load_expectations(PROJECT_ROOT)
 CAPS = [int(cap) for cap in load_vars(PROJECT_ROOT)["caps"]]
 
 
+def check_name(cap: int | None) -> str:
+    """`cap_1000` for a bucket's gate (the checks of the SQL models, and what `training_set` looks up), `expectations` for a model checked as a whole."""
+    return "expectations" if cap is None else f"cap_{cap}"
+
+
 def month_of(partition_key: str) -> str:
     """'2021-10-01' -> '2021-10': the form used in file names and the `month` column."""
     return partition_key[:7]
-
-
-def experiment_months(experiment: Experiment) -> list[str]:
-    """The months an experiment's data comes from: its own, or the run's ($TRANSCEND_MONTHS or the default)."""
-    return experiment.data_months(default_months(Settings.from_env()))

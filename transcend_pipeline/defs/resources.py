@@ -16,7 +16,16 @@ from typing import TYPE_CHECKING
 import dagster as dg
 from pydantic import Field
 
-from transcend_pipeline.settings import DEFAULT_LICHESS_URL, PAPER_TEMPERATURES, Settings, find_stockfish
+from transcend_pipeline.settings import (
+    DEFAULT_LICHESS_URL,
+    DEFAULT_PANEL_MONTHS,
+    PAPER_TEMPERATURES,
+    Settings,
+    default_months,
+    find_stockfish,
+    last_complete_month,
+    profile_overrides,
+)
 from transcend_pipeline.sql_models import PROJECT_ROOT, load_vars
 
 if TYPE_CHECKING:
@@ -75,7 +84,11 @@ class FetchedDump:
 
 
 class DumpSource(dg.ConfigurableResource):
-    """Where monthly dumps come from. Downstream assets cannot tell the sources apart."""
+    """Where monthly dumps come from, and the months a run reads (`months`: the data window of every experiment
+    that names none; $TRANSCEND_MONTHS or the source's default, read when the definitions load). Downstream assets
+    cannot tell the sources apart."""
+
+    months: list[str]
 
     @property
     def label(self) -> str:
@@ -101,8 +114,8 @@ class DumpSource(dg.ConfigurableResource):
     @property
     def dbt_target(self) -> str:
         """$TRANSCEND_DBT_TARGET, else the source's raw/ folder label: a run on an excerpt of a real month asks for
-        `sample` while its dumps stay in raw/lichess/. Read when a step runs (as TRANSCEND_MONTHS is), and shown in
-        the metadata of every SQL model and gate, since no resource carries it."""
+        `sample` while its dumps stay in raw/lichess/. Read when a step runs, and shown in the metadata of every SQL
+        model and gate, since no resource carries it."""
         return os.environ.get(DBT_TARGET_VARIABLE, "").strip() or self.label
 
     def sql_vars(self) -> dict:
@@ -114,6 +127,7 @@ class LichessSource(DumpSource):
     """The Lichess open database ($TRANSCEND_LICHESS_URL): streamed, resumable, checksum-verified downloads."""
 
     base_url: str = DEFAULT_LICHESS_URL
+    months: list[str] = Field(default_factory=lambda: [last_complete_month()])
 
     @property
     def label(self) -> str:
@@ -139,6 +153,7 @@ class PanelSource(DumpSource):
     profile: str = "demo"
     stockfish_path: str = ""
     workers: int = 2
+    months: list[str] = Field(default_factory=lambda: list(DEFAULT_PANEL_MONTHS))
 
     @property
     def label(self) -> str:
@@ -241,21 +256,7 @@ class EvaluationSettings(dg.ConfigurableResource):
 
     @classmethod
     def for_profile(cls, profile: str, engines: int = 2) -> EvaluationSettings:
-        if profile == "smoke":
-            return cls(
-                sweep_temperatures=[0.001, 1.0],
-                sweep_games=8,
-                confirm_games=8,
-                baseline_games=8,
-                ladder_members=4,
-                bucket_top=1,
-                stockfish_nodes=[100],
-                level_nodes=2_000,
-                games_per_pair=2,
-                book_openings=8,
-                engines=engines,
-            )
-        return cls(engines=engines)
+        return cls(**profile_overrides(profile, "evaluation"), engines=engines)
 
     def plan(self):
         from transcend_pipeline.evaluation import EvaluationPlan
@@ -295,25 +296,21 @@ class StateAdvantageSettings(dg.ConfigurableResource):
 
     @classmethod
     def for_profile(cls, profile: str) -> StateAdvantageSettings:
-        if profile == "smoke":
-            return cls(
-                positions_per_source=12,
-                comparison_positions=12,
-                depth=1,
-                temperatures=[0.001, 1.0],
-                figure_temperatures=[0.001],
-            )
-        return cls()
+        return cls(**profile_overrides(profile, "state_advantage"))
 
 
-def resources_from_env() -> dict[str, dg.ConfigurableResource]:
-    """The resources for the current environment (see the README for every variable)."""
+def resources_from_env(months: list[str] | None = None) -> dict[str, dg.ConfigurableResource]:
+    """The resources for the current environment (see the README for every variable); `months` overrides the
+    run's months ($TRANSCEND_MONTHS or the source's default)."""
     settings = Settings.from_env()
+    months = months or default_months(settings)
     source: DumpSource
     if settings.source == "lichess":
-        source = LichessSource(base_url=settings.lichess_url)
+        source = LichessSource(base_url=settings.lichess_url, months=months)
     else:
-        source = PanelSource(profile=settings.profile, stockfish_path=settings.stockfish_path, workers=settings.workers)
+        source = PanelSource(
+            profile=settings.profile, stockfish_path=settings.stockfish_path, workers=settings.workers, months=months
+        )
     return {
         "home": TranscendHome(path=str(settings.home)),
         "dump_source": source,

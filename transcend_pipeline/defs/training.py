@@ -5,7 +5,12 @@ from pathlib import Path
 
 import dagster as dg
 
-from transcend_pipeline.defs.partitions import EXPERIMENTS, SEEDS_OF_ARM, experiment_months, experiment_partitions
+from transcend_pipeline.defs.partitions import (
+    EXPERIMENTS,
+    SEEDS_OF_ARM,
+    check_name,
+    experiment_partitions,
+)
 from transcend_pipeline.defs.resources import DumpSource, TrainingSettings, TranscendHome
 from transcend_pipeline.experiments import Experiment
 from transcend_pipeline.settings import find_stockfish
@@ -33,16 +38,17 @@ def _require_passing_gates(context: dg.AssetExecutionContext, experiment: Experi
     from transcend_pipeline.ablation import GATED_MODELS
 
     for model in GATED_MODELS:
-        key = dg.AssetCheckKey(dg.AssetKey(model), f"cap_{experiment.cap}")
+        check = check_name(experiment.cap)
+        key = dg.AssetCheckKey(dg.AssetKey(model), check)
         record = context.instance.event_log_storage.get_latest_asset_check_execution_by_key([key]).get(key)
         evaluation = record.evaluation if record else None
         if evaluation is None or not evaluation.passed:
             state = "never ran" if evaluation is None else "failed"
             raise dg.Failure(
-                f"The quality gate {model}:cap_{experiment.cap} {state}: the {experiment.cap} bucket may not be "
+                f"The quality gate {model}:{check} {state}: the {experiment.cap} bucket may not be "
                 f"trained on. Rematerialise {model} (its checks run with it) and inspect the failing expectations "
                 "in the UI.",
-                metadata={"check": f"{model}:cap_{experiment.cap}", "state": state},
+                metadata={"check": f"{model}:{check}", "state": state},
             )
     return "passed"
 
@@ -63,14 +69,16 @@ def _require_passing_gates(context: dg.AssetExecutionContext, experiment: Experi
         "features under $TRANSCEND_HOME/training_sets/. Only built when the bucket's quality gates passed."
     ),
 )
-def training_set(context: dg.AssetExecutionContext, home: TranscendHome) -> dg.MaterializeResult:
+def training_set(
+    context: dg.AssetExecutionContext, home: TranscendHome, dump_source: DumpSource
+) -> dg.MaterializeResult:
     from transcend_pipeline.queries import bucket_moves_query
     from transcend_pipeline.shards import build_shards
     from transcend_pipeline.warehouse import open_warehouse
 
     experiment = EXPERIMENTS[context.partition_key]
     gate = _require_passing_gates(context, experiment)
-    months = experiment_months(experiment)
+    months = experiment.data_months(dump_source.months)
     with open_warehouse(home.warehouse_path, read_only=True) as connection:
 
         def bucket_moves(split: str) -> Iterator[list[str]]:
@@ -209,7 +217,7 @@ def _quality_bar(
     from transcend_pipeline.queries import bucket_moves, experiment_panel
     from transcend_pipeline.warehouse import open_warehouse
 
-    months = experiment_months(experiment)
+    months = experiment.data_months(dump_source.months)
     with open_warehouse(home.warehouse_path, read_only=True) as connection:
         games = bucket_moves(connection, experiment, "test", months)
         config, players = experiment_panel(connection, experiment, panel, months)

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from transcend_pipeline.defs.partitions import CAPS, EXPECTATIONS, MODELS, month_of, monthly_partitions
+from transcend_pipeline.defs.partitions import CAPS, EXPECTATIONS, MODELS, check_name, month_of, monthly_partitions
 from transcend_pipeline.defs.resources import DumpSource, TranscendHome
 from transcend_pipeline.sql_models import SqlModel, materialize, render
 
@@ -19,11 +19,6 @@ from transcend_pipeline.sql_models import SqlModel, materialize, render
 # themselves (with their gates) when a month they read changes; `any_deps_missing` is dropped, or every month never
 # ingested would block them forever. The monthly job rebuilds them in the same run, which this does not repeat.
 REBUILD_WHEN_A_MONTH_CHANGES = dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing())
-
-
-def check_name(cap: int | None) -> str:
-    """`cap_1000` for a bucket's gate, `expectations` for a model checked as a whole."""
-    return "expectations" if cap is None else f"cap_{cap}"
 
 
 def _sql_asset(model: SqlModel) -> dg.AssetsDefinition:

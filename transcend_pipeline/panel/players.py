@@ -23,8 +23,8 @@ import chess
 import numpy as np
 
 from transcend_pipeline.policy import Policy, sample
+from transcend_pipeline.settings import profile_overrides
 
-PROFILES = ("demo", "smoke")
 Q_SOURCES = ("stockfish", "tactical")
 
 
@@ -73,20 +73,9 @@ class PanelConfig:
 
     @classmethod
     def for_profile(cls, profile: str) -> PanelConfig:
-        """`demo`: the `make run` world (cap buckets 1000/1300/1500 each ≥ 8 players, ≥ 2,000 games); `smoke`: seconds."""
-        if profile == "demo":
-            return cls()
-        if profile == "smoke":
-            return cls(
-                n_players=16,
-                games_per_month=240,
-                max_plies=60,
-                resign_plies=2,
-                chunk_games=10,
-                rating_spread=2.5,
-                pairing_window=150.0,
-            )
-        raise ValueError(f"unknown panel profile {profile!r}; expected one of {PROFILES}")
+        """`demo`: the `make run` world (cap buckets 1000/1300/1500 each ≥ 8 players, ≥ 2,000 games); `smoke`: seconds
+        (`settings.PROFILES`)."""
+        return cls(**profile_overrides(profile, "panel"))
 
     def derived_seed(self, *parts: object) -> list[int]:
         """A numpy seed sequence entropy for (panel seed, *parts): stable across processes and Python runs."""
