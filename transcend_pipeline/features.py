@@ -13,7 +13,7 @@ in play; :class:`FeatureBuilder`, which must return each position's moves as it 
 
 >>> features = featurise([chess.Board()])
 >>> features.legal_offsets.tolist(), features.move_features.shape
-([0, 20], (20, 13))
+([0, 20], (20, 14))
 """
 
 from __future__ import annotations

@@ -10,9 +10,11 @@ bucket's top players included, so the best expert is rated in the same fit), plu
 by nodes (deterministic, unlike its skill levels). On Lichess data it is Stockfish's skill levels, node-limited,
 carrying the paper's anchors.
 
->>> members = panel_ladder(panel_rows, caps=[1000, 1300, 1500], plan=LadderPlan())
->>> with LadderEngines.start(stockfish, size=2, config=config) as engines:
-...     players = ladder_players(members, engines)
+For example::
+
+    members = panel_ladder(panel_rows, caps=[1000, 1300, 1500], plan=LadderPlan())
+    with LadderEngines.start(stockfish, size=2, config=config) as engines:
+        players = ladder_players(members, engines)
 """
 
 from __future__ import annotations

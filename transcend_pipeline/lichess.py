@@ -5,9 +5,10 @@ A recent month is ~31 GB, so the download must survive dropped connections witho
 atomically only after its sha256 matches the published `sha256sums.txt`), and must not fetch
 again what is already here and verified.
 
->>> result = fetch_month("2013-01", "https://database.lichess.org/standard", Path("data/raw"))
->>> result.path.name, result.downloaded
-('lichess_db_standard_rated_2013-01.pgn.zst', True)
+For example::
+
+    result = fetch_month("2013-01", "https://database.lichess.org/standard", Path("data/raw"))
+    result.path.name, result.downloaded
 """
 
 from __future__ import annotations

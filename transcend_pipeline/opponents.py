@@ -6,8 +6,10 @@ from the dump's own results (the `panel_players` table), Stockfish levels carry 
 its strength does not depend on the machine. All engines run in an `EnginePool`: each policy call spreads its
 positions over one Stockfish process per core.
 
->>> with EnginePool.start(lambda: SkillEngine(path), size=2) as pool:
-...     opponents = stockfish_opponents(pool, levels=(1, 3, 5))
+For example::
+
+    with EnginePool.start(lambda: SkillEngine(path), size=2) as pool:
+        opponents = stockfish_opponents(pool, levels=(1, 3, 5))
 """
 
 from __future__ import annotations

@@ -6,8 +6,10 @@ opponent spreads its positions over an engine pool (`transcend_pipeline.opponent
 draw claims, resignation, the ply cap, and the remedy for deterministic-vs-deterministic repetition — are a
 `Rules` value recorded in every game, never hard-coded.
 
->>> records = play_matches([Pairing(model, opponent, games=20)], rules=Rules.paper(), rng_seed=0)
->>> records[0].termination, records[0].pgn
+For example::
+
+    records = play_matches([Pairing(model, opponent, games=20)], rules=Rules.paper(), rng_seed=0)
+    records[0].termination, records[0].pgn
 """
 
 from __future__ import annotations

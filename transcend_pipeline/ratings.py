@@ -4,9 +4,9 @@ fit with profile-likelihood intervals), score intervals and Holm's correction.
 Every rating here is on the Elo scale: a 400-point gap means 10:1 odds, so a player rated `r_a`
 scores `expected_score(r_a, r_b)` against one rated `r_b`. Draws count as half points throughout.
 
->>> round(expected_score(1700, 1500), 3)
+>>> print(round(expected_score(1700, 1500), 3))
 0.76
->>> round(elo_difference_interval(wins=150, draws=0, losses=50)[0], 1)
+>>> print(round(elo_difference_interval(wins=150, draws=0, losses=50)[0], 1))
 190.8
 """
 

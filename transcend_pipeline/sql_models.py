@@ -14,10 +14,12 @@ Dependencies come from the refs, so dropping a new `.sql` file into the tree add
 a model (and a Dagster asset) with no Python change. Incremental models replace
 one month's rows in one transaction; table models are rebuilt atomically.
 
-    >>> models = discover_models(Path("dbt_like_sql"))
-    >>> variables = load_vars(Path("dbt_like_sql"), {"min_plies": 20})
-    >>> for name in topological_order(models):
-    ...     materialize(connection, models[name], variables, month="2021-10")
+For example::
+
+    models = discover_models(Path("dbt_like_sql"))
+    variables = load_vars(Path("dbt_like_sql"), {"min_plies": 20})
+    for name in topological_order(models):
+        materialize(connection, models[name], variables, month="2021-10")
 """
 
 from __future__ import annotations

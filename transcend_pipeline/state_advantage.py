@@ -12,8 +12,10 @@ own and the default bucket's (`BUCKET_HELD_OUT`: seeded sampling gives every arm
 keeps its history, because the model's context is the game so far. Intervals resample whole games: positions of one
 game share its opening, players and style, so they are not independent.
 
->>> analyses = analyse_positions(model, positions, stockfish, temperatures=(0.001, 1.0), depth=8)
->>> summarise(analyses, 0.001, experiment="cap1000", source="own_games").mean_gain
+For example::
+
+    analyses = analyse_positions(model, positions, stockfish, temperatures=(0.001, 1.0), depth=8)
+    summarise(analyses, 0.001, experiment="cap1000", source="own_games").mean_gain
 
 `argmax_comparison` asks, on the same positions, why the quality bar and the games disagree and whether the panel
 itself transcends: the model at τ → 0 against the best expert's clone and own policy, the mixture argmax of the

@@ -1,10 +1,10 @@
 """Does a ChessFormer trained on a cap bucket clear the quality bar (issue 5)? End to end on a panel month.
 
-    .venv/bin/python benchmarks/model_quality.py --quick                          # smoke panel, seconds of training
-    .venv/bin/python benchmarks/model_quality.py --profile demo --games 3000 --minutes 5
-    .venv/bin/python benchmarks/model_quality.py --dump data/raw/panel-demo/lichess_db_standard_rated_2025-01.pgn.zst \
+    .venv/bin/python research/model_quality.py --quick                          # smoke panel, seconds of training
+    .venv/bin/python research/model_quality.py --profile demo --games 3000 --minutes 5
+    .venv/bin/python research/model_quality.py --dump data/raw/panel-demo/lichess_db_standard_rated_2025-01.pgn.zst \
         --caps 1000 1300 --targets mixture --minutes 2                           # the head's ceiling, on a demo month
-    .venv/bin/python benchmarks/model_quality.py --dump ... --model paper --override board_input=true \
+    .venv/bin/python research/model_quality.py --dump ... --model paper --override board_input=true \
         --override move_features=true                                          # a board network, on a GPU
 
 Generates a month dump with the panel (or reads `--dump`), reads its games, splits them into cap buckets (max Elo

@@ -1,8 +1,8 @@
 """The panel's oracle property, measured: consensus vs the best player, clone(best) vs best, the weaker half's
 consensus vs its best member, and the same with correlated errors (ρ raised). Elo with 95% intervals.
 
-    .venv/bin/python benchmarks/panel_property.py            # 300 games per match, 24 players
-    .venv/bin/python benchmarks/panel_property.py --quick    # 40 games per match
+    .venv/bin/python research/panel_property.py            # 300 games per match, 24 players
+    .venv/bin/python research/panel_property.py --quick    # 40 games per match
 """
 
 from __future__ import annotations
