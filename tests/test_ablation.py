@@ -16,6 +16,7 @@ from fixtures import MONTH, build_month, random_game
 from transcend_pipeline.ablation import (
     STAGING_TABLE,
     arm_panel,
+    build_arm,
     build_variant_bucket,
     most_active_players_sql,
     panel_variant_games,
@@ -283,3 +284,11 @@ def test_an_ablation_trains_only_as_a_labelled_exception_and_other_failures_stil
     metadata = trained.asset_materializations_for_node("training_set")[0].metadata
     assert "EXCEPTION" in metadata["quality_gate"].value
     assert metadata["games_train"].value + metadata["games_val"].value < bucket
+
+
+@pytest.mark.parametrize("arm", ["cap1300_rho1", "cap1300_equal1"])
+def test_a_panel_dial_on_lichess_data_is_refused_before_anything_is_read(tmp_path: Path, arm: str) -> None:
+    warehouse = tmp_path / "absent.duckdb"
+    with pytest.raises(ValueError, match="needs panel data, but the source is Lichess"):
+        build_arm(warehouse, ARMS[arm], ["2025-01"], {}, MODELS, EXPECTATIONS, panel=None, stockfish_path="", workers=1)
+    assert not warehouse.exists()

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import duckdb
 import numpy as np
 
-from transcend_pipeline.experiments import Variant
+from transcend_pipeline.experiments import Experiment, Variant
 from transcend_pipeline.panel.players import PanelConfig
 from transcend_pipeline.quality import ExpectationOutcome, run_suite
 from transcend_pipeline.sql_models import SqlModel, render, sql_literal
@@ -267,3 +267,88 @@ def variant_gates(
         suite = run_suite(connection, f"variant_{model}", expectations[model], {**variables, "caps": [cap]}, cap=cap)
         outcomes += suite.outcomes
     return VariantGates(outcomes, tuple(waive))
+
+
+@dataclass(frozen=True)
+class ArmBucket:
+    """What `build_arm` made: the arm's bucket row counts, its gates, its diversity beside the full bucket's, and
+    its players (most games first)."""
+
+    counts: dict[str, int]
+    gates: VariantGates
+    diversity: dict
+    full_bucket_diversity: dict
+    players: list[str]
+
+    @property
+    def exception(self) -> str | None:
+        """The gate's declared exception, worded for the UI, or None."""
+        if self.gates.status != "exception":
+            return None
+        return f"{', '.join(self.gates.waived)} fail by design and are waived; every other guard holds"
+
+
+def build_arm(
+    warehouse_path,
+    experiment: Experiment,
+    months: Sequence[str],
+    variables: Mapping,
+    models: Mapping[str, SqlModel],
+    expectations: Mapping[str, list[dict]],
+    *,
+    panel: PanelConfig | None,
+    stockfish_path: str,
+    workers: int,
+    log: Callable[[str], None] = print,
+) -> ArmBucket:
+    """A diversity arm's games in `ablation_staging` (played on the panel, or the Lichess bucket's games of its most
+    active players), its bucket built by the bucket SQL and checked by the bucket gates with its waivers."""
+    from transcend_pipeline.queries import arm_players, cap_bucket_pairings, diversity_row, latest_panel_roster
+    from transcend_pipeline.warehouse import open_warehouse, replace_with_rows
+
+    variant = experiment.variant
+    if (panel is not None) != variant.panel_only:
+        raise ValueError(
+            f"{experiment.arm}: the variant '{variant.label}' needs {'panel' if variant.panel_only else 'Lichess'} "
+            f"data, but the source is {'the panel' if panel is not None else 'Lichess'}"
+        )
+    with open_warehouse(warehouse_path, read_only=True) as connection:
+        bucket = cap_bucket_pairings(connection, experiment.cap, months)
+        full_bucket = diversity_row(connection, dataclasses.replace(experiment, variant=None))
+        panel_rows = latest_panel_roster(connection, months) if panel is not None else []
+    if panel is not None:
+        log(f"{experiment.arm}: playing {len(bucket):,} games ({variant.label}), the bucket's count")
+        logged = [0]
+
+        def progress(done: int, seconds: float) -> None:
+            if done - logged[0] >= 1000 or done == len(bucket):
+                logged[0] = done
+                log(f"{done:,}/{len(bucket):,} games, {done / seconds:.1f}/s")
+
+        rows = panel_variant_games(
+            panel,
+            variant,
+            bucket,
+            panel_rows,
+            experiment.cap,
+            arm=experiment.arm,
+            stockfish_path=stockfish_path,
+            workers=workers,
+            progress=progress,
+        )
+    with open_warehouse(warehouse_path) as connection:
+        if panel is not None:
+            replace_with_rows(connection, STAGING_TABLE, rows, partition=("variant", experiment.arm))
+        else:
+            replace_partition(
+                connection,
+                STAGING_TABLE,
+                "variant",
+                experiment.arm,
+                most_active_players_sql(experiment.arm, experiment.cap, months, variant.players, len(bucket)),
+            )
+        counts = build_variant_bucket(connection, experiment.arm, experiment.cap, models, variables)
+        gates = variant_gates(connection, experiment.cap, expectations, variables, variant.waive)
+        diversity = diversity_row(connection, experiment)
+        players = arm_players(connection, experiment.arm)
+    return ArmBucket(counts, gates, diversity, full_bucket, players)

@@ -1,7 +1,8 @@
 """From games to the answer: a model's sweep and confirmation, one joint rating fit, the verdict, figure and report.
 
-Pure functions over `play.GameRecord`s (or their row dicts); the Dagster assets `evaluation_games`, `ratings` and
-`transcendence_report` call them and store what they return. The rules a referee asks for, in the order they apply:
+Pure functions over `play.GameRecord`s (or their row dicts), and at the end of this file the procedures the Dagster
+assets `evaluation_games` and `transcendence_report` run over the warehouse (`play_experiment`, `write_report`),
+each returning what the asset shows. The rules a referee asks for, in the order they apply:
 
 - **Paired games.** Every rated player (each model at each temperature, the bucket's best player, its clone, the
   oracle consensus) plays the same ladder (`transcend_pipeline.ladder`) from the same book, in the same colours.
@@ -27,10 +28,15 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from transcend_pipeline.ladder import Bars, Member
+from transcend_pipeline.experiments import Experiment
+from transcend_pipeline.ladder import Bars, LadderPlan, Member
 from transcend_pipeline.play import Evaluator, GameRecord, ModelPolicy, Opening, Player, Rules, pairings_against
 from transcend_pipeline.ratings import JointFit, fit_joint, holm, holm_levels
+
+if TYPE_CHECKING:
+    from transcend_pipeline.panel import PanelConfig
 
 SWEEP, CONFIRM, LADDER, BASELINE = "sweep", "confirm", "ladder", "baseline"
 #: One-sided level of every claim (a two-sided 95% interval clear of 0 when there is one claim).
@@ -51,6 +57,19 @@ class EvaluationPlan:
 
 
 @dataclass(frozen=True)
+class LadderSettings:
+    """How the ladder is built and played (`EvaluationSettings` says it per profile): its plan, the book, the games
+    per baseline, the engines and the seed."""
+
+    plan: LadderPlan
+    book_openings: int
+    book_plies: int
+    baseline_games: int
+    engines: int
+    seed: int
+
+
+@dataclass(frozen=True)
 class ModelEvaluation:
     """One model's games: the sweep, the temperature taken forward (and how), and the confirmatory games."""
 
@@ -58,6 +77,29 @@ class ModelEvaluation:
     temperature: float
     choice: str  # 'declared' or 'sweep'
     confirm: list[GameRecord]
+
+    def rows(self, experiment: Experiment) -> list[dict]:
+        """One `evaluation_games` row per game, sweep first."""
+        return [
+            {
+                "experiment": experiment.name,
+                "phase": phase,
+                "cap": experiment.cap,
+                "temperature_choice": choice,
+                **record.as_row(),
+            }
+            for phase, choice, records in ((SWEEP, None, self.sweep), (CONFIRM, self.choice, self.confirm))
+            for record in records
+        ]
+
+    def mean_scores(self) -> dict[str, float]:
+        """The mean score of each cell ('sweep τ=0.1', 'confirm τ=0.001')."""
+        scores: dict[str, list[float]] = {}
+        for phase, records in ((SWEEP, self.sweep), (CONFIRM, self.confirm)):
+            for record in records:
+                row = record.as_row()
+                scores.setdefault(f"{phase} τ={row['temperature']:g}", []).append(row["score"])
+        return {cell: round(sum(values) / len(values), 3) for cell, values in scores.items()}
 
 
 def model_player(experiment: str, model, temperature: float, phase: str) -> Player:
@@ -594,3 +636,273 @@ def _rules_text(rules: Rules) -> str:
         else "a draw at the cap"
     )
     return f"ply cap {rules.max_plies}, {resign}, {at_cap}"
+
+
+# --- The procedures the assets run -------------------------------------------------------------------------------
+
+
+def rules_for(panel: PanelConfig | None) -> Rules:
+    """The rules games are played by: the panel's own on panel data (ratings fitted on its dump stay comparable),
+    the paper's on Lichess data."""
+    return Rules.of_panel(panel) if panel is not None else Rules.paper()
+
+
+def experiment_bars(experiment: Experiment, members: Sequence[Member], panel: PanelConfig | None) -> Bars:
+    """Whom the experiment's model is measured against (`ladder.Bars`): see `ladder.panel_bars`."""
+    from transcend_pipeline.ladder import panel_bars
+
+    if panel is None:
+        return Bars(experiment.cap)
+    equal_skill = experiment.variant is not None and experiment.variant.equal_players is not None
+    return panel_bars(members, experiment.cap, arm_panel_of(experiment, members, panel), equal_skill=equal_skill)
+
+
+def arm_panel_of(experiment: Experiment, members: Sequence[Member], panel: PanelConfig | None):
+    """The panel of a correlated-quirks arm (whose experts are other policies than the bucket's), else None."""
+    from transcend_pipeline.ablation import variant_config
+    from transcend_pipeline.ladder import bucket_heads
+    from transcend_pipeline.panel import Panel
+
+    variant = experiment.variant
+    if panel is None or variant is None or variant.rho is None:
+        return None
+    return Panel(variant_config(panel, variant, bucket_heads(members, experiment.cap)[0].player_index))
+
+
+@dataclass(frozen=True)
+class Ladder:
+    """What `build_ladder` stored: its members (reference first among equals), the book and the rules, and how
+    many games it played."""
+
+    members: list[Member]
+    book: list[Opening]
+    rules: Rules
+    games: int
+
+
+def build_ladder(
+    warehouse_path: Path,
+    caps: Sequence[int],
+    months: Sequence[str],
+    settings: LadderSettings,
+    *,
+    panel: PanelConfig | None,
+    stockfish: str,
+    log: Callable[[str], None] = print,
+) -> Ladder:
+    """The ladder every rated player meets, its opening book from the largest cap's bucket, its round robin and
+    (panel data) each cap's baselines against it: tables `ladder`, `opening_book` and `ladder_games`."""
+    from transcend_pipeline.ladder import LadderEngines, ladder_players, panel_baselines, panel_ladder, stockfish_ladder
+    from transcend_pipeline.play import book_from_games, play_matches, round_robin
+    from transcend_pipeline.queries import latest_panel_roster, sampled_bucket_moves
+    from transcend_pipeline.warehouse import open_warehouse, replace_with_rows
+
+    caps = sorted(caps)
+    with open_warehouse(warehouse_path, read_only=True) as connection:
+        games = sampled_bucket_moves(
+            connection, max(caps), months, seed=settings.seed, limit=50 * settings.book_openings
+        )
+        panel_rows = latest_panel_roster(connection, months) if panel is not None else []
+    book = book_from_games(games, count=settings.book_openings, plies=settings.book_plies)
+    members = panel_ladder(panel_rows, caps, settings.plan) if panel is not None else stockfish_ladder(settings.plan)
+    rules = rules_for(panel)
+    with LadderEngines.start(stockfish, size=settings.engines, config=panel) as engines:
+        ladder = ladder_players(members, engines)
+        phases = [
+            (LADDER, None, pairing)
+            for pairing in round_robin(ladder, settings.plan.games_per_pair, book_size=len(book))
+        ]
+        for cap in caps if panel is not None else []:
+            for baseline in panel_baselines(panel_rows, cap, engines):
+                phases += [
+                    (BASELINE, cap, pairing)
+                    for pairing in pairings_against(baseline, ladder, settings.baseline_games, book_size=len(book))
+                    if pairing.opponent.name != baseline.name
+                ]
+        log(f"{len(ladder)} ladder members; {sum(p.games for _, _, p in phases)} games to play")
+        records = play_matches(
+            [pairing for _, _, pairing in phases], rules=rules, rng_seed=settings.seed, evaluator=engines.q, book=book
+        )
+    rows = [
+        {"phase": phases[record.pairing][0], "cap": phases[record.pairing][1], **record.as_row()} for record in records
+    ]
+    scale = panel.rating_spread if panel is not None else 1.0
+    with open_warehouse(warehouse_path) as connection:
+        replace_with_rows(
+            connection,
+            "ladder",
+            [{"position": i, "scale": scale, **member.as_row()} for i, member in enumerate(members)],
+        )
+        replace_with_rows(
+            connection,
+            "opening_book",
+            [{"line": i, "name": o.name, "moves": [m.uci() for m in o.moves]} for i, o in enumerate(book)],
+        )
+        count = replace_with_rows(connection, "ladder_games", rows)
+    return Ladder(members, book, rules, count)
+
+
+def play_arm_baselines(
+    warehouse_path: Path,
+    experiment: Experiment,
+    settings: LadderSettings,
+    *,
+    panel: PanelConfig | None,
+    stockfish: str,
+    log: Callable[[str], None] = print,
+) -> tuple[int, Bars]:
+    """A correlated-quirks arm's own experts (and the best one's clone) against the stored ladder, as the arm's rows
+    of `arm_baseline_games` (none for other arms, whose experts the ladder already rated); returns the games played
+    and the arm's bars."""
+    from transcend_pipeline.ladder import LadderEngines, arm_expert_players, bucket_heads, ladder_players
+    from transcend_pipeline.play import play_matches
+    from transcend_pipeline.queries import ladder_and_book
+    from transcend_pipeline.warehouse import open_warehouse, replace_with_rows, table_exists
+
+    with open_warehouse(warehouse_path, read_only=True) as connection:
+        members, book, _ = ladder_and_book(connection)
+    arm = arm_panel_of(experiment, members, panel)
+    rows = []
+    if arm is not None:
+        with LadderEngines.start(stockfish, size=settings.engines, config=panel) as engines:
+            ladder = ladder_players(members, engines)
+            pairings = [
+                pairing
+                for baseline in arm_expert_players(arm, bucket_heads(members, experiment.cap), engines)
+                for pairing in pairings_against(baseline, ladder, settings.baseline_games, book_size=len(book))
+            ]
+            log(f"{experiment.arm}: {sum(p.games for p in pairings)} baseline games")
+            records = play_matches(
+                pairings, rules=rules_for(panel), rng_seed=settings.seed, evaluator=engines.q, book=book
+            )
+        rows = [
+            {"variant": experiment.arm, "phase": BASELINE, "cap": experiment.cap, **record.as_row()}
+            for record in records
+        ]
+    with open_warehouse(warehouse_path) as connection:
+        if rows:
+            replace_with_rows(connection, "arm_baseline_games", rows, partition=("variant", experiment.arm))
+        elif table_exists(connection, "arm_baseline_games"):
+            connection.execute("DELETE FROM arm_baseline_games WHERE variant = ?", [experiment.arm])
+    return len(rows), experiment_bars(experiment, members, panel)
+
+
+def play_experiment(
+    warehouse_path: Path,
+    experiment: Experiment,
+    checkpoint: Path,
+    plan: EvaluationPlan,
+    *,
+    panel: PanelConfig | None,
+    stockfish: str,
+    engines: int,
+) -> ModelEvaluation:
+    """The experiment's model against the stored ladder from the stored book (`evaluate_model`), written as the
+    experiment's rows of `evaluation_games`, one per game with its PGN."""
+    from transcend_pipeline.ladder import LadderEngines, ladder_players
+    from transcend_pipeline.model import ChessFormer
+    from transcend_pipeline.queries import ladder_and_book
+    from transcend_pipeline.warehouse import open_warehouse, replace_with_rows
+
+    model = ChessFormer.from_checkpoint(str(checkpoint)).eval()
+    with open_warehouse(warehouse_path, read_only=True) as connection:
+        members, book, _ = ladder_and_book(connection)
+    with LadderEngines.start(stockfish, size=engines, config=panel) as pool:
+        result = evaluate_model(
+            experiment.name,
+            model,
+            ladder_players(members, pool),
+            book,
+            plan,
+            rules=rules_for(panel),
+            evaluator=pool.q,
+            declared_temperature=experiment.extra.get("confirm_temperature"),
+        )
+    with open_warehouse(warehouse_path) as connection:
+        replace_with_rows(
+            connection, "evaluation_games", result.rows(experiment), partition=("experiment", experiment.name)
+        )
+    return result
+
+
+#: The figures `state_advantage` writes for each experiment, linked from the report.
+ADVANTAGE_FIGURES = {
+    "gain per position": "gain_histogram.png",
+    "where the gain sits": "gain_concentration.png",
+    "largest gains": "top_positions.png",
+}
+
+
+@dataclass(frozen=True)
+class Report:
+    """What `write_report` wrote: the verdict rows, the report and its figure, the method, and the state-analysis
+    sections as the UI shows them."""
+
+    verdicts: list[dict]
+    path: Path
+    figure: Path
+    method: str
+    sections: dict[str, str]
+
+
+def write_report(
+    warehouse_path: Path, experiments: Mapping[str, Experiment], panel: PanelConfig | None, reports_dir: Path
+) -> Report:
+    """The verdict of every evaluated experiment (table `transcendence`) from one fit of every game, the figure
+    (rating against τ of the main experiments) and `reports_dir/transcendence.md`, with the state advantage and the
+    argmax comparison of the experiments still in the table."""
+    from transcend_pipeline.queries import ladder_and_book, rated_games, table_rows
+    from transcend_pipeline.state_advantage import (
+        ArgmaxComparison,
+        GainSummary,
+        argmax_comparison_section,
+        markdown_section,
+    )
+    from transcend_pipeline.warehouse import open_warehouse, replace_with_rows
+
+    order = {name: index for index, name in enumerate(experiments)}
+    with open_warehouse(warehouse_path) as connection:
+        members, book, scale = ladder_and_book(connection)
+        games = rated_games(connection)
+        rows = table_rows(connection, "ratings")
+        per_opponent = table_rows(connection, "ratings_per_opponent")
+        fit = fit_games(games, members, scale=scale)
+        evaluated = {game["experiment"] for game in games if game.get("experiment")}
+        bars = {name: experiment_bars(e, members, panel) for name, e in experiments.items() if name in evaluated}
+        verdicts = verdict_rows(fit, rows, members, bars, source="lichess" if panel is None else "panel")
+        replace_with_rows(connection, "transcendence", verdicts)
+        # The tables may keep experiments no longer in the experiment table.
+        advantage = [
+            GainSummary(**row) for row in table_rows(connection, "state_advantage") if row["experiment"] in order
+        ]
+        comparison = [
+            ArgmaxComparison(**row)
+            for row in table_rows(connection, "argmax_comparison", order_by="experiment, source")
+            if row["experiment"] in order
+        ]
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    main = [
+        v
+        for v in verdicts
+        if not experiments[v["experiment"]].variant and v["experiment"] == experiments[v["experiment"]].arm
+    ]
+    figure = plot_transcendence(rows, main, reports_dir / "transcendence.png")
+    sections, ui_sections = [], {}
+    if advantage:
+        advantage.sort(key=lambda row: (order[row.experiment], row.source, row.temperature))
+        links = {
+            f"{name}: {label}": f"state_advantage/{name}/{file}"
+            for name in experiments
+            if not experiments[name].variant and any(row.experiment == name for row in advantage)
+            for label, file in ADVANTAGE_FIGURES.items()
+        }
+        sections.append(markdown_section(advantage, links))
+        ui_sections["state_advantage"] = markdown_section(advantage)
+    if comparison:
+        comparison.sort(key=lambda row: (order[row.experiment], row.source))
+        sections.append(argmax_comparison_section(comparison))
+        ui_sections["argmax_comparison"] = argmax_comparison_section(comparison)
+    method = method_text(verdicts, members, scale=scale, rules=rules_for(panel), book=len(book))
+    path = reports_dir / "transcendence.md"
+    path.write_text(markdown_report(verdicts, rows, per_opponent, method, Path(figure.name), sections))
+    return Report(verdicts, path, figure, method, ui_sections)

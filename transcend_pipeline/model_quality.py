@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import chess
@@ -28,6 +29,7 @@ import numpy as np
 from transcend_pipeline.panel.players import Panel, PanelConfig, QSource
 
 if TYPE_CHECKING:
+    from transcend_pipeline.experiments import Experiment
     from transcend_pipeline.model import ChessFormer
 
 MODEL_BATCH_POSITIONS = 256  # positions per forward pass: bounds memory, keeps the batch efficient
@@ -214,3 +216,30 @@ def format_table(report: QualityReport) -> str:
     verdict = "PASSES" if report.passes_bar else "does not pass"
     lines.append(f"{report.positions} positions; the model at τ→0 {verdict} the bar ({report.bar.policy})")
     return "\n".join(lines)
+
+
+def bucket_quality_bar(
+    warehouse_path: Path,
+    experiment: Experiment,
+    months: Sequence[str],
+    checkpoint: Path,
+    panel: PanelConfig,
+    stockfish: str,
+    *,
+    positions: int = 1000,
+) -> QualityReport:
+    """The quality bar of a trained model on its bucket's test split (the arm's own for a diversity arm), against
+    the players of that bucket as the panel knows them, with Q from node-limited Stockfish."""
+    from transcend_pipeline.model import ChessFormer
+    from transcend_pipeline.opponents import EnginePool, PooledQ
+    from transcend_pipeline.queries import bucket_moves, experiment_panel
+    from transcend_pipeline.warehouse import open_warehouse
+
+    with open_warehouse(warehouse_path, read_only=True) as connection:
+        games = bucket_moves(connection, experiment, "test", months)
+        config, players = experiment_panel(connection, experiment, panel, months)
+    model = ChessFormer.from_checkpoint(str(checkpoint)).eval()
+    with EnginePool.start(PooledQ.engine_factory(config, stockfish), size=2) as pool:
+        return measure_policy_quality(
+            model, games, config, players, PooledQ(pool, independent=True), positions=positions, seed=0
+        )

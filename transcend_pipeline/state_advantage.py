@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     import duckdb
 
     from transcend_pipeline.engine import Engine
+    from transcend_pipeline.experiments import Experiment
     from transcend_pipeline.model import ChessFormer
 
 OWN_GAMES = "own_games"
@@ -900,3 +901,161 @@ def argmax_comparison_section(rows: Sequence[ArgmaxComparison]) -> str:
                 f"[{condition.low:+.4f}, {condition.high:+.4f}]; the model τ→0 earns {model.reward:.4f}."
             )
     return "\n".join(lines) + "\n"
+
+
+# --- The procedure the `state_advantage` asset runs ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AnalysisPlan:
+    """How much state analysis a run affords (the `StateAdvantageSettings` resource, per profile): positions per
+    source, positions per source of the argmax comparison, the scoring depth, the temperatures and those the figures
+    overlay, the boards drawn, Stockfish processes, the seed; and the book's plies (not analysed: shared openings)."""
+
+    positions_per_source: int
+    comparison_positions: int
+    depth: int
+    temperatures: tuple[float, ...]
+    figure_temperatures: tuple[float, ...]
+    top_positions: int
+    workers: int
+    seed: int
+    book_plies: int
+
+
+@dataclass(frozen=True)
+class ExperimentAnalysis:
+    """What `analyse_experiment` stored and drew for one experiment."""
+
+    positions: int
+    summaries: list[GainSummary]
+    comparison: list[ArgmaxComparison]
+    figures: dict[str, Figure]
+    report: Path
+
+    @property
+    def comparison_section(self) -> str:
+        if self.comparison:
+            return argmax_comparison_section(self.comparison)
+        return "No argmax comparison: it needs the panel's players (panel data) and positions to compare on.\n"
+
+
+def analyse_experiment(
+    warehouse_path: Path,
+    experiment: Experiment,
+    months: Sequence[str],
+    checkpoint: Path,
+    plan: AnalysisPlan,
+    *,
+    panel: PanelConfig | None,
+    stockfish: str,
+    out_dir: Path,
+    log=print,
+) -> ExperimentAnalysis:
+    """The experiment's state advantage on positions of its own games and of held-out games (tables
+    `state_advantage_positions` and `state_advantage`), on panel data the argmax comparison with the panel's ground
+    truth (`argmax_comparison`), and the figures and `state_advantage.md` under `out_dir`."""
+    from transcend_pipeline.model import ChessFormer
+    from transcend_pipeline.warehouse import open_warehouse, replace_with_rows, table_exists
+
+    model = ChessFormer.from_checkpoint(str(checkpoint)).eval()
+    with open_warehouse(warehouse_path, read_only=True) as connection:
+        games = load_source_games(
+            connection,
+            experiment.name,
+            experiment.cap,
+            months,
+            held_out_games=plan.positions_per_source,
+            variant=experiment.arm if experiment.variant else None,
+        )
+    positions = sample_sources(games, plan.positions_per_source, seed=plan.seed)
+    if not positions:
+        raise ValueError(f"{experiment.name} has no evaluation games and no held-out games to draw positions from")
+    log(f"{len(positions)} positions from {sum(map(len, games.values()))} games, depth {plan.depth}")
+    analyses = analyse_positions(
+        model, positions, stockfish, temperatures=plan.temperatures, depth=plan.depth, workers=plan.workers
+    )
+    summaries = summary_table(analyses, experiment=experiment.name, seed=plan.seed)
+    comparison = (
+        _compare_argmaxes(warehouse_path, experiment, months, ArgmaxModel(model), panel, plan, stockfish, log)
+        if panel is not None
+        else []
+    )
+    with open_warehouse(warehouse_path) as connection:
+        partition = ("experiment", experiment.name)
+        rows = position_rows(analyses, experiment=experiment.name)
+        replace_with_rows(connection, "state_advantage_positions", rows, partition=partition)
+        replace_with_rows(connection, "state_advantage", [row.as_row() for row in summaries], partition=partition)
+        if comparison:
+            replace_with_rows(
+                connection, "argmax_comparison", [row.as_row() for row in comparison], partition=partition
+            )
+        elif table_exists(connection, "argmax_comparison"):  # no stale rows from an earlier run
+            connection.execute("DELETE FROM argmax_comparison WHERE experiment = ?", [experiment.name])
+    lowest = min(plan.temperatures)
+    shown = [t for t in plan.figure_temperatures if t in plan.temperatures] or [lowest]
+    figures = {
+        "gain histogram": plot_gain_histogram(
+            analyses, shown, out_dir / "gain_histogram.png", title=f"{experiment.name}: gain per position"
+        ),
+        "gain concentration": plot_gain_concentration(
+            analyses, shown, out_dir / "gain_concentration.png", title=f"{experiment.name}: where the gain sits"
+        ),
+        "largest gains": plot_top_positions(analyses, lowest, out_dir / "top_positions.png", count=plan.top_positions),
+    }
+    result = ExperimentAnalysis(len(analyses), summaries, comparison, figures, out_dir / "state_advantage.md")
+    section = markdown_section(summaries, {label: figure.path.name for label, figure in figures.items()})
+    result.report.write_text(f"{section}\n{result.comparison_section}")
+    return result
+
+
+def _compare_argmaxes(
+    warehouse_path: Path,
+    experiment: Experiment,
+    months: Sequence[str],
+    model: MoveDistributions,
+    config: PanelConfig,
+    plan: AnalysisPlan,
+    stockfish: str,
+    log,
+) -> list[ArgmaxComparison]:
+    """The model's argmax against its data's best expert's clone, the experts' own policies and argmaxes and their
+    mixture's argmax (the panel's ground truth), on positions of the model's confirmatory games (its moves after
+    the opening book), of its own held-out games and — for a diversity arm — of the cap bucket's held-out games
+    (after the panel's random openings, as the quality bar samples them), the same positions for every arm."""
+    from transcend_pipeline.evaluation import CONFIRM
+    from transcend_pipeline.queries import experiment_panel
+    from transcend_pipeline.warehouse import open_warehouse
+
+    with open_warehouse(warehouse_path, read_only=True) as connection:
+        games = load_source_games(
+            connection,
+            experiment.name,
+            experiment.cap,
+            months,
+            held_out_games=plan.comparison_positions,
+            phase=CONFIRM,
+            variant=experiment.arm if experiment.variant else None,
+        )
+        try:
+            arm_config, players = experiment_panel(connection, experiment, config, months)
+        except ValueError as error:
+            log(f"{experiment.name}: no expert to compare with ({error})")
+            return []
+    experts = [Expert(row["player"], int(row["player_index"]), row["share"]) for row in players]
+    skip = {OWN_GAMES: plan.book_plies, HELD_OUT: config.opening_plies[1], BUCKET_HELD_OUT: config.opening_plies[1]}
+    positions = sample_sources(games, plan.comparison_positions, seed=plan.seed, skip_plies=skip)
+    if not positions:
+        log(f"{experiment.name}: no positions for the argmax comparison")
+        return []
+    return argmax_comparison(
+        model,
+        positions,
+        arm_config,
+        experts,
+        stockfish,
+        experiment=experiment.name,
+        depth=plan.depth,
+        workers=plan.workers,
+        seed=plan.seed,
+    )

@@ -1,6 +1,5 @@
 """The diversity arms' data: each arm's games, its bucket built by the bucket SQL, and its gates."""
 
-import dataclasses
 from collections.abc import Iterator
 
 import dagster as dg
@@ -50,74 +49,38 @@ from transcend_pipeline.sql_models import PROJECT_ROOT
 def ablation_games(
     context: dg.AssetExecutionContext, home: TranscendHome, dump_source: DumpSource
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-    from transcend_pipeline.ablation import (
-        STAGING_TABLE,
-        build_variant_bucket,
-        most_active_players_sql,
-        panel_variant_games,
-        variant_gates,
-    )
+    from transcend_pipeline.ablation import build_arm
     from transcend_pipeline.diversity import diversity_table
-    from transcend_pipeline.queries import arm_players, cap_bucket_pairings, diversity_row, latest_panel_roster
-    from transcend_pipeline.warehouse import open_warehouse, replace_partition, replace_with_rows
 
     experiment = ARMS[context.partition_key]
-    variant = experiment.variant
-    months = experiment.data_months(dump_source.months)
-    variables = dump_source.sql_vars()
-    panel = dump_source.panel_config()
-    if (panel is not None) != variant.panel_only:
-        raise dg.Failure(
-            f"{experiment.arm}: the variant '{variant.label}' needs "
-            f"{'panel' if variant.panel_only else 'Lichess'} data, but the source is {type(dump_source).__name__}"
-        )
-    with open_warehouse(home.warehouse_path, read_only=True) as connection:
-        bucket = cap_bucket_pairings(connection, experiment.cap, months)
-        full_bucket = diversity_row(connection, dataclasses.replace(experiment, variant=None))
-        panel_rows = latest_panel_roster(connection, months) if panel is not None else []
-    if panel is not None:
-        context.log.info(f"{experiment.arm}: playing {len(bucket):,} games ({variant.label}), the bucket's count")
-        rows = panel_variant_games(
-            panel,
-            variant,
-            bucket,
-            panel_rows,
-            experiment.cap,
-            arm=experiment.arm,
+    try:
+        arm = build_arm(
+            home.warehouse_path,
+            experiment,
+            experiment.data_months(dump_source.months),
+            dump_source.sql_vars(),
+            MODELS,
+            EXPECTATIONS,
+            panel=dump_source.panel_config(),
             stockfish_path=find_stockfish(),
             workers=Settings.from_env().workers,
-            progress=_every_thousand_games(context, len(bucket)),
+            log=context.log.info,
         )
-    with open_warehouse(home.warehouse_path) as connection:
-        if panel is not None:
-            replace_with_rows(connection, STAGING_TABLE, rows, partition=("variant", experiment.arm))
-        else:
-            replace_partition(
-                connection,
-                STAGING_TABLE,
-                "variant",
-                experiment.arm,
-                most_active_players_sql(experiment.arm, experiment.cap, months, variant.players, len(bucket)),
-            )
-        counts = build_variant_bucket(connection, experiment.arm, experiment.cap, MODELS, variables)
-        gates = variant_gates(connection, experiment.cap, EXPECTATIONS, variables, variant.waive)
-        diversity = diversity_row(connection, experiment)
-        players = arm_players(connection, experiment.arm)
-    exception = (
-        f"EXCEPTION for this ablation only ({variant.label}): {', '.join(gates.waived)} fail by design and are "
-        "waived; every other guard holds"
-        if gates.status == "exception"
-        else None
-    )
+    except ValueError as error:  # a variant for the other source's data
+        raise dg.Failure(str(error)) from error
+    gates, label = arm.gates, experiment.variant.label
+    exception = f"EXCEPTION for this ablation only ({label}): {arm.exception}" if arm.exception else "none"
     yield dg.MaterializeResult(
         metadata={
-            "dagster/row_count": counts["bucket_games"],
-            "variant": variant.label,
-            "players": dg.MetadataValue.json(players[:20]),
+            "dagster/row_count": arm.counts["bucket_games"],
+            "variant": label,
+            "players": dg.MetadataValue.json(arm.players[:20]),
             "training_seeds": dg.MetadataValue.json(SEEDS_OF_ARM[experiment.arm]),
             "gate": gates.status,
-            "gate_exception": exception or "none",
-            "diversity": dg.MetadataValue.md(diversity_table({experiment.arm: diversity, "full bucket": full_bucket})),
+            "gate_exception": exception,
+            "diversity": dg.MetadataValue.md(
+                diversity_table({experiment.arm: arm.diversity, "full bucket": arm.full_bucket_diversity})
+            ),
             "sql": dg.MetadataValue.path(str(PROJECT_ROOT / "marts")),
         }
     )
@@ -136,20 +99,5 @@ def ablation_games(
             )
             for outcome in gates.outcomes
         }
-        | {
-            "arm": experiment.arm,
-            "failed": ", ".join(gates.failed) or "none",
-            "exception": exception or "none",
-        },
+        | {"arm": experiment.arm, "failed": ", ".join(gates.failed) or "none", "exception": exception},
     )
-
-
-def _every_thousand_games(context: dg.AssetExecutionContext, total: int):
-    logged = [0]
-
-    def report(done: int, seconds: float) -> None:
-        if done - logged[0] >= 1000 or done == total:
-            logged[0] = done
-            context.log.info(f"{done:,}/{total:,} games, {done / seconds:.1f}/s")
-
-    return report

@@ -1,18 +1,10 @@
 """Analysis assets: where the low-temperature gain of each experiment's model comes from, position by position."""
 
-from typing import TYPE_CHECKING
-
 import dagster as dg
 
 from transcend_pipeline.defs.partitions import EXPERIMENTS, experiment_partitions
 from transcend_pipeline.defs.resources import DumpSource, EvaluationSettings, StateAdvantageSettings, TranscendHome
-from transcend_pipeline.experiments import Experiment
 from transcend_pipeline.settings import find_stockfish
-
-if TYPE_CHECKING:
-    from transcend_pipeline.model_quality import MoveDistributions
-    from transcend_pipeline.panel import PanelConfig
-    from transcend_pipeline.state_advantage import ArgmaxComparison
 
 
 @dg.asset(
@@ -39,165 +31,37 @@ def state_advantage(
     advantage: StateAdvantageSettings,
     evaluation: EvaluationSettings,
 ) -> dg.MaterializeResult:
-    from transcend_pipeline.model import ChessFormer
-    from transcend_pipeline.state_advantage import (
-        ArgmaxModel,
-        analyse_positions,
-        argmax_comparison_section,
-        load_source_games,
-        markdown_section,
-        plot_gain_concentration,
-        plot_gain_histogram,
-        plot_top_positions,
-        position_rows,
-        sample_sources,
-        summary_table,
-    )
-    from transcend_pipeline.warehouse import open_warehouse, replace_with_rows, table_exists
+    from transcend_pipeline.state_advantage import analyse_experiment, markdown_section
 
     experiment = EXPERIMENTS[context.partition_key]
-    months = experiment.data_months(dump_source.months)
-    model = ChessFormer.from_checkpoint(str(home.model_checkpoint(experiment.name))).eval()
-    with open_warehouse(home.warehouse_path, read_only=True) as connection:
-        games = load_source_games(
-            connection,
-            experiment.name,
-            experiment.cap,
-            months,
-            held_out_games=advantage.positions_per_source,
-            variant=experiment.arm if experiment.variant else None,
+    plan = advantage.plan(evaluation.book_plies)
+    try:
+        result = analyse_experiment(
+            home.warehouse_path,
+            experiment,
+            experiment.data_months(dump_source.months),
+            home.model_checkpoint(experiment.name),
+            plan,
+            panel=dump_source.panel_config(),
+            stockfish=find_stockfish(),
+            out_dir=home.reports_dir / "state_advantage" / experiment.name,
+            log=context.log.info,
         )
-    positions = sample_sources(games, advantage.positions_per_source, seed=advantage.seed)
-    if not positions:
-        raise dg.Failure(f"{experiment.name} has no evaluation games and no held-out games to draw positions from")
-    context.log.info(f"{len(positions)} positions from {sum(map(len, games.values()))} games, depth {advantage.depth}")
-    analyses = analyse_positions(
-        model,
-        positions,
-        find_stockfish(),
-        temperatures=advantage.temperatures,
-        depth=advantage.depth,
-        workers=advantage.workers,
-    )
-    summaries = summary_table(analyses, experiment=experiment.name, seed=advantage.seed)
-    panel = dump_source.panel_config()
-    comparison = (
-        _compare_argmaxes(
-            context, home, experiment, months, ArgmaxModel(model), panel, advantage, evaluation.book_plies
-        )
-        if panel is not None
-        else []
-    )
-    with open_warehouse(home.warehouse_path) as connection:
-        partition = ("experiment", experiment.name)
-        count = replace_with_rows(
-            connection,
-            "state_advantage_positions",
-            position_rows(analyses, experiment=experiment.name),
-            partition=partition,
-        )
-        replace_with_rows(connection, "state_advantage", [row.as_row() for row in summaries], partition=partition)
-        if comparison:
-            replace_with_rows(
-                connection, "argmax_comparison", [row.as_row() for row in comparison], partition=partition
-            )
-        elif table_exists(connection, "argmax_comparison"):  # no stale rows from an earlier run
-            connection.execute("DELETE FROM argmax_comparison WHERE experiment = ?", [experiment.name])
-    comparison_section = (
-        argmax_comparison_section(comparison)
-        if comparison
-        else "No argmax comparison: it needs the panel's players (panel data) and positions to compare on.\n"
-    )
-
-    out_dir = home.reports_dir / "state_advantage" / experiment.name
-    lowest = min(advantage.temperatures)
-    shown = [t for t in advantage.figure_temperatures if t in advantage.temperatures] or [lowest]
-    figures = {
-        "gain histogram": plot_gain_histogram(
-            analyses, shown, out_dir / "gain_histogram.png", title=f"{experiment.name}: gain per position"
-        ),
-        "gain concentration": plot_gain_concentration(
-            analyses, shown, out_dir / "gain_concentration.png", title=f"{experiment.name}: where the gain sits"
-        ),
-        "largest gains": plot_top_positions(
-            analyses, lowest, out_dir / "top_positions.png", count=advantage.top_positions
-        ),
-    }
-    section = markdown_section(summaries, {label: figure.path.name for label, figure in figures.items()})
-    (out_dir / "state_advantage.md").write_text(f"{section}\n{comparison_section}")
+    except ValueError as error:  # no positions to analyse
+        raise dg.Failure(str(error)) from error
+    lowest = min(plan.temperatures)
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": count,
-            "positions": len(analyses),
-            "report": dg.MetadataValue.path(str(out_dir / "state_advantage.md")),
-            "summary": dg.MetadataValue.md(markdown_section(summaries)),
-            "argmax_comparison": dg.MetadataValue.md(comparison_section),
-            **{label: dg.MetadataValue.md(figure.markdown) for label, figure in figures.items()},
+            "dagster/row_count": result.positions * len(plan.temperatures),
+            "positions": result.positions,
+            "report": dg.MetadataValue.path(str(result.report)),
+            "summary": dg.MetadataValue.md(markdown_section(result.summaries)),
+            "argmax_comparison": dg.MetadataValue.md(result.comparison_section),
+            **{label: dg.MetadataValue.md(figure.markdown) for label, figure in result.figures.items()},
             "mean_gain_lowest_tau": dg.MetadataValue.json(
-                {row.source: round(row.mean_gain, 5) for row in summaries if row.temperature == lowest}
+                {row.source: round(row.mean_gain, 5) for row in result.summaries if row.temperature == lowest}
             ),
         }
-    )
-
-
-def _compare_argmaxes(
-    context: dg.AssetExecutionContext,
-    home: TranscendHome,
-    experiment: Experiment,
-    months: list[str],
-    model: "MoveDistributions",
-    config: "PanelConfig",
-    advantage: StateAdvantageSettings,
-    book_plies: int,
-) -> "list[ArgmaxComparison]":
-    """The model's argmax against its data's best expert's clone, the experts' own policies and argmaxes and their
-    mixture's argmax (the panel's ground truth), on positions of the model's confirmatory games (its moves after
-    the opening book), of its own held-out games and — for a diversity arm — of the cap bucket's held-out games
-    (after the panel's random openings, as the quality bar samples them), the same positions for every arm."""
-    from transcend_pipeline.evaluation import CONFIRM
-    from transcend_pipeline.queries import experiment_panel
-    from transcend_pipeline.state_advantage import (
-        BUCKET_HELD_OUT,
-        HELD_OUT,
-        OWN_GAMES,
-        Expert,
-        argmax_comparison,
-        load_source_games,
-        sample_sources,
-    )
-    from transcend_pipeline.warehouse import open_warehouse
-
-    with open_warehouse(home.warehouse_path, read_only=True) as connection:
-        games = load_source_games(
-            connection,
-            experiment.name,
-            experiment.cap,
-            months,
-            held_out_games=advantage.comparison_positions,
-            phase=CONFIRM,
-            variant=experiment.arm if experiment.variant else None,
-        )
-        try:
-            arm_config, players = experiment_panel(connection, experiment, config, months)
-        except ValueError as error:
-            context.log.warning(f"{experiment.name}: no expert to compare with ({error})")
-            return []
-    experts = [Expert(row["player"], int(row["player_index"]), row["share"]) for row in players]
-    skip = {OWN_GAMES: book_plies, HELD_OUT: config.opening_plies[1], BUCKET_HELD_OUT: config.opening_plies[1]}
-    positions = sample_sources(games, advantage.comparison_positions, seed=advantage.seed, skip_plies=skip)
-    if not positions:
-        context.log.warning(f"{experiment.name}: no positions for the argmax comparison")
-        return []
-    return argmax_comparison(
-        model,
-        positions,
-        arm_config,
-        experts,
-        find_stockfish(),
-        experiment=experiment.name,
-        depth=advantage.depth,
-        workers=advantage.workers,
-        seed=advantage.seed,
     )
 
 

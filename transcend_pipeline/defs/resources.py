@@ -278,6 +278,14 @@ class EvaluationSettings(dg.ConfigurableResource):
             self.games_per_pair,
         )
 
+    def ladder(self):
+        """How the ladder and the baselines are built and played."""
+        from transcend_pipeline.evaluation import LadderSettings
+
+        return LadderSettings(
+            self.ladder_plan(), self.book_openings, self.book_plies, self.baseline_games, self.engines, self.seed
+        )
+
 
 class StateAdvantageSettings(dg.ConfigurableResource):
     """How much state-level analysis a run affords: positions sampled per source (the model's own games, the
@@ -297,6 +305,22 @@ class StateAdvantageSettings(dg.ConfigurableResource):
     @classmethod
     def for_profile(cls, profile: str) -> StateAdvantageSettings:
         return cls(**profile_overrides(profile, "state_advantage"))
+
+    def plan(self, book_plies: int):
+        """The analysis plan; `book_plies` of every own game are the shared book, not the model's moves."""
+        from transcend_pipeline.state_advantage import AnalysisPlan
+
+        return AnalysisPlan(
+            self.positions_per_source,
+            self.comparison_positions,
+            self.depth,
+            tuple(self.temperatures),
+            tuple(self.figure_temperatures),
+            self.top_positions,
+            self.workers,
+            self.seed,
+            book_plies,
+        )
 
 
 def resources_from_env(months: list[str] | None = None) -> dict[str, dg.ConfigurableResource]:

@@ -211,20 +211,10 @@ def _quality_bar(
                 "why": "Lichess players' policies are unknown: rate the model by play instead",
             },
         )
-    from transcend_pipeline.model import ChessFormer
-    from transcend_pipeline.model_quality import measure_policy_quality
-    from transcend_pipeline.opponents import EnginePool, PooledQ
-    from transcend_pipeline.queries import bucket_moves, experiment_panel
-    from transcend_pipeline.warehouse import open_warehouse
+    from transcend_pipeline.model_quality import bucket_quality_bar
 
     months = experiment.data_months(dump_source.months)
-    with open_warehouse(home.warehouse_path, read_only=True) as connection:
-        games = bucket_moves(connection, experiment, "test", months)
-        config, players = experiment_panel(connection, experiment, panel, months)
-    model = ChessFormer.from_checkpoint(str(checkpoint)).eval()
-    with EnginePool.start(PooledQ.engine_factory(config, find_stockfish()), size=2) as pool:
-        q = PooledQ(pool, independent=True)
-        report = measure_policy_quality(model, games, config, players, q, positions=1000, seed=0)
+    report = bucket_quality_bar(home.warehouse_path, experiment, months, checkpoint, panel, find_stockfish())
     table = "| policy | kind | consensus agreement | Q-regret | top-1 |\n|---|---|---|---|---|\n" + "\n".join(
         f"| {row['policy']} | {row['kind']} | {row['agreement']:.1%} | {row['q_regret']:.4f} | {row['top1']:.1%} |"
         for row in report.rows()
