@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import chess
+import chess.pgn
 import numpy as np
 
 from transcend_pipeline.policy import Policy, sample
@@ -247,7 +248,7 @@ class _Game:
     opening: Opening
     rng: np.random.Generator
     board: chess.Board = field(default_factory=chess.Board)
-    sans: list[str] = field(default_factory=list)  # the moves in SAN, written as they are played (for the PGN)
+    last_san: str = ""  # the last move's SAN: its '+' or '#' saves a search for the end of the game
     losing_streak: dict[bool, int] = field(default_factory=lambda: {chess.WHITE: 0, chess.BLACK: 0})
     illegal_mass: float | None = None
     tiebreak_moves: int = 0
@@ -347,7 +348,7 @@ def _games(pairings: Sequence[Pairing], rng_seed: int, book: Sequence[Opening]) 
             game = _Game(p, g, pairing.player, pairing.opponent, opening, np.random.default_rng([rng_seed, p, g, 1]))
             for move in opening.moves:
                 game.board.push(move)
-            game.sans.extend(opening.sans)
+            game.last_san = opening.sans[-1]
             yield game
 
 
@@ -366,7 +367,7 @@ def _unfinished(
 
 def _terminations(games: Sequence[_Game], rules: Rules, evaluator: Evaluator | None) -> list[tuple[str, str] | None]:
     """(result, termination) for each game that ends before its next move, else None."""
-    ended: list[tuple[str, str] | None] = [_ended_by_rule(game.board, game.sans[-1]) for game in games]
+    ended: list[tuple[str, str] | None] = [_ended_by_rule(game.board, game.last_san) for game in games]
     evaluate = [
         i
         for i, game in enumerate(games)
@@ -522,7 +523,7 @@ def _choose(policy: Policy, games: Sequence[_Game]) -> list[chess.Move]:
 
 def _push(games: Sequence[_Game], moves: Sequence[chess.Move]) -> None:
     for game, move in zip(games, moves, strict=True):
-        game.sans.append(_san_and_push(game.board, move))
+        game.last_san = _san_and_push(game.board, move)
 
 
 def _san_and_push(board: chess.Board, move: chess.Move) -> str:
@@ -587,40 +588,25 @@ def _record(game: _Game, result: str, termination: str, rules: Rules) -> GameRec
 
 
 def _pgn(game: _Game, white: Player, black: Player, result: str, termination: str, rules: Rules) -> str:
-    """The game as python-chess's exporter writes it (80 columns), from the SAN kept while it was played: the
-    exporter would replay the game and work out every move's SAN again, which cost as much as playing it."""
-    headers = {
-        "Event": "transcend evaluation",
-        "Site": "?",
-        "Date": "????.??.??",
-        "Round": f"{game.pairing}.{game.index + 1}",
-        "White": white.name,
-        "Black": black.name,
-        "Result": result,
-        "ECO": game.opening.eco,
-        "Opening": game.opening.name,
-        "Termination": termination,
-        "Remedy": rules.remedy,
-    }
+    """The game as python-chess writes it (80 columns), with the tags that say who played it and how it ended."""
+    pgn = chess.pgn.Game.from_board(game.board)
+    pgn.headers.update(
+        Event="transcend evaluation",
+        Round=f"{game.pairing}.{game.index + 1}",
+        White=white.name,
+        Black=black.name,
+        Result=result,
+        ECO=game.opening.eco,
+        Opening=game.opening.name,
+        Termination=termination,
+        Remedy=rules.remedy,
+    )
     for tag, player in (("WhiteElo", white), ("BlackElo", black)):
         if player.rating is not None:
-            headers[tag] = str(round(player.rating))
+            pgn.headers[tag] = str(round(player.rating))
     if game.player.temperature is not None:
-        headers["Temperature"] = f"{game.player.temperature:g}"
-    tokens = []
-    for ply, san in enumerate(game.sans):
-        if ply % 2 == 0:
-            tokens.append(f"{ply // 2 + 1}. ")
-        tokens.append(f"{san} ")
-    tokens.append(f"{result} ")
-    lines, line = [f'[{tag} "{value}"]' for tag, value in headers.items()] + [""], ""
-    for token in tokens:
-        if 80 - len(line) < len(token):
-            lines.append(line.rstrip())
-            line = ""
-        line += token
-    lines.append(line.rstrip())
-    return "\n".join(lines) + "\n"
+        pgn.headers["Temperature"] = f"{game.player.temperature:g}"
+    return pgn.accept(chess.pgn.StringExporter()) + "\n"
 
 
 class ModelPolicy(Policy):
