@@ -165,6 +165,31 @@ class Rules:
     def needs_evaluator(self) -> bool:
         return self.adjudicate_cp is not None or self.resign_cp is not None
 
+    def needs_value(self, board: chess.Board) -> bool:
+        """Whether `ending` needs the mover's best value in this position (to resign, or to adjudicate at the cap)."""
+        return self.resign_cp is not None or (self.adjudicate_cp is not None and board.ply() >= self.max_plies)
+
+    def ending(self, board: chess.Board, best: float | None, losing_streak: dict[bool, int]) -> tuple[str, str] | None:
+        """(result, termination) if a game not over by the laws of chess ends before the mover's move, by resignation
+        or at the ply cap, else None: one rule for evaluation games and the panel's dumps. `best` is the mover's
+        expected score of its best move, where `needs_value`; `losing_streak` counts each side's run of own moves
+        below −resign_cp, and is brought up to date for the mover here."""
+        mover_wins, mover_loses = ("1-0", "0-1") if board.turn == chess.WHITE else ("0-1", "1-0")
+        if self.resign_cp is not None:
+            losing = best < float(win_probability(-self.resign_cp))
+            losing_streak[board.turn] = losing_streak[board.turn] + 1 if losing else 0
+            if losing_streak[board.turn] >= self.resign_plies:
+                return (mover_loses, "resign")
+        if board.ply() < self.max_plies:
+            return None
+        if self.adjudicate_cp is None:
+            return ("1/2-1/2", "ply_cap")
+        if best > float(win_probability(self.adjudicate_cp)):
+            return (mover_wins, "adjudicated")
+        if best < float(win_probability(-self.adjudicate_cp)):
+            return (mover_loses, "adjudicated")
+        return ("1/2-1/2", "adjudicated")
+
     @property
     def remedy(self) -> str:
         """The repetition remedy in force, as recorded in each game row."""
@@ -368,34 +393,13 @@ def _unfinished(
 def _terminations(games: Sequence[_Game], rules: Rules, evaluator: Evaluator | None) -> list[tuple[str, str] | None]:
     """(result, termination) for each game that ends before its next move, else None."""
     ended: list[tuple[str, str] | None] = [_ended_by_rule(game.board, game.last_san) for game in games]
-    evaluate = [
-        i
-        for i, game in enumerate(games)
-        if ended[i] is None
-        and (rules.resign_cp is not None or (rules.adjudicate_cp is not None and game.board.ply() >= rules.max_plies))
-    ]
+    evaluate = [i for i, game in enumerate(games) if ended[i] is None and rules.needs_value(game.board)]
     values = (
         dict(zip(evaluate, evaluator.evaluate([games[i].board for i in evaluate]), strict=True)) if evaluate else {}
     )
     for i, game in enumerate(games):
-        if ended[i] is not None:
-            continue
-        board, mover_loses = game.board, "0-1" if game.board.turn == chess.WHITE else "1-0"
-        if rules.resign_cp is not None:
-            losing = values[i] < float(win_probability(-rules.resign_cp))
-            game.losing_streak[board.turn] = game.losing_streak[board.turn] + 1 if losing else 0
-            if game.losing_streak[board.turn] >= rules.resign_plies:
-                ended[i] = (mover_loses, "resign")
-                continue
-        if board.ply() >= rules.max_plies:
-            if rules.adjudicate_cp is None:
-                ended[i] = ("1/2-1/2", "ply_cap")
-            elif values[i] > float(win_probability(rules.adjudicate_cp)):
-                ended[i] = ("1-0" if board.turn == chess.WHITE else "0-1", "adjudicated")
-            elif values[i] < float(win_probability(-rules.adjudicate_cp)):
-                ended[i] = (mover_loses, "adjudicated")
-            else:
-                ended[i] = ("1/2-1/2", "adjudicated")
+        if ended[i] is None:
+            ended[i] = rules.ending(game.board, values.get(i), game.losing_streak)
     return ended
 
 
