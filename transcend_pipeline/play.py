@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import chess
+import chess.pgn
 import numpy as np
 
 from transcend_pipeline.policy import Policy, sample
@@ -166,6 +167,31 @@ class Rules:
     def needs_evaluator(self) -> bool:
         return self.adjudicate_cp is not None or self.resign_cp is not None
 
+    def needs_value(self, board: chess.Board) -> bool:
+        """Whether `ending` needs the mover's best value in this position (to resign, or to adjudicate at the cap)."""
+        return self.resign_cp is not None or (self.adjudicate_cp is not None and board.ply() >= self.max_plies)
+
+    def ending(self, board: chess.Board, best: float | None, losing_streak: dict[bool, int]) -> tuple[str, str] | None:
+        """(result, termination) if a game not over by the laws of chess ends before the mover's move, by resignation
+        or at the ply cap, else None: one rule for evaluation games and the panel's dumps. `best` is the mover's
+        expected score of its best move, where `needs_value`; `losing_streak` counts each side's run of own moves
+        below −resign_cp, and is brought up to date for the mover here."""
+        mover_wins, mover_loses = ("1-0", "0-1") if board.turn == chess.WHITE else ("0-1", "1-0")
+        if self.resign_cp is not None:
+            losing = best < float(win_probability(-self.resign_cp))
+            losing_streak[board.turn] = losing_streak[board.turn] + 1 if losing else 0
+            if losing_streak[board.turn] >= self.resign_plies:
+                return (mover_loses, "resign")
+        if board.ply() < self.max_plies:
+            return None
+        if self.adjudicate_cp is None:
+            return ("1/2-1/2", "ply_cap")
+        if best > float(win_probability(self.adjudicate_cp)):
+            return (mover_wins, "adjudicated")
+        if best < float(win_probability(-self.adjudicate_cp)):
+            return (mover_loses, "adjudicated")
+        return ("1/2-1/2", "adjudicated")
+
     @property
     def remedy(self) -> str:
         """The repetition remedy in force, as recorded in each game row."""
@@ -249,7 +275,7 @@ class _Game:
     opening: Opening
     rng: np.random.Generator
     board: chess.Board = field(default_factory=chess.Board)
-    sans: list[str] = field(default_factory=list)  # the moves in SAN, written as they are played (for the PGN)
+    last_san: str = ""  # the last move's SAN: its '+' or '#' saves a search for the end of the game
     losing_streak: dict[bool, int] = field(default_factory=lambda: {chess.WHITE: 0, chess.BLACK: 0})
     illegal_mass: float | None = None
     tiebreak_moves: int = 0
@@ -349,7 +375,7 @@ def _games(pairings: Sequence[Pairing], rng_seed: int, book: Sequence[Opening]) 
             game = _Game(p, g, pairing.player, pairing.opponent, opening, np.random.default_rng([rng_seed, p, g, 1]))
             for move in opening.moves:
                 game.board.push(move)
-            game.sans.extend(opening.sans)
+            game.last_san = opening.sans[-1]
             yield game
 
 
@@ -368,35 +394,14 @@ def _unfinished(
 
 def _terminations(games: Sequence[_Game], rules: Rules, evaluator: Evaluator | None) -> list[tuple[str, str] | None]:
     """(result, termination) for each game that ends before its next move, else None."""
-    ended: list[tuple[str, str] | None] = [_ended_by_rule(game.board, game.sans[-1]) for game in games]
-    evaluate = [
-        i
-        for i, game in enumerate(games)
-        if ended[i] is None
-        and (rules.resign_cp is not None or (rules.adjudicate_cp is not None and game.board.ply() >= rules.max_plies))
-    ]
+    ended: list[tuple[str, str] | None] = [_ended_by_rule(game.board, game.last_san) for game in games]
+    evaluate = [i for i, game in enumerate(games) if ended[i] is None and rules.needs_value(game.board)]
     values = (
         dict(zip(evaluate, evaluator.evaluate([games[i].board for i in evaluate]), strict=True)) if evaluate else {}
     )
     for i, game in enumerate(games):
-        if ended[i] is not None:
-            continue
-        board, mover_loses = game.board, "0-1" if game.board.turn == chess.WHITE else "1-0"
-        if rules.resign_cp is not None:
-            losing = values[i] < float(win_probability(-rules.resign_cp))
-            game.losing_streak[board.turn] = game.losing_streak[board.turn] + 1 if losing else 0
-            if game.losing_streak[board.turn] >= rules.resign_plies:
-                ended[i] = (mover_loses, "resign")
-                continue
-        if board.ply() >= rules.max_plies:
-            if rules.adjudicate_cp is None:
-                ended[i] = ("1/2-1/2", "ply_cap")
-            elif values[i] > float(win_probability(rules.adjudicate_cp)):
-                ended[i] = ("1-0" if board.turn == chess.WHITE else "0-1", "adjudicated")
-            elif values[i] < float(win_probability(-rules.adjudicate_cp)):
-                ended[i] = (mover_loses, "adjudicated")
-            else:
-                ended[i] = ("1/2-1/2", "adjudicated")
+        if ended[i] is None:
+            ended[i] = rules.ending(game.board, values.get(i), game.losing_streak)
     return ended
 
 
@@ -524,7 +529,7 @@ def _choose(policy: Policy, games: Sequence[_Game]) -> list[chess.Move]:
 
 def _push(games: Sequence[_Game], moves: Sequence[chess.Move]) -> None:
     for game, move in zip(games, moves, strict=True):
-        game.sans.append(_san_and_push(game.board, move))
+        game.last_san = _san_and_push(game.board, move)
 
 
 def _san_and_push(board: chess.Board, move: chess.Move) -> str:
@@ -589,40 +594,25 @@ def _record(game: _Game, result: str, termination: str, rules: Rules) -> GameRec
 
 
 def _pgn(game: _Game, white: Player, black: Player, result: str, termination: str, rules: Rules) -> str:
-    """The game as python-chess's exporter writes it (80 columns), from the SAN kept while it was played: the
-    exporter would replay the game and work out every move's SAN again, which cost as much as playing it."""
-    headers = {
-        "Event": "transcend evaluation",
-        "Site": "?",
-        "Date": "????.??.??",
-        "Round": f"{game.pairing}.{game.index + 1}",
-        "White": white.name,
-        "Black": black.name,
-        "Result": result,
-        "ECO": game.opening.eco,
-        "Opening": game.opening.name,
-        "Termination": termination,
-        "Remedy": rules.remedy,
-    }
+    """The game as python-chess writes it (80 columns), with the tags that say who played it and how it ended."""
+    pgn = chess.pgn.Game.from_board(game.board)
+    pgn.headers.update(
+        Event="transcend evaluation",
+        Round=f"{game.pairing}.{game.index + 1}",
+        White=white.name,
+        Black=black.name,
+        Result=result,
+        ECO=game.opening.eco,
+        Opening=game.opening.name,
+        Termination=termination,
+        Remedy=rules.remedy,
+    )
     for tag, player in (("WhiteElo", white), ("BlackElo", black)):
         if player.rating is not None:
-            headers[tag] = str(round(player.rating))
+            pgn.headers[tag] = str(round(player.rating))
     if game.player.temperature is not None:
-        headers["Temperature"] = f"{game.player.temperature:g}"
-    tokens = []
-    for ply, san in enumerate(game.sans):
-        if ply % 2 == 0:
-            tokens.append(f"{ply // 2 + 1}. ")
-        tokens.append(f"{san} ")
-    tokens.append(f"{result} ")
-    lines, line = [f'[{tag} "{value}"]' for tag, value in headers.items()] + [""], ""
-    for token in tokens:
-        if 80 - len(line) < len(token):
-            lines.append(line.rstrip())
-            line = ""
-        line += token
-    lines.append(line.rstrip())
-    return "\n".join(lines) + "\n"
+        pgn.headers["Temperature"] = f"{game.player.temperature:g}"
+    return pgn.accept(chess.pgn.StringExporter()) + "\n"
 
 
 class ModelPolicy(Policy):

@@ -9,8 +9,8 @@ import numpy as np
 
 from transcend_pipeline.panel.players import PanelConfig, QSource, player
 from transcend_pipeline.panel.pool import worker_state
+from transcend_pipeline.play import Rules
 from transcend_pipeline.policy import Policy
-from transcend_pipeline.ratings import win_probability
 
 
 @dataclass(frozen=True)
@@ -29,13 +29,12 @@ def play_game(
 ) -> PlayedGame:
     """Play one game: a few random near-best opening plies, then each side's policy.
 
-    Draws by threefold repetition and the 50-move rule are claimed at once; a side resigns after
-    `resign_plies` own moves whose best option is below −`resign_cp`; at `max_plies` the game is adjudicated
-    from the mover's best option (decisive beyond ±`adjudicate_cp`, scored as a time forfeit, else a draw).
+    Draws by threefold repetition and the 50-move rule are claimed at once; resignation and the ply cap are
+    `Rules.of_panel(config)`'s, the rules evaluation games end by. A game adjudicated decisive at the cap is scored
+    as Lichess scores a flag fall, a time forfeit.
     """
     board = chess.Board()
-    resign_below = float(win_probability(-config.resign_cp))
-    adjudicate_above = float(win_probability(config.adjudicate_cp))
+    rules = Rules.of_panel(config)
     losing_streak = {chess.WHITE: 0, chess.BLACK: 0}
     opening_plies = int(rng.integers(config.opening_plies[0], config.opening_plies[1] + 1))
     while True:
@@ -50,14 +49,11 @@ def play_game(
             return _finish(board, "1/2-1/2", "Normal")
         q = q_source.q_values(board)
         best = max(q.values())
-        losing_streak[board.turn] = losing_streak[board.turn] + 1 if best < resign_below else 0
-        if losing_streak[board.turn] >= config.resign_plies:
-            return _finish(board, "0-1" if board.turn == chess.WHITE else "1-0", "Normal")
-        if board.ply() >= config.max_plies:
-            if max(best, 1.0 - best) <= adjudicate_above:
-                return _finish(board, "1/2-1/2", "Normal")
-            mover_wins = best > adjudicate_above
-            return _finish(board, "1-0" if mover_wins == (board.turn == chess.WHITE) else "0-1", "Time forfeit")
+        ending = rules.ending(board, best, losing_streak)
+        if ending is not None:
+            result, termination = ending
+            flag_fall = termination == "adjudicated" and result != "1/2-1/2"
+            return _finish(board, result, "Time forfeit" if flag_fall else "Normal")
         if board.ply() < opening_plies:
             near_best = [move for move, value in q.items() if value >= best - config.opening_tolerance]
             move = near_best[int(rng.integers(len(near_best)))]
