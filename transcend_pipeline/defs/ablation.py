@@ -12,7 +12,7 @@ from transcend_pipeline.defs.partitions import (
     ablation_partitions,
 )
 from transcend_pipeline.defs.resources import DumpSource, TranscendHome
-from transcend_pipeline.settings import Settings, find_stockfish
+from transcend_pipeline.settings import find_stockfish
 from transcend_pipeline.sql_models import PROJECT_ROOT
 
 
@@ -63,7 +63,7 @@ def ablation_games(
             EXPECTATIONS,
             panel=dump_source.panel_config(),
             stockfish_path=find_stockfish(),
-            workers=Settings.from_env().workers,
+            workers=dump_source.workers,
             log=context.log.info,
         )
     except ValueError as error:  # a variant for the other source's data

@@ -85,10 +85,12 @@ class FetchedDump:
 
 class DumpSource(dg.ConfigurableResource):
     """Where monthly dumps come from, and the months a run reads (`months`: the data window of every experiment
-    that names none; $TRANSCEND_MONTHS or the source's default, read when the definitions load). Downstream assets
-    cannot tell the sources apart."""
+    that names none; $TRANSCEND_MONTHS or the source's default, read when the definitions load) and the processes
+    that play panel games (`workers`: the dump's, and a diversity arm's). Downstream assets cannot tell the sources
+    apart."""
 
     months: list[str]
+    workers: int = 2
 
     @property
     def label(self) -> str:
@@ -152,7 +154,6 @@ class PanelSource(DumpSource):
 
     profile: str = "demo"
     stockfish_path: str = ""
-    workers: int = 2
     months: list[str] = Field(default_factory=lambda: list(DEFAULT_PANEL_MONTHS))
 
     @property
@@ -330,7 +331,7 @@ def resources_from_env(months: list[str] | None = None) -> dict[str, dg.Configur
     months = months or default_months(settings)
     source: DumpSource
     if settings.source == "lichess":
-        source = LichessSource(base_url=settings.lichess_url, months=months)
+        source = LichessSource(base_url=settings.lichess_url, months=months, workers=settings.workers)
     else:
         source = PanelSource(
             profile=settings.profile, stockfish_path=settings.stockfish_path, workers=settings.workers, months=months
