@@ -30,7 +30,7 @@ from transcend_pipeline.shards import (
     collate,
     rank_shards,
 )
-from transcend_pipeline.training import TrainConfig, code_version, train
+from transcend_pipeline.training import TrainConfig, code_version, discard_stale_checkpoint, train
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FAST = dict(
@@ -335,3 +335,17 @@ def test_transcript_head_reports_its_mass_on_illegal_moves(shards: Path, tmp_pat
     result = train(shards, config, tmp_path, max_steps=60)
     assert 0 < result.val_illegal_mass < 0.95  # untrained ~0.985 (about 30 legal of 1,968 moves); learns legality
     assert not torch.load(tmp_path / "last.ckpt", weights_only=True)["transcend"]["config"]["move_features"]
+
+
+def test_a_checkpoint_of_other_data_or_code_is_discarded_and_one_of_this_run_kept(tmp_path: Path) -> None:
+    """Resuming from another training set's (or older code's) checkpoint would leak it into the new model."""
+    assert discard_stale_checkpoint(tmp_path, "data") is None  # nothing to resume: nothing to say
+    for made_by, kept in (({"data_hash": "data", "code_version": code_version()}, True),
+                          ({"data_hash": "other", "code_version": code_version()}, False),
+                          ({"data_hash": "data", "code_version": "older"}, False)):  # fmt: skip
+        for name in ("last.ckpt", "best.ckpt"):
+            torch.save({"transcend": made_by}, tmp_path / name)
+        message = discard_stale_checkpoint(tmp_path, "data")
+        assert (message is None) == kept
+        assert (tmp_path / "last.ckpt").exists() == (tmp_path / "best.ckpt").exists() == kept
+        assert kept or "starting afresh" in message

@@ -175,3 +175,36 @@ def lowest_temperature_gains(connection: duckdb.DuckDBPyConnection, experiment: 
             [experiment, source, experiment],
         ).fetchall()
     ]
+
+
+def model_games(connection: duckdb.DuckDBPyConnection, experiment: str, phase: str | None = None) -> list[tuple]:
+    """(pairing, game, moves as text, the model's colour) of the experiment's evaluation games, of one `phase` if
+    given, in play order."""
+    phase_filter = "" if phase is None else " AND phase = ?"
+    return connection.execute(
+        "SELECT pairing, game, moves, player_colour FROM evaluation_games "
+        f"WHERE experiment = ? AND player_kind = 'model'{phase_filter} ORDER BY pairing, game",
+        [experiment] if phase is None else [experiment, phase],
+    ).fetchall()
+
+
+def test_split_games(
+    connection: duckdb.DuckDBPyConnection, cap: int, months: Sequence[str], limit: int, arm: str | None = None
+) -> list[tuple[str, list[str]]]:
+    """(id, moves) of up to `limit` games of a bucket's test split — the cap's, or arm `arm`'s own — a stable
+    pseudo-random pick by the hash of their id, so a real month's test split is never read whole."""
+    if arm is not None:
+        rows = connection.execute(
+            "SELECT b.game_id, s.moves FROM ablation_bucket_games AS b "
+            "JOIN ablation_staging AS s USING (variant, game_id) "
+            "WHERE b.variant = ? AND b.split = 'test' ORDER BY md5(b.game_id) LIMIT ?",
+            [arm, limit],
+        ).fetchall()
+        return [(f"{arm}/{game_id}", list(moves)) for game_id, moves in rows]
+    rows = connection.execute(
+        "SELECT b.month, b.game_id, s.moves FROM bucket_games AS b JOIN stg_games AS s USING (month, game_id) "
+        "WHERE b.cap = ? AND b.split = 'test' AND list_contains(?::VARCHAR[], b.month) "
+        "ORDER BY md5(b.month || b.game_id) LIMIT ?",
+        [cap, list(months), limit],
+    ).fetchall()
+    return [(f"{month}/{game_id}", list(moves)) for month, game_id, moves in rows]

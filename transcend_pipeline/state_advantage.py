@@ -149,34 +149,18 @@ def load_source_games(
     (`variant`, the arm's name): `HELD_OUT` is the arm's own test split (`ablation_bucket_games`) and
     `BUCKET_HELD_OUT` the default cap bucket's, the same games for every arm. Held-out games are a stable
     pseudo-random pick (by the hash of their id), so a real month's test split is never read whole."""
-    phase_filter = "" if phase is None else " AND phase = ?"
+    from transcend_pipeline.queries import model_games, test_split_games
+
     own = [
         SourceGame(f"pairing {pairing} game {index}", moves.split(), chess.WHITE if colour == "white" else chess.BLACK)
-        for pairing, index, moves, colour in connection.execute(
-            "SELECT pairing, game, moves, player_colour FROM evaluation_games "
-            f"WHERE experiment = ? AND player_kind = 'model'{phase_filter} ORDER BY pairing, game",
-            [experiment] if phase is None else [experiment, phase],
-        ).fetchall()
+        for pairing, index, moves, colour in model_games(connection, experiment, phase)
     ]
-    bucket = [
-        SourceGame(f"{month}/{game_id}", list(moves))
-        for month, game_id, moves in connection.execute(
-            "SELECT b.month, b.game_id, s.moves FROM bucket_games AS b JOIN stg_games AS s USING (month, game_id) "
-            "WHERE b.cap = ? AND b.split = 'test' AND list_contains(?::VARCHAR[], b.month) "
-            "ORDER BY md5(b.month || b.game_id) LIMIT ?",
-            [cap, list(months), held_out_games],
-        ).fetchall()
-    ]
+    bucket = [SourceGame(game, moves) for game, moves in test_split_games(connection, cap, months, held_out_games)]
     if variant is None:
         return {OWN_GAMES: own, HELD_OUT: bucket}
     arm = [
-        SourceGame(f"{variant}/{game_id}", list(moves))
-        for game_id, moves in connection.execute(
-            "SELECT b.game_id, s.moves FROM ablation_bucket_games AS b "
-            "JOIN ablation_staging AS s USING (variant, game_id) "
-            "WHERE b.variant = ? AND b.split = 'test' ORDER BY md5(b.game_id) LIMIT ?",
-            [variant, held_out_games],
-        ).fetchall()
+        SourceGame(game, moves)
+        for game, moves in test_split_games(connection, cap, months, held_out_games, arm=variant)
     ]
     return {OWN_GAMES: own, HELD_OUT: arm, BUCKET_HELD_OUT: bucket}
 

@@ -341,3 +341,19 @@ def train(
         summary = {**asdict(result), "checkpoint": str(result.checkpoint)}
         (out_dir / "metrics.json").write_text(json.dumps(summary, indent=1))
     return result
+
+
+def discard_stale_checkpoint(out_dir: Path, data_hash: str) -> str | None:
+    """Resume only a run on the same data and code: a checkpoint of an older training set would leak into the new
+    model, and one of older code may not even fit it (another feature set, another head). Deletes `last.ckpt` and
+    `best.ckpt` of any other run and says so; None when there is nothing to discard."""
+    checkpoint = out_dir / "last.ckpt"
+    if not checkpoint.exists():
+        return None
+    lineage = torch.load(checkpoint, map_location="cpu", weights_only=True).get("transcend", {})
+    made_by = (lineage.get("data_hash"), lineage.get("code_version"))
+    if made_by == (data_hash, code_version()):
+        return None
+    for stale in (checkpoint, out_dir / "best.ckpt"):
+        stale.unlink(missing_ok=True)
+    return f"{checkpoint} was made from (data, code) {made_by}, not {data_hash}: starting afresh"

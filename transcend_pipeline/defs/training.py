@@ -137,12 +137,13 @@ def chessformer(
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     from transcend_pipeline.plots import loss_curve_png
     from transcend_pipeline.shards import ShardManifest
-    from transcend_pipeline.training import TrainConfig, train
+    from transcend_pipeline.training import TrainConfig, discard_stale_checkpoint, train
 
     experiment = EXPERIMENTS[context.partition_key]
     shards = home.training_set_dir(experiment.name)
     out_dir = home.checkpoint_dir(experiment.name)
-    _discard_checkpoint_of_other_data(out_dir, ShardManifest.load(shards).content_hash, context)
+    if stale := discard_stale_checkpoint(out_dir, ShardManifest.load(shards).content_hash):
+        context.log.info(stale)
     config = TrainConfig(experiment=experiment.name, model_size=experiment.model, seed=experiment.seed)
     budget = experiment.budget_steps(training.profile)
     context.log.info(f"training {experiment.name} ({experiment.model}, seed {experiment.seed}) for {budget} steps")
@@ -176,24 +177,6 @@ def chessformer(
         }
     )
     yield _quality_bar(home, dump_source, experiment, result.checkpoint)
-
-
-def _discard_checkpoint_of_other_data(out_dir: Path, data_hash: str, context: dg.AssetExecutionContext) -> None:
-    """Resume only a run on the same data and code: a checkpoint of an older training set would leak into the new
-    model, and one of older code may not even fit it (another feature set, another head)."""
-    import torch
-
-    from transcend_pipeline.training import code_version
-
-    checkpoint = out_dir / "last.ckpt"
-    if not checkpoint.exists():
-        return
-    lineage = torch.load(checkpoint, map_location="cpu", weights_only=True).get("transcend", {})
-    made_by = (lineage.get("data_hash"), lineage.get("code_version"))
-    if made_by != (data_hash, code_version()):
-        context.log.info(f"{checkpoint} was made from (data, code) {made_by}, not {data_hash}: starting afresh")
-        for stale in (checkpoint, out_dir / "best.ckpt"):
-            stale.unlink(missing_ok=True)
 
 
 def _quality_bar(
