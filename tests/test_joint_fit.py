@@ -211,6 +211,44 @@ def test_the_test_against_a_fixed_rating_agrees_with_the_interval() -> None:
         fit.p_value_above("L3", 1500.0)
 
 
+def test_a_contrast_of_four_players_covers_the_truth_and_reduces_to_a_difference() -> None:
+    """One arm's gain over its clone against another's: (model − clone) − (model_b − clone_b), as the diversity
+    study claims it; each of the four plays the ladder, none plays another."""
+    rng = np.random.default_rng(17)
+    arms = {"model": 1660.0, "clone": 1600.0, "model_b": 1550.0, "clone_b": 1550.0}  # true gains 60 and 0
+    white, black = evaluation_games(model=0.0, best=0.0, extra=0)
+    for player in arms:
+        white += [player] * 200
+        black += [LADDER_NAMES[k % LADDER.size] for k in range(200)]
+    truth = {**dict(zip(LADDER_NAMES, LADDER, strict=True)), **arms}
+    gain = {"model": 1.0, "clone": -1.0, "model_b": -1.0, "clone_b": 1.0}
+    covered, runs = 0, 300
+    for run in range(runs):
+        fit = fit_joint(white, black, play(rng, white, black, truth, 0.3), reference="L3")
+        contrast = fit.contrast(gain)
+        covered += contrast.low <= 60.0 <= contrast.high
+        if run == 0:
+            ratings = {name: fit.rating(name).rating for name in arms}
+            assert contrast.estimate == pytest.approx(
+                ratings["model"] - ratings["clone"] - ratings["model_b"] + ratings["clone_b"]
+            )
+            assert (contrast.a, contrast.b) == ("model + clone_b", "clone + model_b")
+            assert fit.contrast({"model": 1.0, "clone": -1.0}) == fit.difference("model", "clone")
+            doubled = fit.contrast({name: 2.0 * w for name, w in gain.items()})
+            assert (doubled.estimate, doubled.low, doubled.high) == pytest.approx(
+                (2 * contrast.estimate, 2 * contrast.low, 2 * contrast.high), abs=1e-3
+            )
+            assert doubled.p_value == pytest.approx(contrast.p_value, abs=1e-9)
+            # A contrast of four players' games is wider than either difference in it.
+            assert (
+                contrast.high - contrast.low
+                > fit.difference("model", "clone").high - fit.difference("model", "clone").low
+            )
+    assert 0.92 <= covered / runs <= 0.98
+    with pytest.raises(ValueError, match="sum to 0"):
+        fit.contrast({"model": 1.0, "clone": -0.5})
+
+
 def test_holm_adjusts_step_down_and_matches_its_interval_levels() -> None:
     assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
     assert holm([0.5, 0.3, 0.9]) == pytest.approx([1.0, 0.9, 1.0])

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -142,7 +142,8 @@ class FittedRating:
 @dataclass(frozen=True)
 class FittedDifference:
     """rating(a) − rating(b) on the reported scale, its profile interval at `level`, and the one-sided p-value of
-    H0: a − b <= 0, so a claim "a is stronger than b" can be tested (and Holm-corrected) directly."""
+    H0: a − b <= 0, so a claim "a is stronger than b" can be tested (and Holm-corrected) directly. For a contrast
+    of several players, `a` and `b` name the players weighed positively and negatively."""
 
     a: str
     b: str
@@ -375,36 +376,46 @@ class JointFit:
             raise ValueError(f"{name!r} played no rated game in this fit")
         return self._index[name]
 
-    def _profile(self, a: int, b: int) -> _Profile:
-        """The profile log-likelihood of rating(a) − rating(b) (raw Elo), warm-started at the fit.
+    def _weights(self, weights: Mapping[str, float]) -> np.ndarray:
+        """A contrast's weights by player index; they must sum to 0, so that it does not depend on the reference."""
+        vector = np.zeros(len(self.players))
+        for name, weight in weights.items():
+            vector[self._player(name)] += weight
+        if not np.any(vector) or abs(vector.sum()) > 1e-9:
+            raise ValueError(f"a contrast needs weights that sum to 0 and are not all 0, got {dict(weights)}")
+        return vector
 
-        Players with perfect scores other than a and b stay at ±inf, so their games drop out; a and b take part.
+    def _profile(self, weights: np.ndarray) -> _Profile:
+        """The profile log-likelihood of the contrast weights · ratings (raw Elo), warm-started at the fit.
+
+        One player p the contrast weighs (the first with a positive weight that is not the reference) carries the
+        contrast's value: ratings = value · e_p / w_p + Σ_k θ_k (e_k − w_k / w_p · e_p) over the other free players,
+        so weights · ratings = value whatever θ. Players with perfect scores that the contrast does not weigh stay
+        at ±inf, so their games drop out; those it weighs take part.
         """
         n = len(self.players)
-        active = self._perfect == 0
-        active[[a, b]] = True
-        free = np.flatnonzero(active & ~np.isin(np.arange(n), (a, b, self._reference)))
-        basis, names = np.eye(n)[:, free], [self.players[k] for k in free]
+        weighed = weights != 0
+        active = (self._perfect == 0) | weighed
+        candidates = [k for k in np.flatnonzero(weighed) if k != self._reference]
+        pivot = next((k for k in candidates if weights[k] > 0), candidates[0])
+        free = np.flatnonzero(active & ~np.isin(np.arange(n), (pivot, self._reference)))
+        direction = np.zeros(n)
+        direction[pivot] = 1.0 / weights[pivot]
+        basis = np.eye(n)[:, free]
+        basis[pivot] = -weights[free] / weights[pivot]
         start = np.nan_to_num(self._raw, posinf=0.0, neginf=0.0)
-        theta, direction = start[free], np.zeros(n)
-        if a == self._reference:
-            direction[b] = -1.0
-        else:
-            direction[a] = 1.0
-            if b != self._reference:  # rating(a) = value + rating(b), rating(b) free
-                tie = np.zeros((n, 1))
-                tie[[a, b]] = 1.0
-                basis, names, theta = np.hstack([basis, tie]), [*names, self.players[b]], np.append(theta, start[b])
-        return _Profile(self._games.among(active), direction, basis, theta, names)
+        return _Profile(self._games.among(active), direction, basis, start[free], [self.players[k] for k in free])
 
-    def _contrast(self, a: int, b: int, level: float) -> tuple[float, float, float, float]:
-        """rating(a) − rating(b) in raw Elo: the estimate, its profile interval at `level`, the one-sided p-value."""
+    def _contrast(self, weights: np.ndarray, level: float) -> tuple[float, float, float, float]:
+        """weights · ratings in raw Elo: the estimate, its profile interval at `level`, the one-sided p-value."""
         if not 0.0 < level < 1.0:
             raise ValueError(f"level must lie strictly between 0 and 1, got {level}")
-        estimate = float(self._raw[a]) - float(self._raw[b])
-        if math.isnan(estimate):  # both won (or both lost) every game: the games say nothing about their difference
+        weighed = weights != 0
+        with np.errstate(invalid="ignore"):  # inf − inf is nan: handled below
+            estimate = float(weights[weighed] @ self._raw[weighed])
+        if math.isnan(estimate):  # infinities of both signs: the games say nothing about the contrast
             return estimate, -math.inf, math.inf, 0.5
-        profile = self._profile(a, b)
+        profile = self._profile(weights)
         threshold = float(scipy.stats.chi2.ppf(level, 1))
 
         @functools.cache
@@ -420,7 +431,7 @@ class JointFit:
             end = _root_beyond(excess, inner, -toward, 100.0)
             low, high = (end, estimate) if toward > 0 else (estimate, end)
         else:
-            variance = self._covariance[a, a] + self._covariance[b, b] - 2.0 * self._covariance[a, b]
+            variance = float(weights @ self._covariance @ weights)
             step = math.sqrt(threshold * self.dispersion * variance)  # the Wald half-width: a first guess
             low, high = _root_beyond(excess, estimate, -1.0, step), _root_beyond(excess, estimate, 1.0, step)
         return estimate, low, high, p_value
@@ -437,7 +448,9 @@ class JointFit:
         if k == self._reference:
             raise ValueError(f"the reference {player!r} is fixed at {self.reference_rating}: nothing to test")
         null = (value - self.reference_rating) / self.scale
-        return self._p_value(self._profile(k, self._reference), float(self._raw[k]), null)
+        return self._p_value(
+            self._profile(self._weights({player: 1.0, self.reference: -1.0})), float(self._raw[k]), null
+        )
 
     def rating(self, player: str, level: float = 0.95) -> FittedRating:
         """`player`'s rating and interval relative to the reference (the reference itself: its fixed rating)."""
@@ -446,17 +459,25 @@ class JointFit:
         if k == self._reference:
             values = [self.reference_rating] * 3
         else:
-            estimate, low, high, _ = self._contrast(k, self._reference, level)
+            estimate, low, high, _ = self._contrast(self._weights({player: 1.0, self.reference: -1.0}), level)
             raw = np.array([estimate, low, high])
             values = written_scale(raw, centre=0.0, at=self.reference_rating, spread=self.scale).tolist()
         return FittedRating(player, *values, games=wins + draws + losses, wins=wins, draws=draws, losses=losses)
 
     def difference(self, a: str, b: str, level: float = 0.95) -> FittedDifference:
         """rating(a) − rating(b) with its profile interval at `level` and the one-sided p-value for a > b."""
-        i, j = self._player(a), self._player(b)
-        if i == j:
+        if self._player(a) == self._player(b):
             raise ValueError(f"a difference needs two players, got {a!r} twice")
-        estimate, low, high, p_value = self._contrast(i, j, level)
+        return self.contrast({a: 1.0, b: -1.0}, level)
+
+    def contrast(self, weights: Mapping[str, float], level: float = 0.95) -> FittedDifference:
+        """Σ weight · rating over the players weighed (weights summing to 0), with its profile interval at `level`
+        and the one-sided p-value for a contrast above 0: for instance one model's gain over its clone against
+        another's, {model_a: 1, clone_a: −1, model_b: −1, clone_b: 1}. In the result, `a` names the players
+        weighed positively and `b` those weighed negatively."""
+        vector = self._weights(weights)
+        estimate, low, high, p_value = self._contrast(vector, level)
+        a, b = (" + ".join(name for name, w in weights.items() if sign * w > 0) for sign in (1, -1))
         return FittedDifference(a, b, estimate * self.scale, low * self.scale, high * self.scale, p_value, level)
 
     def ratings(self, level: float = 0.95) -> list[FittedRating]:
