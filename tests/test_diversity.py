@@ -9,6 +9,7 @@ import pytest
 from transcend_pipeline.diversity import (
     COMMON,
     OWN,
+    dial_contrasts,
     plot_dose_response,
     reading,
     seed_spread,
@@ -96,3 +97,33 @@ def test_study_rows_set_play_ground_truth_and_advantage_side_by_side_on_common_a
     assert section.count("| cap1300_rho1 | ρ = 1 | 0 |") == 3  # play, common and own ground truth (seed 0)
     assert "Spread over training seeds" in section and "![gain](dose.png)" in section
     assert "+1.00 [+0.00, +2.00]" in section  # the theory's 0.01 per move, ×100
+
+
+def test_the_claims_between_arms_set_every_evaluated_arm_against_its_dials_least_diverse_one():
+    arms = study_arms(load_experiments())
+    evaluated = {"cap1300", "cap1300_seed1", "cap1300_rho0.5", "cap1300_rho1", "cap1300_rho1_seed1"}
+    evaluated |= {"cap1300_equal1", "cap1300_equal4", "cap1300_equal16", "cap1300_equal16_seed1"}
+    contrasts = dial_contrasts(arms, evaluated)
+    assert [(c.dial, c.arm, c.value, c.base, c.base_value) for c in contrasts] == [
+        ("rho", "cap1300", 0.0, "cap1300_rho1", 1.0),
+        ("rho", "cap1300_rho0.5", 0.5, "cap1300_rho1", 1.0),
+        ("k", "cap1300_equal4", 4.0, "cap1300_equal1", 1.0),
+        ("k", "cap1300_equal16", 16.0, "cap1300_equal1", 1.0),
+    ]
+    assert contrasts[0].experiments == ("cap1300", "cap1300_seed1")  # every evaluated seed of the arm
+    assert contrasts[0].base_experiments == ("cap1300_rho1", "cap1300_rho1_seed1")
+    assert contrasts[3].experiments == ("cap1300_equal16", "cap1300_equal16_seed1")
+    assert dial_contrasts(arms, {"cap1300", "cap1300_equal1"}) == []  # one arm per dial: nothing to compare
+
+    rows = [
+        {"dial": c.dial, "arm": c.arm, "value": c.value, "base": c.base, "base_value": c.base_value,
+         "seeds": len(c.experiments), "base_seeds": len(c.base_experiments), "diff": diff, "low": diff - 90,
+         "high": diff + 90, "p": 0.001, "p_holm": 0.01, "level": 0.99, "claims": 4, "larger": True}
+        for c, diff in zip(contrasts, (150.0, 40.0, 20.0, 120.0), strict=True)
+    ]  # fmt: skip
+    answer = reading([], rows)
+    assert "the gain of ρ = 0 − ρ = 1 is +150 [+60, +240]" in answer
+    assert "the gain of k = 16 − k = 1 is +120 [+30, +210]" in answer and "k = 4 − k = 1 is" not in answer
+    section = study_section([], {}, {}, rows)
+    assert "**Between arms**" in section
+    assert "| rho | cap1300 − cap1300_rho1 (ρ = 0 − ρ = 1) | 2 − 2 | +150 [+60, +240] | 0.01 | **yes** |" in section

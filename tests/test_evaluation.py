@@ -14,6 +14,7 @@ from transcend_pipeline.evaluation import (
     CONFIRM,
     LADDER,
     SWEEP,
+    GainContrast,
     beside_the_paper,
     best_scoring_temperature,
     fit_games,
@@ -129,7 +130,9 @@ def bars(members: list, source: str) -> Bars:
 def verdict(rows: list[dict], *, source: str = "panel") -> dict:
     members = ladder()
     fit = fit_games(rows, members, scale=SCALE)
-    (row,) = verdict_rows(fit, ratings_rows(fit, rows, members), members, {"m": bars(members, source)}, source=source)
+    (row,) = verdict_rows(
+        fit, ratings_rows(fit, rows, members), members, {"m": bars(members, source)}, source=source
+    ).rows
     return row
 
 
@@ -199,7 +202,7 @@ def test_the_figure_draws_a_confirmation_lost_in_every_game_at_its_bound(tmp_pat
     members = ladder()
     fit = fit_games(rows, members, scale=SCALE)
     ratings = ratings_rows(fit, rows, members)
-    verdicts = verdict_rows(fit, ratings, members, {"m": panel_bars(members, 1300)}, source="panel")
+    verdicts = verdict_rows(fit, ratings, members, {"m": panel_bars(members, 1300)}, source="panel").rows
     assert verdicts[0]["rating"] == -math.inf and math.isfinite(verdicts[0]["high"]) and not verdicts[0]["transcends"]
     assert plot_transcendence(ratings, verdicts, tmp_path / "t.png").stat().st_size > 10_000
 
@@ -216,7 +219,7 @@ def test_an_arm_is_measured_against_its_own_best_expert_and_clone():
     ratings = ratings_rows(fit, rows, members)
     arm = Bars(1300, ("best~rho1",), clone_name("best~rho1"))
     rows_by_bars = {
-        name: verdict_rows(fit, ratings, members, {"m": bars}, source="panel")[0]
+        name: verdict_rows(fit, ratings, members, {"m": bars}, source="panel").rows[0]
         for name, bars in (("bucket", panel_bars(members, 1300)), ("arm", arm))
     }
     assert rows_by_bars["bucket"]["bar"] == "best" and rows_by_bars["bucket"]["transcends"]
@@ -225,13 +228,48 @@ def test_an_arm_is_measured_against_its_own_best_expert_and_clone():
     assert not rows_by_bars["arm"]["transcends"] and rows_by_bars["arm"]["diff_consensus"] is None
 
 
+def test_a_claim_between_arms_is_one_more_claim_of_the_family():
+    """The diversity study's claim: arm m's gain over its clone against arm m2's (m2's own clone), one contrast of
+    the joint fit, Holm-corrected with every other claim; one not wholly evaluated is not claimed."""
+    rng = np.random.default_rng(9)
+    rows = tournament(model_elo=250.0)  # m: 100 Elo of odds above the bucket's clone (150)
+    rows += games(rng, "best~rho1", 100.0, 80, kind="best_player", phase=BASELINE, cap=1300)
+    rows += games(rng, clone_name("best~rho1"), 150.0, 80, kind="clone", phase=BASELINE, cap=1300)
+    rows += games(
+        rng, "m2 τ=0.001 (confirm)", 150.0, 80, kind="model", phase=CONFIRM, experiment="m2", cap=1300,
+        temperature=0.001, choice="declared",
+    )  # fmt: skip
+    members = ladder()
+    fit = fit_games(rows, members, scale=SCALE)
+    ratings = ratings_rows(fit, rows, members)
+    bars = {"m": panel_bars(members, 1300), "m2": Bars(1300, ("best~rho1",), clone_name("best~rho1"))}
+    contrast = GainContrast("rho", "m", 0.0, "m2", 1.0, ("m",), ("m2",))
+    unevaluated = GainContrast("rho", "m3", 0.5, "m2", 1.0, ("m3",), ("m2",))
+    answer = verdict_rows(fit, ratings, members, bars, source="panel", contrasts=[contrast, unevaluated])
+    (between,) = answer.contrasts
+    rating = {row["player"]: row["rating"] for row in ratings}
+    by_experiment = {row["experiment"]: row for row in answer.rows}
+    expected = by_experiment["m"]["diff_clone"] - by_experiment["m2"]["diff_clone"]
+    assert between["diff"] == pytest.approx(expected, abs=1e-6)
+    assert between["diff"] == pytest.approx(
+        rating["m τ=0.001 (confirm)"] - rating[clone_name("best")]
+        - rating["m2 τ=0.001 (confirm)"] + rating[clone_name("best~rho1")], abs=1e-6
+    )  # fmt: skip
+    assert between["low"] < SCALE * 100.0 < between["high"] and between["low"] < expected < between["high"]
+    assert (between["arm"], between["base"], between["seeds"], between["base_seeds"]) == ("m", "m2", 1, 1)
+    assert between["claims"] == 5 and {row["claims"] for row in answer.rows} == {5}  # 2 per experiment, 1 between
+    assert between["p_holm"] >= between["p"] and between["larger"] == (between["p_holm"] < 0.025)
+    without = verdict_rows(fit, ratings, members, bars, source="panel")
+    assert without.contrasts == [] and {row["claims"] for row in without.rows} == {4}
+
+
 def test_lichess_verdict_is_the_model_minus_the_cap():
     rows = tournament(model_elo=350.0)
     members = ladder()
     fit = fit_games(rows, members, scale=SCALE)
     ratings = ratings_rows(fit, rows, members)
-    (high,) = verdict_rows(fit, ratings, members, {"m": Bars(1300)}, source="lichess")
-    (low,) = verdict_rows(fit, ratings, members, {"m": Bars(2100)}, source="lichess")
+    (high,) = verdict_rows(fit, ratings, members, {"m": Bars(1300)}, source="lichess").rows
+    (low,) = verdict_rows(fit, ratings, members, {"m": Bars(2100)}, source="lichess").rows
     confirm = next(r for r in ratings if r["phase"] == CONFIRM)
     assert high["bar_kind"] == "cap" and high["claims"] == 1 and high["clone"] is None
     assert high["diff_bar"] == pytest.approx(confirm["rating"] - 1300)
@@ -254,7 +292,7 @@ def test_report_and_figure(tmp_path: Path):
     rows = tournament(model_elo=350.0)
     fit = fit_games(rows, members, scale=SCALE)
     ratings = ratings_rows(fit, rows, members)
-    verdicts = verdict_rows(fit, ratings, members, {"m": panel_bars(members, 1300)}, source="panel")
+    verdicts = verdict_rows(fit, ratings, members, {"m": panel_bars(members, 1300)}, source="panel").rows
     figure = plot_transcendence(ratings, verdicts, tmp_path / "t.png")
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and figure.stat().st_size > 10_000
     method = method_text(

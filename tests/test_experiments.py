@@ -73,9 +73,9 @@ def test_the_diversity_study_has_both_dials_at_two_seeds_and_make_run_keeps_a_co
         (d, v): {0, 1} for d, v in [("rho", 0.0), ("rho", 0.5), ("rho", 1.0)] + [("k", k) for k in (1, 2, 4, 16)]
     }
     assert {e.cap for e in study} == {1300} and len({e.budget_steps("demo") for e in study}) == 1
-    # `make run`: rho 0 against 1, k 1 against 16, one seed each, beside the three caps.
+    # `make run`: ρ = 0 (the cap1300 bucket) against ρ = 1, one seed each, beside the three caps.
     assert sorted(name for name, e in experiments.items() if e.by_default) == [
-        "cap1000", "cap1300", "cap1300_equal1", "cap1300_equal16", "cap1300_rho1", "cap1500"
+        "cap1000", "cap1300", "cap1300_rho1", "cap1500"
     ]  # fmt: skip
     second = experiments["cap1300_rho1_seed1"]
     assert (second.arm, second.seed, second.variant, second.by_default) == ("cap1300_rho1", 1, Variant(rho=1.0), False)

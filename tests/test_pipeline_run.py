@@ -46,9 +46,12 @@ def test_transcend_run_materialises_the_default_graph_on_the_smoke_panel(transce
         ablations = connection.execute(
             "SELECT variant, players, top_player_share FROM ablation_bucket_diversity ORDER BY variant"
         ).fetchall()
-        (full_bucket, bucket_players) = connection.execute(
-            "SELECT games, players FROM bucket_diversity WHERE cap = 1300"
+        (full_bucket, bucket_players, bucket_top_share) = connection.execute(
+            "SELECT games, players, top_player_share FROM bucket_diversity WHERE cap = 1300"
         ).fetchone()
+        contrasts = connection.execute(
+            "SELECT dial, arm, base, seeds, base_seeds, claims, low <= diff AND diff <= high FROM diversity_contrasts"
+        ).fetchall()
         ablation_games = connection.execute(
             "SELECT variant, count(*) FROM ablation_staging GROUP BY variant ORDER BY variant"
         ).fetchall()
@@ -81,19 +84,15 @@ def test_transcend_run_materialises_the_default_graph_on_the_smoke_panel(transce
     assert read > 0 and quarantined == 0  # the panel writes only games the ingestion accepts
     assert players[0] > 0 and players[1] > 0
     assert [cap for (cap,) in caps] == [1000, 1300, 1500]
-    experiments = ["cap1000", "cap1300", "cap1300_equal1", "cap1300_equal16", "cap1300_rho1", "cap1500"]
+    experiments = ["cap1000", "cap1300", "cap1300_rho1", "cap1500"]
     arms = [name for name in experiments if "_" in name]  # the diversity arms, with a declared τ: no sweep
     assert [(name, temperatures, pgn) for name, _, temperatures, pgn in evaluated] == [
         (name, 1 if name in arms else 2, True) for name in experiments
     ]
     assert sorted(name for name, _, ordered in verdicts if ordered) == experiments
-    # The compact diversity comparison: the cap-1300 bucket's game count, by clones of its best player, by 16
-    # players of that skill, and by the bucket's own players and pairings with one shared quirk table.
-    assert ablations == [
-        ("cap1300_equal1", 1, pytest.approx(1.0)),
-        ("cap1300_equal16", 16, pytest.approx(2 / 16, abs=0.1)),  # in 2 of 16 players per game
-        ("cap1300_rho1", bucket_players, pytest.approx(ablations[2][2])),
-    ]
+    # The compact diversity comparison: the cap-1300 bucket's own players, pairings and game count with one shared
+    # quirk table, against the bucket (ρ = 0): one claim between arms, in the same Holm family.
+    assert ablations == [("cap1300_rho1", bucket_players, pytest.approx(bucket_top_share))]
     assert ablation_games == [(arm, full_bucket) for arm in arms]
     assert arm_baselines == [("cap1300_rho1", "best_player", 1), ("cap1300_rho1", "clone", 1)]  # smoke: top 1
     assert advantage == [(name, 3 if name in arms else 2, True) for name in experiments]
@@ -108,7 +107,8 @@ def test_transcend_run_materialises_the_default_graph_on_the_smoke_panel(transce
     # Every model met the whole ladder (a sweep, unless declared, and a confirmation); one reference, one fit.
     assert phases == [(name, 1 if name in arms else 2, ladder_size) for name in experiments]
     assert references == 1 and reference_rating and book == 8
-    assert claims == [(12, "best_expert", True, True)]  # Holm over two claims per experiment
+    assert claims == [(9, "best_expert", True, True)]  # Holm over two claims per experiment and one between arms
+    assert contrasts == [("rho", "cap1300", "cap1300_rho1", 1, 1, 9, True)]
     assert (transcend_home / "reports" / "transcendence.png").stat().st_size > 10_000
     assert "transcends" in output and "reports/transcendence.md" in output
 
@@ -128,14 +128,18 @@ def test_transcend_run_materialises_the_default_graph_on_the_smoke_panel(transce
     assert 0.0 <= metadata["model_agreement"].value <= 1.0
     assert metadata["bar_q_regret"].value >= 0.0
 
-    # `transcend study` on a two-arm table: what `run` made is skipped, the second seeds train, and the study
-    # reports the spread over seeds.
+    # `transcend study` on a table of both dials' ends: what `run` made is skipped, a second seed and the k arms
+    # train, and the study reports the spread over seeds and a claim between arms on each dial.
     table = transcend_home / "study.yaml"
+    common = "cap: 1300, model: tiny, steps: {demo: 1500, smoke: 60}, study: diversity"
+    arm = common + ", confirm_temperature: 0.001"
+    waive = "waive: [distinct_players, top_player_share, player_entropy]"
     table.write_text(
         "experiments:\n"
-        "  - {name: cap1300, cap: 1300, model: tiny, steps: {demo: 1500, smoke: 60}, seeds: [0, 1], study: diversity}\n"
-        "  - {name: cap1300_rho1, cap: 1300, model: tiny, steps: {demo: 1500, smoke: 60}, seeds: [0, 1],"
-        " variant: {rho: 1.0}, study: diversity, confirm_temperature: 0.001}\n"
+        f"  - {{name: cap1300, {common}, seeds: [0, 1]}}\n"
+        f"  - {{name: cap1300_rho1, {arm}, variant: {{rho: 1.0}}}}\n"
+        f"  - {{name: cap1300_equal1, {arm}, variant: {{equal_players: 1, {waive}}}}}\n"
+        f"  - {{name: cap1300_equal16, {arm}, variant: {{equal_players: 16, waive: [top_player_share]}}}}\n"
     )
     completed = subprocess.run(
         [sys.executable, "-m", "transcend_pipeline.cli", "study"],
@@ -147,11 +151,22 @@ def test_transcend_run_materialises_the_default_graph_on_the_smoke_panel(transce
     )
     output = completed.stdout + completed.stderr
     assert completed.returncode == 0, output[-4000:]
-    for skipped in ("build_ladder", "build_ablation [cap1300_rho1]", "train_experiment [cap1300]"):
-        assert f"transcend: {skipped} is already materialised: skipped" in output
-    assert "transcend: train_experiment [cap1300_seed1]\n" in output
+    skipped = (
+        "build_ladder",
+        "build_ablation [cap1300_rho1]",
+        "train_experiment [cap1300]",
+        "train_experiment [cap1300_rho1]",
+    )
+    for stage in skipped:
+        assert f"transcend: {stage} is already materialised: skipped" in output
+    for stage in (
+        "train_experiment [cap1300_seed1]",
+        "build_ablation [cap1300_equal1]",
+        "train_experiment [cap1300_equal16]",
+    ):
+        assert f"transcend: {stage}\n" in output
     weights = {}
-    for experiment, seed in (("cap1300", 0), ("cap1300_seed1", 1), ("cap1300_rho1_seed1", 1)):
+    for experiment, seed in (("cap1300", 0), ("cap1300_seed1", 1), ("cap1300_equal16", 0)):
         checkpoint = torch.load(
             transcend_home / "checkpoints" / experiment / "last.ckpt", map_location="cpu", weights_only=True
         )
@@ -162,5 +177,22 @@ def test_transcend_run_materialises_the_default_graph_on_the_smoke_panel(transce
         seeds = connection.execute(
             "SELECT arm, list(DISTINCT seed ORDER BY seed) FROM diversity_study GROUP BY arm ORDER BY arm"
         ).fetchall()
-    assert seeds == [("cap1300", [0, 1]), ("cap1300_rho1", [0, 1])]
-    assert "Spread over training seeds" in (transcend_home / "reports" / "diversity.md").read_text()
+        ablations = connection.execute(
+            "SELECT variant, players, top_player_share FROM ablation_bucket_diversity ORDER BY variant"
+        ).fetchall()
+        contrasts = connection.execute(
+            "SELECT dial, arm, base, seeds, base_seeds, claims FROM diversity_contrasts"
+        ).fetchall()
+    assert seeds == [("cap1300", [0, 1]), ("cap1300_equal1", [0]), ("cap1300_equal16", [0]), ("cap1300_rho1", [0])]
+    # k arms: the cap-1300 bucket's game count by clones of its best player, and by 16 players of that skill.
+    assert ablations[:2] == [
+        ("cap1300_equal1", 1, pytest.approx(1.0)),
+        ("cap1300_equal16", 16, pytest.approx(2 / 16, abs=0.1)),  # in 2 of 16 players per game
+    ]
+    claims = 2 * 5 + 2  # five models, a claim between arms on each dial
+    assert contrasts == [
+        ("rho", "cap1300", "cap1300_rho1", 2, 1, claims),
+        ("k", "cap1300_equal16", "cap1300_equal1", 1, 1, claims),
+    ]
+    diversity = (transcend_home / "reports" / "diversity.md").read_text()
+    assert "Spread over training seeds" in diversity and "**Between arms**" in diversity

@@ -15,19 +15,21 @@ For every arm and training seed the study sets three measurements side by side:
   policy; on the positions every arm shares (the cap bucket's test split) and on the arm's own test split;
 - **state advantage**: the model's absolute expected reward at the lowest τ and its gain over τ = 1.
 
-Intervals over positions resample whole games.
+Whether the gain changes along a dial is a claim of its own (`dial_contrasts`): each arm's gain over its clone,
+averaged over its seeds, minus the dial's least diverse arm's, one contrast of the joint fit, Holm-corrected with
+every other claim of the run. Intervals over positions resample whole games.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from transcend_pipeline.evaluation import interval_text
+from transcend_pipeline.evaluation import GainContrast, interval_text
 from transcend_pipeline.experiments import Experiment
 from transcend_pipeline.plots import Figure
 from transcend_pipeline.state_advantage import (
@@ -77,6 +79,36 @@ def study_arms(experiments: Mapping[str, Experiment], *, base_rho: float = 0.0) 
         label = variant.label if variant else "full bucket"
         arms.append(StudyArm(name, experiment.arm, experiment.seed, dial, float(value), label, variant is not None))
     return arms
+
+
+def dial_contrasts(arms: Sequence[StudyArm], evaluated: Collection[str]) -> list[GainContrast]:
+    """The claims between arms, fixed by the experiment table before any game is played: on each dial, every
+    evaluated arm against the dial's least diverse evaluated arm (the largest ρ, the smallest k), each arm's gain
+    over its clone averaged over its evaluated seeds."""
+    contrasts = []
+    for dial in ("rho", "k"):
+        seeds: dict[str, list[StudyArm]] = {}
+        for arm in arms:
+            if arm.dial == dial and arm.experiment in evaluated:
+                seeds.setdefault(arm.arm, []).append(arm)
+        if len(seeds) < 2:
+            continue
+        least = max if dial == "rho" else min
+        base = least(seeds, key=lambda name: seeds[name][0].value)
+        contrasts += [
+            GainContrast(
+                dial,
+                name,
+                mine[0].value,
+                base,
+                seeds[base][0].value,
+                tuple(arm.experiment for arm in mine),
+                tuple(arm.experiment for arm in seeds[base]),
+            )
+            for name, mine in seeds.items()
+            if name != base
+        ]
+    return contrasts
 
 
 def study_rows(
@@ -260,8 +292,9 @@ def seed_spread(rows: Sequence[Mapping]) -> dict[str, tuple[float, float, float,
     return {arm: (float(np.mean(v)), min(v), max(v), len(v)) for arm, v in by_arm.items()}
 
 
-def reading(rows: Sequence[Mapping]) -> str:
-    """The study's answer in the issue's form: model − clone(best) at each end of each dial, every seed."""
+def reading(rows: Sequence[Mapping], contrasts: Sequence[Mapping] = ()) -> str:
+    """The study's answer in the issue's form: model − clone(best) at each end of each dial, every seed; then the
+    difference between the ends of each dial."""
     common = [row for row in rows if row["positions_from"] == COMMON]
     parts = []
     for dial, name in (("rho", "ρ"), ("k", "k")):
@@ -273,12 +306,44 @@ def reading(rows: Sequence[Mapping]) -> str:
                 if r["dial"] == dial and r["value"] == value
             ]
             parts.append(f"at {name} = {value:g}, model − clone(best) is " + "; ".join(lines))
+    for dial in ("rho", "k"):  # the most diverse arm against the least: the dial's whole range
+        mine = [c for c in contrasts if c["dial"] == dial]
+        if mine:
+            end = (min if dial == "rho" else max)(mine, key=lambda c: c["value"])
+            parts.append(
+                f"the gain of {_between(end)} is {interval_text(end['diff'], end['low'], end['high'], signed=True)}"
+            )
     return ("In Elo with Holm-corrected intervals: " + "; ".join(parts) + ".") if parts else ""
 
 
-def study_section(rows: Sequence[Mapping], diversity: Mapping[str, Mapping], figures: Mapping[str, str]) -> str:
-    """The study as Markdown: its design, the play table, the ground truth on common and own positions, the
-    seeds' spread, the answer and the figures (`figures`: caption → file name)."""
+def _between(contrast: Mapping) -> str:
+    name = "ρ" if contrast["dial"] == "rho" else "k"
+    return f"{name} = {contrast['value']:g} − {name} = {contrast['base_value']:g}"
+
+
+def contrast_table(contrasts: Sequence[Mapping]) -> str:
+    """The claims between arms as Markdown."""
+    lines = [
+        "| dial | arm − least diverse arm | seeds | gain difference [corrected] | p (Holm) | larger |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {c['dial']} | {c['arm']} − {c['base']} ({_between(c)}) | {c['seeds']} − {c['base_seeds']} | "
+        f"{interval_text(c['diff'], c['low'], c['high'], signed=True)} | {c['p_holm']:.2g} | "
+        f"{'**yes**' if c['larger'] else 'no'} |"
+        for c in contrasts
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def study_section(
+    rows: Sequence[Mapping],
+    diversity: Mapping[str, Mapping],
+    figures: Mapping[str, str],
+    contrasts: Sequence[Mapping] = (),
+) -> str:
+    """The study as Markdown: its design, the play table, the seeds' spread, the claims between arms, the ground
+    truth on common and own positions, the answer and the figures (`figures`: caption → file name)."""
     common = [row for row in rows if row["positions_from"] == COMMON]
     lines = [
         "## Does it need diversity? (the diversity study)",
@@ -304,6 +369,15 @@ def study_section(rows: Sequence[Mapping], diversity: Mapping[str, Mapping], fig
         lines += ["", "Spread over training seeds (model − clone(best), Elo): " + "; ".join(
             f"{arm} mean {mean:+.0f} (from {low:+.0f} to {high:+.0f}, {n} seeds)" for arm, (mean, low, high, n) in spread.items()
         ) + "."]  # fmt: skip
+    if contrasts:
+        lines += [
+            "",
+            "**Between arms** (each arm's gain over its clone, mean over its seeds, minus the dial's least diverse "
+            "arm's; one contrast of the joint fit, Holm-corrected with every claim of the run; one-sided: does "
+            "diversity add to the gain? The interval is the games' alone: the spread over seeds is above):",
+            "",
+            contrast_table(contrasts).rstrip(),
+        ]
     for positions, title in (
         (COMMON, "the cap bucket's held-out positions, the same for every arm"),
         (OWN, "each arm's own held-out positions"),
@@ -328,7 +402,7 @@ def study_section(rows: Sequence[Mapping], diversity: Mapping[str, Mapping], fig
         ]  # fmt: skip
     if diversity:
         lines += ["", "**The arms' buckets**, measured by the bucket SQL:", "", diversity_table(diversity).rstrip()]
-    answer = reading(rows)
+    answer = reading(rows, contrasts)
     if answer:
         lines += ["", f"**Reading.** {answer}"]
     lines += ["", *(f"![{caption}]({name})" for caption, name in figures.items())]

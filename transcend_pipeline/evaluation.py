@@ -256,6 +256,29 @@ class Claim:
     bar: str | float  # a player of the fit, or a fixed rating (the cap on the Lichess scale)
 
 
+@dataclass(frozen=True)
+class GainContrast:
+    """A claim between two arms of a diversity dial, declared by the experiment table before any game: the mean over
+    `experiments` (an arm's training seeds) of model − clone(best), minus the same over `base_experiments`, above 0 —
+    diversity adds to the gain over the clone."""
+
+    dial: str
+    arm: str
+    value: float
+    base: str
+    base_value: float
+    experiments: tuple[str, ...]
+    base_experiments: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Verdicts:
+    """`verdict_rows`' answer: one row per evaluated experiment, and one per claim between arms."""
+
+    rows: list[dict]
+    contrasts: list[dict]
+
+
 def verdict_rows(
     fit: JointFit,
     ratings: Sequence[Mapping],
@@ -263,13 +286,15 @@ def verdict_rows(
     experiments: Mapping[str, Bars],
     *,
     source: str,
-) -> list[dict]:
+    contrasts: Sequence[GainContrast] = (),
+) -> Verdicts:
     """One row per evaluated experiment (`experiments`: name → its bars): its confirmatory temperature and games,
-    its rating, and each claim as a difference with a Holm-corrected interval and p-value.
+    its rating, and each claim as a difference with a Holm-corrected interval and p-value; and one row per claim
+    between arms (`contrasts` whose experiments were all evaluated; panel data only).
 
     Panel data: `transcends` when model − best expert is above 0 after correction, the best expert being the
     strongest (by fitted rating) of the experts heading the experiment's data; `beats_clone` likewise against its
-    best expert's clone. Lichess data: model − cap. The family is every claim of the run."""
+    best expert's clone. Lichess data: model − cap. The family is every claim of the run, contrasts included."""
     by_name = {row["player"]: row for row in ratings}
     confirmed = {row["experiment"]: row for row in ratings if row["kind"] == "model" and row["phase"] == CONFIRM}
     strongest = max(
@@ -288,10 +313,17 @@ def verdict_rows(
             claims += [Claim(experiment, "best_expert", model, best), Claim(experiment, "clone", model, bars.clone)]
         else:
             claims.append(Claim(experiment, "cap", model, float(bars.cap)))
-    p_values = [_p_value(fit, claim) for claim in claims]
+    gains = [
+        contrast
+        for contrast in contrasts
+        if source == "panel" and all(e in confirmed for e in (*contrast.experiments, *contrast.base_experiments))
+    ]
+    weights = [_gain_weights(contrast, confirmed, experiments) for contrast in gains]
+    p_values = [_p_value(fit, claim) for claim in claims] + [fit.contrast(w).p_value for w in weights]
     adjusted, levels = holm(p_values), holm_levels(p_values, ALPHA)
     lines: dict[tuple[str, str], dict] = {}
-    for claim, p, p_holm, level in zip(claims, p_values, adjusted, levels, strict=True):
+    n = len(claims)
+    for claim, p, p_holm, level in zip(claims, p_values[:n], adjusted[:n], levels[:n], strict=True):
         estimate, low, high = _difference(fit, claim, level)
         lines[claim.experiment, claim.line] = {
             "bar": claim.bar if isinstance(claim.bar, str) else f"cap {claim.bar:g}",
@@ -339,13 +371,46 @@ def verdict_rows(
                 "diff_consensus": consensus[0] if consensus else None,
                 "diff_consensus_low": consensus[1] if consensus else None,
                 "diff_consensus_high": consensus[2] if consensus else None,
-                "claims": len(claims),
+                "claims": len(p_values),
                 "extrapolated": model["rating"] > strongest + EXTRAPOLATION_ELO * fit.scale,
                 "transcends": bar["p_holm"] < ALPHA,
                 "beats_clone": clone["p_holm"] < ALPHA if clone else None,
             }
         )
-    return rows
+    between = []
+    for contrast, weight, p, p_holm, level in zip(gains, weights, p_values[n:], adjusted[n:], levels[n:], strict=True):
+        difference = fit.contrast(weight, level=level)
+        between.append(
+            {
+                "dial": contrast.dial,
+                "arm": contrast.arm,
+                "value": contrast.value,
+                "base": contrast.base,
+                "base_value": contrast.base_value,
+                "seeds": len(contrast.experiments),
+                "base_seeds": len(contrast.base_experiments),
+                "diff": difference.estimate,
+                "low": difference.low,
+                "high": difference.high,
+                "p": p,
+                "p_holm": p_holm,
+                "level": level,
+                "claims": len(p_values),
+                "larger": p_holm < ALPHA,
+            }
+        )
+    return Verdicts(rows, between)
+
+
+def _gain_weights(contrast: GainContrast, confirmed: Mapping[str, Mapping], bars: Mapping[str, Bars]) -> dict:
+    """The players' weights of a contrast: +1/n on each of the arm's n models and −1/n on its clone, and the
+    opposite for the base arm (a clone both arms share cancels)."""
+    weights: dict[str, float] = {}
+    for sign, names in ((1.0, contrast.experiments), (-1.0, contrast.base_experiments)):
+        for name in names:
+            for player, weight in ((confirmed[name]["player"], 1.0), (bars[name].clone, -1.0)):
+                weights[player] = weights.get(player, 0.0) + sign * weight / len(names)
+    return {player: weight for player, weight in weights.items() if abs(weight) > 1e-12}
 
 
 def _consensus_line(
@@ -851,6 +916,7 @@ def write_report(
     """The verdict of every evaluated experiment (table `transcendence`) from one fit of every game, the figure
     (rating against τ of the main experiments) and `reports_dir/transcendence.md`, with the state advantage and the
     argmax comparison of the experiments still in the table."""
+    from transcend_pipeline.diversity import dial_contrasts, study_arms
     from transcend_pipeline.queries import ladder_and_book, rated_games, table_rows
     from transcend_pipeline.state_advantage import (
         ArgmaxComparison,
@@ -869,8 +935,14 @@ def write_report(
         fit = fit_games(games, members, scale=scale)
         evaluated = {game["experiment"] for game in games if game.get("experiment")}
         bars = {name: experiment_bars(e, members, panel) for name, e in experiments.items() if name in evaluated}
-        verdicts = verdict_rows(fit, rows, members, bars, source="lichess" if panel is None else "panel")
+        contrasts = dial_contrasts(study_arms(experiments, base_rho=panel.rho), evaluated) if panel else []
+        answer = verdict_rows(fit, rows, members, bars, source="panel" if panel else "lichess", contrasts=contrasts)
+        verdicts = answer.rows
         replace_with_rows(connection, "transcendence", verdicts)
+        if answer.contrasts:
+            replace_with_rows(connection, "diversity_contrasts", answer.contrasts)
+        else:
+            connection.execute("DROP TABLE IF EXISTS diversity_contrasts")
         # The tables may keep experiments no longer in the experiment table.
         advantage = [
             GainSummary(**row) for row in table_rows(connection, "state_advantage") if row["experiment"] in order

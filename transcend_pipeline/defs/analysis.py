@@ -78,7 +78,9 @@ def state_advantage(
         "correlated by ρ at fixed players; k experts of equal skill) and every training seed: model − clone(best "
         "expert of the arm) in play (Holm-corrected, from the joint fit), the panel's ground truth on held-out "
         "positions — the arm's mixture argmax − clone (the theory's prediction), the model's argmax − clone, and "
-        "the paper's condition — on the positions every arm shares and on the arm's own, and the state advantage. "
+        "the paper's condition — on the positions every arm shares and on the arm's own, and the state advantage; "
+        "and the claims between arms (table `diversity_contrasts`: each arm's gain over its clone, mean over seeds, "
+        "minus the dial's least diverse arm's, Holm-corrected with every claim of the run). "
         "Table `diversity_study`, the dose-response and concentration figures and "
         "$TRANSCEND_HOME/reports/diversity.md. `make run` evaluates a compact comparison; `make study` every arm."
     ),
@@ -97,6 +99,9 @@ def diversity_report(home: TranscendHome, dump_source: DumpSource) -> dg.Materia
             missing = [table for table, present in tables.items() if not present]
             return dg.MaterializeResult(metadata={"arms": 0, "why": f"nothing to compare yet: no {missing}"})
         verdicts = table_rows(connection, "transcendence")
+        contrasts = (
+            table_rows(connection, "diversity_contrasts") if table_exists(connection, "diversity_contrasts") else []
+        )
         comparisons = [ArgmaxComparison(**row) for row in table_rows(connection, "argmax_comparison")]
         advantages = [GainSummary(**row) for row in table_rows(connection, "state_advantage")]
         rows = study_rows(arms, verdicts, comparisons, advantages)
@@ -122,14 +127,17 @@ def diversity_report(home: TranscendHome, dump_source: DumpSource) -> dg.Materia
             curves, out_dir / "concentration.png", title="every arm, common positions, lowest τ (seed 0)"
         ),
     }
-    report = study_section(rows, diversity, {label: f"diversity/{f.path.name}" for label, f in figures.items()})
+    report = study_section(
+        rows, diversity, {label: f"diversity/{f.path.name}" for label, f in figures.items()}, contrasts
+    )
     (home.reports_dir / "diversity.md").write_text(report)
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": len(rows),
             "arms": len({row["arm"] for row in rows}),
             "report": dg.MetadataValue.path(str(home.reports_dir / "diversity.md")),
-            "study": dg.MetadataValue.md(study_section(rows, diversity, {})),
+            "claims_between_arms": len(contrasts),
+            "study": dg.MetadataValue.md(study_section(rows, diversity, {}, contrasts)),
             **{label: dg.MetadataValue.md(figure.markdown) for label, figure in figures.items()},
         }
     )

@@ -165,7 +165,9 @@ def ratings(home: TranscendHome) -> dg.MaterializeResult:
         "For each experiment: does the model transcend? Panel data: model − the bucket's best expert (rated in the "
         "same fit) above 0 with Holm's correction over the run's claims; beside it model − clone(best) and model − "
         "consensus. Lichess data: model − cap. Only confirmatory games enter. Table `transcendence`, the figure "
-        "(rating against τ, baselines as bands) and a Markdown report under $TRANSCEND_HOME/reports/."
+        "(rating against τ, baselines as bands) and a Markdown report under $TRANSCEND_HOME/reports/. The diversity "
+        "study's claims between arms of a dial (an arm's gain over its clone minus the least diverse arm's) are "
+        "claims of the same family: table `diversity_contrasts`."
     ),
 )
 def transcendence_report(home: TranscendHome, dump_source: DumpSource) -> dg.MaterializeResult:
