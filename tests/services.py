@@ -48,7 +48,8 @@ def free_port() -> int:
 def postgres_bin_dir() -> Path:
     """The directory of `initdb` and `postgres`: `pg_ctl` on PATH (Debian links it there) or the newest under
     /usr/lib/postgresql."""
-    candidates = [shutil.which("pg_ctl"), *sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), reverse=True)]
+    installed = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda path: float(Path(path).parts[-3]))
+    candidates = [shutil.which("pg_ctl"), *reversed(installed)]
     for candidate in filter(None, candidates):
         bin_dir = Path(candidate).resolve().parent
         if (bin_dir / "initdb").exists() and (bin_dir / "postgres").exists():
