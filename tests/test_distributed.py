@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import itertools
 import json
 import os
 import signal
@@ -192,15 +193,17 @@ def test_two_celery_workers_ingest_three_real_months_with_the_run_history_in_pos
     worker_env = {**env, "CELERY_BROKER_URL": redis_service.url, "CELERY_RESULT_BACKEND": redis_service.url}
     logs = [tmp_path / f"worker{index}.log" for index in (1, 2)]
     workers = [start_worker(f"transcend{index}", worker_env, log) for index, log in zip((1, 2), logs, strict=True)]
+    worker_pids = {worker.pid for worker in workers}
+    runs: dict[str, subprocess.Popen] = {}
     try:
         wait_for_workers(redis_service.url, 2, logs)
         dagster = Path(sys.executable).with_name("dagster")
         # The deployment's one set-up step: Dagster 1.13 creates a pool's default limit on Postgres with an
-        # insert-or-update that fails when two runs race to create it (dagster-io/dagster#33552).
+        # insert-then-update that fails when two runs race to create it (dagster-io/dagster#33552).
         subprocess.run([dagster, "instance", "concurrency", "set", "warehouse", "1"], env=env, check=True)
         materialize = [dagster, "asset", "materialize", "-m", "transcend_pipeline.definitions", "--select"]
-        runs = {
-            month: subprocess.Popen(
+        for month in MONTHS:
+            runs[month] = subprocess.Popen(
                 [*materialize, "raw_dump,games", "--partition", f"{month}-01"],
                 cwd=REPO_ROOT,
                 env=env,
@@ -208,15 +211,12 @@ def test_two_celery_workers_ingest_three_real_months_with_the_run_history_in_pos
                 stderr=subprocess.STDOUT,
                 text=True,
             )
-            for month in MONTHS
-        }
         outputs = {month: run.communicate(timeout=RUN_TIMEOUT_S)[0] for month, run in runs.items()}
         for month, run in runs.items():
             assert run.returncode == 0, f"{month}:\n{outputs[month][-5000:]}"
-        worker_pids = {worker.pid for worker in workers}
     finally:
-        for worker in workers:
-            stop_process(worker, signal.SIGTERM)  # Celery's warm shutdown
+        for process in [*runs.values(), *workers]:
+            stop_process(process, signal.SIGTERM)  # for the workers, Celery's warm shutdown
 
     assert gate.opened.is_set(), "no two dumps were ever downloaded at once: the steps did not run on two workers"
     # Neither in the instance's config nor in the step logs that the runs and the workers wrote.
@@ -225,14 +225,21 @@ def test_two_celery_workers_ingest_three_real_months_with_the_run_history_in_pos
         records = instance.get_run_records()
         assert len(records) == len(MONTHS)
         step_pids: dict[tuple[str, str], list[int]] = {}
+        parses: list[tuple[float, float]] = []  # when each month's `games` step started and ended
         for record in records:
             run = record.dagster_run
             assert run.status == dg.DagsterRunStatus.SUCCESS
             stored = json.dumps([run.run_config, run.tags])
             assert redis_service.password not in stored and postgres.password not in stored
+            ended = {
+                entry.step_key: entry.timestamp
+                for entry in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)
+            }
             for entry in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_START):
                 step = (run.tags["dagster/partition"][:7], entry.step_key)
                 step_pids[step] = [*step_pids.get(step, []), entry.dagster_event.pid]
+                if entry.step_key == "games":
+                    parses.append((entry.timestamp, ended["games"]))
         materialized = {
             month: instance.fetch_materializations(
                 dg.AssetRecordsFilter(asset_key=dg.AssetKey("games"), asset_partitions=[f"{month}-01"]), limit=1
@@ -244,6 +251,10 @@ def test_two_celery_workers_ingest_three_real_months_with_the_run_history_in_pos
     assert all(len(pids) == 1 for pids in step_pids.values()), step_pids  # each step ran once
     assert {pid for (pid,) in step_pids.values()} <= worker_pids
     assert {step_pids[(month, "raw_dump")][0] for month in MONTHS} == worker_pids
+    # The `warehouse` pool, kept in Postgres, let one month at a time write the DuckDB file, across both workers.
+    parses.sort()
+    assert len(parses) == len(MONTHS)
+    assert all(end <= next_start for (_, end), (next_start, _) in itertools.pairwise(parses)), parses
 
     with open_warehouse(home / "warehouse.duckdb", read_only=True) as connection:
         accepted = dict(connection.execute("SELECT month, count(*) FROM games GROUP BY month").fetchall())
