@@ -1,5 +1,6 @@
 # transcend: `make run` materialises the default asset graph, `make test` runs the whole test suite.
-# Both create .venv, install the project and Stockfish first, so they work on a fresh machine.
+# Both create .venv, install the project and Stockfish first, so they work on a fresh machine; `make test` also installs
+# Postgres and Redis for the tests marked `distributed` (as root).
 
 PYTHON ?= python3
 VENV := .venv
@@ -8,7 +9,7 @@ export TRANSCEND_HOME ?= $(CURDIR)/data
 export DAGSTER_HOME ?= $(TRANSCEND_HOME)/dagster
 PYTEST_ARGS ?=
 
-.PHONY: install stockfish run study test test-fast ui bench lint validate clean
+.PHONY: install stockfish services run study test test-fast ui bench lint validate clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +29,17 @@ stockfish:
 		exit 1; \
 	fi
 
+# Postgres and Redis, which the tests marked `distributed` start on 127.0.0.1 themselves: installed where we are root;
+# elsewhere those tests skip (nothing else needs them: `make run` records its runs in SQLite).
+services:
+	@if command -v redis-server >/dev/null 2>&1 && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "Installing Postgres and Redis for the distributed tests (apt-get install -y postgresql redis-server)..."; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server >/dev/null; \
+	else \
+		echo "Postgres or Redis is missing: the tests marked 'distributed' will be skipped (sudo apt-get install -y postgresql redis-server)." >&2; \
+	fi
+
 install: $(VENV)/.installed stockfish
 
 run: install
@@ -37,11 +49,11 @@ run: install
 study: install
 	$(PY) -m transcend_pipeline.cli study
 
-test: install
+test: install services
 	$(PY) -m pytest -n 2 --durations=15 $(PYTEST_ARGS)
 
 test-fast: install
-	$(PY) -m pytest -n 2 -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 -m "not slow and not distributed" $(PYTEST_ARGS)
 
 ui: install
 	$(PY) -m transcend_pipeline.cli ui

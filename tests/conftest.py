@@ -1,15 +1,18 @@
-"""Shared fixtures: real sample files, a private data directory per test, Stockfish, a local Lichess mirror."""
+"""Shared fixtures: real sample files, a private data directory per test, Stockfish, a local Lichess mirror, and real
+Postgres and Redis servers for the tests marked `distributed`."""
 
 from __future__ import annotations
 
 import functools
 import http.server
+import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from fixtures import LICHESS_SAMPLES
+from services import Service, ServiceMissingError, postgres_bin_dir, postgres_server, redis_binary, redis_server
 
 from transcend_pipeline.settings import StockfishNotFoundError, ensure_dagster_home, find_stockfish
 
@@ -55,3 +58,29 @@ def lichess_mirror(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _require(find_binaries: Callable[[], object]) -> None:
+    """Fail where a server is missing although `make test` could have installed it (we are root); skip elsewhere."""
+    try:
+        find_binaries()
+    except ServiceMissingError as error:
+        if os.geteuid() == 0:
+            pytest.fail(str(error))
+        pytest.skip(f"{error} Not root here, so the tests that need it are skipped.")
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Service]:
+    """A real Postgres server on 127.0.0.1 for the session, password required; tests create their own databases."""
+    _require(postgres_bin_dir)
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_service() -> Iterator[Service]:
+    """A real Redis server on 127.0.0.1 for the session, password required, persisting nothing."""
+    _require(redis_binary)
+    with redis_server() as server:
+        yield server

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LICHESS_SAMPLES = REPO_ROOT.parent / "shared" / "data" / "lichess-samples"
 SAMPLE_2021_10 = "lichess_2021-10_dump_excerpt_999games.pgn"
+SAMPLE_2013_01 = "lichess_2013-01_dump_excerpt_10games.pgn"
+SAMPLE_API_EXPORT = "lichess_api_export_cubicinfinity_2019-2022_866games.pgn"  # variants, casual games, `?` Elos
 MONTH = "2025-01"  # the month of hand-made months
 
 

@@ -67,3 +67,26 @@ def test_source_follows_the_environment(transcend_home: Path, monkeypatch) -> No
 def test_dagster_home_has_telemetry_off(transcend_home: Path) -> None:
     config = (transcend_home / "dagster" / "dagster.yaml").read_text()
     assert "telemetry:\n  enabled: false" in config
+
+
+def test_the_executor_is_dagsters_default_unless_a_celery_broker_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without $TRANSCEND_CELERY_BROKER every job runs as before; with it, every job and the UI's asset runs hand
+    their steps to dagster-celery workers, the broker's URL resolved from the environment when a run starts."""
+    import dagster as dg
+
+    from transcend_pipeline.definitions import build_definitions
+    from transcend_pipeline.defs.jobs import CELERY_BROKER_VARIABLE, executor_from_env
+
+    monkeypatch.delenv(CELERY_BROKER_VARIABLE, raising=False)
+    assert executor_from_env() is None
+    default = build_definitions(["2025-01"])
+    assert default.resolve_job_def("ingest_month").executor_def is dg.multi_or_in_process_executor
+    monkeypatch.setenv(CELERY_BROKER_VARIABLE, "redis://:s3cret@127.0.0.1:6379/0")
+    celery = build_definitions(["2025-01"])
+    for job in (celery.resolve_job_def("ingest_month"), celery.resolve_implicit_global_asset_job_def()):
+        assert job.executor_def.name == "celery"
+    executor = executor_from_env()
+    rotated = "redis://:rotated@127.0.0.1:6379/0"
+    monkeypatch.setenv(CELERY_BROKER_VARIABLE, rotated)  # read when a run starts, not kept from when it loaded
+    config = executor.config_schema.resolve_config({}).value["config"]
+    assert config["broker"] == config["backend"] == rotated

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from fixtures import SAMPLE_2021_10, publish
+from fixtures import SAMPLE_2013_01, SAMPLE_2021_10, publish
 
 from transcend_pipeline.defs.ingestion import games, raw_dump
 from transcend_pipeline.defs.partitions import monthly_partitions
@@ -19,7 +19,6 @@ from transcend_pipeline.lichess import dump_filename
 from transcend_pipeline.warehouse import open_warehouse
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SAMPLE_2013_01 = "lichess_2013-01_dump_excerpt_10games.pgn"
 
 
 def game_counts(home: Path, month: str) -> tuple[int, int]:

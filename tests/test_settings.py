@@ -9,6 +9,7 @@ import pytest
 
 from transcend_pipeline.defs.resources import resources_from_env
 from transcend_pipeline.settings import (
+    DAGSTER_PG_URL_VARIABLE,
     Settings,
     StockfishNotFoundError,
     default_months,
@@ -101,9 +102,46 @@ def test_stockfish_path_is_configurable_and_a_missing_binary_says_how_to_install
         find_stockfish()
 
 
-def test_dagster_home_keeps_an_edited_config(tmp_path: Path) -> None:
+def test_dagster_home_keeps_an_edited_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(DAGSTER_PG_URL_VARIABLE, raising=False)
     config = ensure_dagster_home(tmp_path) / "dagster.yaml"
     assert "enabled: false" in config.read_text()
     config.write_text("telemetry:\n  enabled: false\n# edited\n")
     ensure_dagster_home(tmp_path)
     assert config.read_text().endswith("# edited\n")
+
+
+def test_the_instance_storage_follows_the_postgres_variable_and_never_holds_its_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run history goes where the environment says, whichever storage an earlier run's config named; the URL
+    (with its password) is read from the environment when the instance loads, never written."""
+    import yaml
+
+    monkeypatch.delenv(DAGSTER_PG_URL_VARIABLE, raising=False)
+    config = ensure_dagster_home(tmp_path) / "dagster.yaml"
+    sqlite = yaml.safe_load(config.read_text())
+    assert "storage" not in sqlite  # Dagster's default: SQLite under $DAGSTER_HOME, in the data directory
+    monkeypatch.setenv(DAGSTER_PG_URL_VARIABLE, "postgresql+psycopg2://dagster:s3cret@db.internal:5432/dagster")
+    ensure_dagster_home(tmp_path)
+    postgres = yaml.safe_load(config.read_text())
+    assert postgres["storage"] == {"postgres": {"postgres_url": {"env": DAGSTER_PG_URL_VARIABLE}}}
+    assert "s3cret" not in config.read_text()
+    assert {key: postgres[key] for key in sqlite} == sqlite  # telemetry off and the `warehouse` pool, as before
+    monkeypatch.delenv(DAGSTER_PG_URL_VARIABLE)
+    ensure_dagster_home(tmp_path)
+    assert yaml.safe_load(config.read_text()) == sqlite
+
+
+def test_a_set_postgres_variable_is_never_silently_ignored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(DAGSTER_PG_URL_VARIABLE, raising=False)
+    config = ensure_dagster_home(tmp_path) / "dagster.yaml"
+    config.write_text("telemetry:\n  enabled: false\n# edited\n")
+    monkeypatch.setenv(DAGSTER_PG_URL_VARIABLE, "postgresql+psycopg2://dagster:s3cret@db.internal:5432/dagster")
+    with pytest.raises(ValueError, match="does not read it"):
+        ensure_dagster_home(tmp_path)
+    assert config.read_text().endswith("# edited\n")
+    # SQLAlchemy 2.1 reads a bare postgresql:// URL as psycopg 3, which dagster-postgres does not install.
+    monkeypatch.setenv(DAGSTER_PG_URL_VARIABLE, "postgresql://dagster:s3cret@db.internal:5432/dagster")
+    with pytest.raises(ValueError, match=r"must start with postgresql\+psycopg2://"):
+        ensure_dagster_home(tmp_path / "fresh")

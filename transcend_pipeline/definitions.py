@@ -14,7 +14,7 @@ from transcend_pipeline.defs.resources import resources_from_env
 
 
 def build_definitions(months: list[str] | None = None) -> dg.Definitions:
-    """The definitions with the resources of this environment; `months` overrides the run's months."""
+    """The definitions with the resources and executor of this environment; `months` overrides the run's months."""
     return dg.Definitions.merge(
         dg.Definitions(
             assets=[
@@ -32,6 +32,7 @@ def build_definitions(months: list[str] | None = None) -> dg.Definitions:
             ],
             asset_checks=warehouse.quality_gates,
             resources=resources_from_env(months),
+            executor=jobs.executor_from_env(),
         ),
         jobs.defs,
     )

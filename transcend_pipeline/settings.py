@@ -75,6 +75,19 @@ concurrency:
     granularity: op
     default_limit: 1
 """
+DAGSTER_PG_URL_VARIABLE = "TRANSCEND_DAGSTER_PG_URL"
+# dagster-postgres talks to Postgres through SQLAlchemy and installs psycopg2, but SQLAlchemy 2.1 reads a bare
+# `postgresql://` URL as psycopg 3: the URL must name its driver.
+DAGSTER_PG_SCHEME = "postgresql+psycopg2://"
+# Appended when $TRANSCEND_DAGSTER_PG_URL is set. An `env:` reference: Dagster reads the URL (and its password) from
+# the environment of each process that opens the instance, so it never enters this file nor what runs send workers.
+POSTGRES_STORAGE_YAML = f"""\
+# Run history, event logs, schedules and pool slots live in Postgres instead, shared by every machine of a deployment.
+storage:
+  postgres:
+    postgres_url:
+      env: {DAGSTER_PG_URL_VARIABLE}
+"""
 
 
 class StockfishNotFoundError(RuntimeError):
@@ -159,11 +172,33 @@ def default_months(settings: Settings) -> list[str]:
     return list(DEFAULT_PANEL_MONTHS) if settings.source == "panel" else [last_complete_month()]
 
 
+def dagster_yaml(postgres: bool) -> str:
+    """The instance config transcend writes: SQLite in the data directory, or Postgres at $TRANSCEND_DAGSTER_PG_URL."""
+    return DAGSTER_YAML + POSTGRES_STORAGE_YAML if postgres else DAGSTER_YAML
+
+
 def ensure_dagster_home(home: Path) -> Path:
-    """Create `home/dagster` with telemetry off and return it, so run history survives restarts."""
+    """Create `home/dagster` with the instance config of this environment and return it, so run history survives.
+
+    The storage follows $TRANSCEND_DAGSTER_PG_URL: a config transcend wrote is rewritten when the variable is set or
+    unset, so runs never record into the other storage unnoticed. An edited config is kept, but one that ignores a
+    set variable is refused rather than used: its runs would go to SQLite while the user expects Postgres.
+    """
     dagster_home = home / "dagster"
     dagster_home.mkdir(parents=True, exist_ok=True)
     config = dagster_home / "dagster.yaml"
-    if not config.exists():
-        config.write_text(DAGSTER_YAML)
+    url = os.environ.get(DAGSTER_PG_URL_VARIABLE, "").strip()
+    if url and not url.startswith(DAGSTER_PG_SCHEME):
+        raise ValueError(f"{DAGSTER_PG_URL_VARIABLE} must start with {DAGSTER_PG_SCHEME} (dagster-postgres's driver)")
+    postgres = bool(url)
+    current = config.read_text() if config.exists() else None
+    if current is None or current in (dagster_yaml(postgres=False), dagster_yaml(postgres=True)):
+        if current != dagster_yaml(postgres):
+            config.write_text(dagster_yaml(postgres))
+    elif postgres and DAGSTER_PG_URL_VARIABLE not in current:
+        raise ValueError(
+            f"{DAGSTER_PG_URL_VARIABLE} is set but {config} (edited by hand) does not read it: its runs would be "
+            f"recorded in SQLite. Add the storage block below to it, or delete it to have it written again:\n"
+            f"{POSTGRES_STORAGE_YAML}"
+        )
     return dagster_home

@@ -1,6 +1,29 @@
-"""Jobs and schedules: monthly ingestion of the last complete month through the SQL models, and backfills."""
+"""Jobs and schedules: monthly ingestion of the last complete month through the SQL models, and backfills; and the
+executor that runs their steps."""
+
+import os
 
 import dagster as dg
+
+CELERY_BROKER_VARIABLE = "TRANSCEND_CELERY_BROKER"
+
+
+def executor_from_env() -> dg.ExecutorDefinition | None:
+    """dagster-celery's executor when $TRANSCEND_CELERY_BROKER names a broker, else None (Dagster's default: each
+    step in a process of its own on this machine; `make run` executes in process either way).
+
+    The broker also serves as the result backend (Redis). The config holds an `env:` reference, resolved when a run
+    starts, so the URL and its password reach neither the definitions, the run config nor the event log. Celery
+    workers started with `celery -A dagster_celery.app worker` take the same URL from $CELERY_BROKER_URL and
+    $CELERY_RESULT_BACKEND (docs/scaling-out.md).
+    """
+    if not os.environ.get(CELERY_BROKER_VARIABLE, "").strip():
+        return None
+    from dagster_celery import celery_executor
+
+    broker = {"env": CELERY_BROKER_VARIABLE}
+    return celery_executor.configured({"broker": broker, "backend": broker}, name="celery")
+
 
 ingest_month_job = dg.define_asset_job(
     "ingest_month",

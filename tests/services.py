@@ -1,0 +1,196 @@
+"""Real Postgres and Redis servers for the tests marked `distributed`, started and stopped by the tests themselves.
+
+Each listens on 127.0.0.1 only, on a free port, requires a random password, keeps its files in a temporary directory
+and is stopped by its process id. Postgres refuses to run as root: as root, its processes run as the unprivileged
+`postgres` user that the Debian package creates. `make test` installs both packages when we are root.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+STARTUP_TIMEOUT_S = 60.0
+
+
+class ServiceMissingError(RuntimeError):
+    """A server's binaries are not installed; the message says how to install them."""
+
+
+@dataclass(frozen=True)
+class Service:
+    """A running server: its URL (with the password), the password alone (to look for leaks) and its process id."""
+
+    url: str
+    password: str
+    pid: int
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 right now (the server binds it a moment later)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def postgres_bin_dir() -> Path:
+    """The directory of `initdb` and `postgres`: `pg_ctl` on PATH (Debian links it there) or the newest under
+    /usr/lib/postgresql."""
+    installed = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda path: float(Path(path).parts[-3]))
+    candidates = [shutil.which("pg_ctl"), *reversed(installed)]
+    for candidate in filter(None, candidates):
+        bin_dir = Path(candidate).resolve().parent
+        if (bin_dir / "initdb").exists() and (bin_dir / "postgres").exists():
+            return bin_dir
+    raise ServiceMissingError("Postgres is not installed: `apt-get install -y postgresql` (make test does it as root).")
+
+
+def redis_binary() -> str:
+    if found := shutil.which("redis-server"):
+        return found
+    raise ServiceMissingError("Redis is not installed: `apt-get install -y redis-server` (make test does it as root).")
+
+
+def _unprivileged() -> dict:
+    """Popen arguments that run a child as `postgres` when we are root (Postgres will not run as root), else none."""
+    if os.geteuid() != 0:
+        return {}
+    user = pwd.getpwnam("postgres")
+    return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+
+
+def stop_process(process: subprocess.Popen, stop_signal: int) -> None:
+    """Stop the server by its process id, politely first."""
+    if process.poll() is None:
+        os.kill(process.pid, stop_signal)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _wait_until_ready(process: subprocess.Popen, log: Path, ready: Callable[[], object]) -> None:
+    """Call `ready` until it stops raising; fail with the server's log if it exits or takes too long."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            ready()
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+@contextmanager
+def postgres_server() -> Iterator[Service]:
+    """A fresh Postgres cluster with one superuser, `transcend`, authenticated by scram-sha-256 over TCP only."""
+    import psycopg2
+
+    bin_dir = postgres_bin_dir()
+    as_postgres = _unprivileged()
+    root = Path(tempfile.mkdtemp(prefix="transcend-postgres-"))
+    process = None
+    try:
+        if as_postgres:
+            os.chown(root, as_postgres["user"], as_postgres["group"])
+        password = secrets.token_hex(16)
+        password_file = root / "password"
+        password_file.write_text(password)
+        password_file.chmod(0o600)
+        if as_postgres:
+            os.chown(password_file, as_postgres["user"], as_postgres["group"])
+        data = root / "data"
+        initdb = [
+            bin_dir / "initdb",
+            "-D",
+            data,
+            "-U",
+            "transcend",
+            "--auth=scram-sha-256",
+            f"--pwfile={password_file}",
+        ]
+        subprocess.run(
+            [*initdb, "--encoding=UTF8", "--locale=C", "--no-sync", "--no-instructions"],
+            cwd=root,
+            check=True,
+            capture_output=True,
+            **as_postgres,
+        )
+        password_file.unlink()
+        port = free_port()
+        log = root / "postgres.log"
+        with log.open("w") as output:
+            settings = ["listen_addresses=127.0.0.1", "unix_socket_directories=", "fsync=off", "max_connections=200"]
+            process = subprocess.Popen(
+                [bin_dir / "postgres", "-D", data, "-p", str(port), *(f"-c{setting}" for setting in settings)],
+                cwd=root,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                **as_postgres,
+            )
+        url = f"postgresql://transcend:{password}@127.0.0.1:{port}/postgres"
+        _wait_until_ready(process, log, lambda: psycopg2.connect(url).close())
+        yield Service(url, password, process.pid)
+    finally:
+        if process is not None:
+            stop_process(process, signal.SIGINT)  # Postgres's "fast" shutdown
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def create_database(server: Service, name: str) -> str:
+    """A new database on `server`, for one test; returns its URL."""
+    import psycopg2
+
+    connection = psycopg2.connect(server.url)
+    try:
+        connection.autocommit = True  # CREATE DATABASE cannot run in a transaction
+        with connection.cursor() as cursor:
+            cursor.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        connection.close()
+    return server.url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@contextmanager
+def redis_server() -> Iterator[Service]:
+    """A Redis server that persists nothing; its password is in a config file only we can read, not on its command
+    line (which every user of the machine can see)."""
+    import redis
+
+    binary = redis_binary()
+    root = Path(tempfile.mkdtemp(prefix="transcend-redis-"))
+    process = None
+    try:
+        password, port = secrets.token_hex(16), free_port()
+        config = root / "redis.conf"
+        config.touch(mode=0o600)
+        config.write_text(
+            f"port {port}\nbind 127.0.0.1\nprotected-mode yes\nrequirepass {password}\n"
+            f'save ""\nappendonly no\ndir {root}\n'
+        )
+        log = root / "redis.log"
+        with log.open("w") as output:
+            process = subprocess.Popen([binary, config], cwd=root, stdout=output, stderr=subprocess.STDOUT)
+        url = f"redis://:{password}@127.0.0.1:{port}/0"
+        _wait_until_ready(process, log, lambda: redis.Redis.from_url(url).ping())
+        yield Service(url, password, process.pid)
+    finally:
+        if process is not None:
+            stop_process(process, signal.SIGTERM)
+        shutil.rmtree(root, ignore_errors=True)
