@@ -162,13 +162,18 @@ def generate_games(
     )
 
 
-def build_models(connection: duckdb.DuckDBPyConnection, root: Path, variables: dict, months: list[str]) -> dict:
-    """Materialise every model of the project in dependency order, every month for monthly ones; row counts."""
+def build_models(
+    connection: duckdb.DuckDBPyConnection, root: Path, variables: dict, months: list[str], lake: Path | None = None
+) -> dict:
+    """Materialise every model of the project in dependency order, every month for monthly ones (in `lake`, if
+    given); row counts."""
     models = discover_models(root)
     counts = {}
     for name in topological_order(models):
         if models[name].partitioned_by_month:
-            counts[name] = sum(materialize(connection, models[name], variables, month=month) for month in months)
+            counts[name] = sum(
+                materialize(connection, models[name], variables, month=month, lake=lake) for month in months
+            )
         else:
             counts[name] = materialize(connection, models[name], variables)
     return counts
