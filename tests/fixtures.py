@@ -241,8 +241,9 @@ class BuiltMonth:
     buckets: dg.ExecuteInProcessResult
 
 
-def build_month(home: Path, texts: list[str]) -> BuiltMonth:
-    """Write `texts` as the smoke panel's dump of MONTH and materialise the warehouse from it (gates may fail)."""
+def build_month(home: Path, texts: list[str], lake: Path | None = None) -> BuiltMonth:
+    """Write `texts` as the smoke panel's dump of MONTH and materialise the warehouse from it (gates may fail);
+    with `lake`, as TRANSCEND_WAREHOUSE=lake does."""
     from transcend_pipeline.defs.ingestion import games, raw_dump
     from transcend_pipeline.defs.partitions import MODELS
     from transcend_pipeline.defs.resources import PanelSource, TranscendHome
@@ -252,7 +253,7 @@ def build_month(home: Path, texts: list[str]) -> BuiltMonth:
     path = home / "raw" / source.label / dump_filename(MONTH)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(zstandard.ZstdCompressor(level=3).compress("".join(texts).encode()))
-    resources = {"home": TranscendHome(path=str(home)), "dump_source": source}
+    resources = {"home": TranscendHome(path=str(home), lake_path=str(lake or "")), "dump_source": source}
     instance = dg.DagsterInstance.get()
     monthly = [asset for asset in sql_model_assets if MODELS[asset.key.path[-1]].partitioned_by_month]
     tables = [asset for asset in sql_model_assets if not MODELS[asset.key.path[-1]].partitioned_by_month]

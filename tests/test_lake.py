@@ -4,11 +4,13 @@ same SQL models and quality gates as the DuckDB file, on the real Lichess sample
 from __future__ import annotations
 
 import multiprocessing
+import random
 from pathlib import Path
 
+import dagster as dg
 import pyarrow as pa
 import pytest
-from fixtures import build_models
+from fixtures import build_models, build_month, random_game
 
 from transcend_pipeline import ingest as ingest_module
 from transcend_pipeline import lake as lake_module
@@ -218,3 +220,34 @@ def test_the_warehouse_switch_defaults_to_the_duckdb_file(monkeypatch: pytest.Mo
     monkeypatch.setenv("TRANSCEND_WAREHOUSE", "iceberg")
     with pytest.raises(ValueError, match="TRANSCEND_WAREHOUSE"):
         Settings.from_env()
+
+
+@pytest.mark.slow
+def test_the_dagster_assets_ingest_gate_and_train_from_the_lake(transcend_home: Path):
+    rng = random.Random(3)
+    texts = []
+    for index in range(800):  # a diverse cap-1300 pool of 40 players
+        white, black = rng.sample(range(40), 2)
+        texts.append(random_game(rng, f"club{white}", f"club{black}", rng.randrange(1050, 1300), 1200, index))
+    lake = transcend_home / "lake"
+    built = build_month(transcend_home, texts, lake=lake)
+    assert built.ingest.asset_materializations_for_node("games")[0].metadata["games_read"].value == 800
+    assert lake_module.tables(lake) == ["games", "games_quarantine", "stg_games"]
+    assert sum(counts[0] for counts in lake_counts(lake).values()) == 800
+    checks = {
+        (evaluation.asset_key.path[-1], evaluation.check_name): evaluation.passed
+        for result in (built.ingest, built.buckets)
+        for evaluation in result.get_asset_check_evaluations()
+    }
+    assert checks[("bucket_games", "cap_1300")] and checks[("bucket_diversity", "cap_1300")]
+    with open_warehouse(transcend_home / "warehouse.duckdb", read_only=True) as connection:
+        local = {name for (name,) in connection.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        (bucketed,) = connection.execute("SELECT count(*) FROM bucket_games WHERE cap = 1300").fetchone()
+    assert "games" not in local and "stg_games" not in local and bucketed > 700
+
+    from transcend_pipeline.defs.training import training_set
+
+    trained = dg.materialize(
+        [training_set], partition_key="cap1300", resources=built.resources, instance=built.instance
+    )
+    assert trained.asset_materializations_for_node("training_set")[0].metadata["games_train"].value > 400
