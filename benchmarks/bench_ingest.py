@@ -157,6 +157,13 @@ def compare_warehouses(dump: Path, work: Path, games: int, repeat: int, moves_ma
         print(f"{label:<46} {per_cpu[warehouse, writers]:>12,.0f} {wall:>9,.0f}  ({each})")
     ratios = ", ".join(f"{writers}: {per_cpu['lake', writers] / per_cpu['duckdb', writers]:.2f}" for writers in WRITERS)
     print(f"{'':<46} lake / DuckDB file, games per CPU-second, by writer processes: {ratios}")
+    stored = sum(len(batch) for batches in runs.values() for batch in batches) // 2 * games  # games per warehouse
+    database = (work / f"bench-1-{moves_max_elo}.duckdb").stat().st_size
+    lake = sum(path.stat().st_size for path in (work / f"lake-1-{moves_max_elo}").rglob("*") if path.is_file())
+    print(
+        f"{'':<46} on disk, {moves}: DuckDB file {database / stored:,.0f} bytes a game, "
+        f"lake {lake / stored:,.0f} ({stored:,} games in each)"
+    )
 
 
 INGEST_IN_TREE = """
