@@ -7,7 +7,9 @@ when every game has been read does one transaction replace the month's rows of
 both tables, so the warehouse lock is held for seconds and a corrupt dump found
 at 90% leaves the previous rows as they were. That swap also keeps a month's game
 ids unique: a game whose id came earlier in the month goes to the quarantine as
-`duplicate_game_id` (Lichess never repeats one; files from elsewhere may).
+`duplicate_game_id` (Lichess never repeats one; files from elsewhere may). With a
+lake (`transcend_pipeline.lake`), the same rows replace the month's in its Delta
+tables instead, one commit per table, and the DuckDB file is never opened.
 """
 
 from __future__ import annotations

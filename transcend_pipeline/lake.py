@@ -23,8 +23,7 @@ retries and no row is lost. Two writers of the *same* month conflict (each
 removes files the other's predicate reads): the first to commit wins whole, the
 other fails with `MonthWriteConflict` and its files stay unreferenced, so the
 month always holds exactly one writer's complete rows, never a mix or a
-duplicate. Dagster's retry (or a rerun) then replaces the month again, as any
-rerun does.
+duplicate. A rerun then replaces the month again, as any rerun does.
 
 **DuckDB reads the lake with the same SQL.** `attach` registers each table's
 Arrow dataset (`DeltaTable.to_pyarrow_dataset()`, the files of its latest
@@ -33,10 +32,11 @@ model or a quality gate scans the lake, a `month = …` filter prunes partitions
 and no DuckDB extension is needed (`INSTALL delta` would download one). A
 registered name shadows a table of the same name in the DuckDB file.
 
-Paths here are local folders. delta-rs also takes object-store URLs
-(`s3://bucket/lake`, `gs://`, `az://`) with credentials in `storage_options`
-or its environment variables; on S3 its commits need a store with conditional
-writes or a locking provider (delta-rs documents both).
+A lake here is a local (or mounted) folder, whose tables are its subfolders.
+delta-rs also writes object stores (`s3://bucket/lake`, `gs://`, `az://`), with
+credentials in `storage_options` or its environment variables, and on S3 needs
+conditional writes or a locking provider for its commits; supporting them
+means taking URLs here and listing tables without a folder.
 """
 
 from __future__ import annotations
