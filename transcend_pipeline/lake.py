@@ -19,11 +19,12 @@ rerun replaces, never appends.
 **Concurrent writers.** delta-rs commits optimistically: a writer that finds
 another commit ahead of its own checks it for conflicts and retries. Writers of
 different months touch disjoint partitions, so each commits after at most a few
-retries and no row is lost. Two writers of the *same* month conflict (each
-removes files the other's predicate reads): the first to commit wins whole, the
-other fails with `MonthWriteConflict` and its files stay unreferenced, so the
-month always holds exactly one writer's complete rows, never a mix or a
-duplicate. A rerun then replaces the month again, as any rerun does.
+retries and no row is lost. Two overlapping writers of the *same* month conflict
+(each removes files the other's predicate reads): the first to commit wins
+whole, the other fails with `MonthWriteConflict` and its files stay
+unreferenced, so the month always holds exactly one writer's complete rows,
+never a mix or a duplicate. A rerun then replaces the month again, as any rerun
+does (as does a writer that reads the table after the other's commit).
 
 **DuckDB reads the lake with the same SQL.** `attach` registers each table's
 Arrow dataset (`DeltaTable.to_pyarrow_dataset()`, the files of its latest
