@@ -21,11 +21,14 @@ a hundredth of a recent Lichess month, shows what a real month gets.
     .venv/bin/python benchmarks/bench_ingest.py --games 1000000  # a month's worth of scaling (~12 min)
     .venv/bin/python benchmarks/bench_ingest.py --quick          # 10k games, one run: a smoke run
     .venv/bin/python benchmarks/bench_ingest.py --against main   # also this code against another commit's
+    .venv/bin/python benchmarks/bench_ingest.py --warehouse lake --games 50000 --repeat 2  # the lake vs the file
 
 `--against REV` checks out REV's `transcend_pipeline` (`git archive`) and ingests
 the corpus with it and with this tree in turn, each in a fresh interpreter, one
 worker, so that a change to the parser is measured against the code it replaces
-in the same run, on the same machine load.
+in the same run, on the same machine load. `--warehouse lake` does the same for
+the Delta lake against the DuckDB file (`compare_warehouses`), with 1, 2 and 4
+processes writing a month each at once.
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ RECENT_MONTH_GAMES = 96_000_000
 PYTHON_CHESS_GAMES = 2_000
 SPIN_ITERATIONS = 10_000_000  # about half a second of a pure-Python loop
 REPOSITORY = Path(__file__).resolve().parents[1]
+WRITERS = (1, 2, 4)  # processes writing a month each at once, in --warehouse lake
 SITE_ID = re.compile(r"(?<=\[Site \"https://lichess.org/)\w+")
 
 
@@ -98,29 +102,68 @@ class Measured:
 
 
 def measure_ingest(
-    dump: Path, work: Path, workers: int, moves_max_elo: int | None, months: list[str]
+    dump: Path, work: Path, workers: int, moves_max_elo: int | None, months: list[str], warehouse: str = "duckdb"
 ) -> list[Measured]:
-    """Ingest the dump as each of `months` at once, each in its own process (like a Dagster backfill)."""
+    """Ingest the dump as each of `months` at once, each in its own process (like a Dagster backfill), into the
+    DuckDB file or (`warehouse="lake"`) the Delta lake."""
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(len(months), mp_context=context) as pool:  # not daemonic, so helpers may start
-        futures = [pool.submit(_ingest_here, dump, work, month, workers, moves_max_elo) for month in months]
+        futures = [pool.submit(_ingest_here, dump, work, month, workers, moves_max_elo, warehouse) for month in months]
         return [future.result() for future in futures]
 
 
-def _ingest_here(dump: Path, work: Path, month: str, workers: int, moves_max_elo: int | None) -> Measured:
-    warehouse = work / f"bench-{workers}-{moves_max_elo}.duckdb"
+def _ingest_here(
+    dump: Path, work: Path, month: str, workers: int, moves_max_elo: int | None, warehouse: str
+) -> Measured:
+    database = work / f"bench-{workers}-{moves_max_elo}.duckdb"
+    lake = work / f"lake-{workers}-{moves_max_elo}" if warehouse == "lake" else None
     cpu_before = _cpu_seconds()
     result = ingest_month(
-        dump, month, warehouse, staging_dir=work / "staging", workers=workers, moves_max_elo=moves_max_elo
+        dump, month, database, staging_dir=work / "staging", workers=workers, moves_max_elo=moves_max_elo, lake=lake
     )
     cpu = _cpu_seconds() - cpu_before
     finished_at = time.time()
-    with open_warehouse(warehouse, read_only=True) as connection:
+    with open_warehouse(None if lake else database, read_only=lake is None, lake=lake) as connection:
         (rows,) = connection.execute("SELECT count(*) FROM games WHERE month = ?", [month]).fetchone()
     assert rows == result.games_accepted, (rows, result)
     peak = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
     moves = "all moves" if moves_max_elo is None else f"moves <= {moves_max_elo}"
-    return Measured(f"ingest_month, {moves}, workers={workers}", result, cpu, peak / 1024, finished_at)
+    return Measured(f"ingest_month, {moves}, workers={workers}, {warehouse}", result, cpu, peak / 1024, finished_at)
+
+
+def compare_warehouses(dump: Path, work: Path, games: int, repeat: int, moves_max_elo: int | None) -> None:
+    """Games per CPU-second into the lake against the DuckDB file, with 1, 2 and 4 writer processes (one worker
+    each, a month each, all at once, as a backfill on one machine), runs interleaved; minimum CPU of each.
+
+    The wall rate is every month's games over the window from the first start to the last finish; with more
+    processes than cores it measures the machine, and the DuckDB file's writers also wait for its lock.
+    """
+    months = (f"{2300 + index // 12}-{index % 12 + 1:02d}" for index in itertools.count())
+    runs: dict[tuple[str, int], list[list[Measured]]] = collections.defaultdict(list)
+    for _ in range(repeat):
+        for writers in WRITERS:
+            for warehouse in ("duckdb", "lake"):
+                batch = [next(months) for _ in range(writers)]
+                runs[warehouse, writers].append(measure_ingest(dump, work, 1, moves_max_elo, batch, warehouse))
+    moves = "all moves" if moves_max_elo is None else f"moves <= {moves_max_elo}"
+    print(f"{'':<46} {'games/CPU-s':>12} {'games/s':>9}  (runs: games/CPU-s)")
+    per_cpu: dict[tuple[str, int], float] = {}
+    for (warehouse, writers), measured in runs.items():
+        cpu = [sum(run.cpu_seconds for run in batch) for batch in measured]
+        per_cpu[warehouse, writers] = writers * games / min(cpu)
+        wall = writers * games / statistics.median(_window(batch) for batch in measured)
+        each = ", ".join(f"{writers * games / seconds:,.0f}" for seconds in cpu)
+        label = f"{warehouse}, {moves}, {writers} writer process{'es' if writers > 1 else ''}"
+        print(f"{label:<46} {per_cpu[warehouse, writers]:>12,.0f} {wall:>9,.0f}  ({each})")
+    ratios = ", ".join(f"{writers}: {per_cpu['lake', writers] / per_cpu['duckdb', writers]:.2f}" for writers in WRITERS)
+    print(f"{'':<46} lake / DuckDB file, games per CPU-second, by writer processes: {ratios}")
+    stored = sum(len(batch) for batches in runs.values() for batch in batches) // 2 * games  # games per warehouse
+    database = (work / f"bench-1-{moves_max_elo}.duckdb").stat().st_size
+    lake = sum(path.stat().st_size for path in (work / f"lake-1-{moves_max_elo}").rglob("*") if path.is_file())
+    print(
+        f"{'':<46} on disk, {moves}: DuckDB file {database / stored:,.0f} bytes a game, "
+        f"lake {lake / stored:,.0f} ({stored:,} games in each)"
+    )
 
 
 INGEST_IN_TREE = """
@@ -241,6 +284,12 @@ def main() -> None:
     parser.add_argument("--moves-max-elo", type=int, default=1500, help="the cap for the bucket-only runs")
     parser.add_argument("--against", metavar="REV", help="also compare with the ingest of git revision REV")
     parser.add_argument("--against-only", action="store_true", help="with --against: only that comparison")
+    parser.add_argument(
+        "--warehouse",
+        choices=("duckdb", "lake"),
+        default="duckdb",
+        help="lake: only the lake against the DuckDB file, 1, 2 and 4 writer processes (moves <= the cap)",
+    )
     args = parser.parse_args()
     games = args.games or (10_000 if args.quick else 100_000)
     repeat = args.repeat or (1 if args.quick else 3)
@@ -256,6 +305,10 @@ def main() -> None:
             f"{repeat} interleaved runs: wall-clock figures are their medians, CPU ones their minimum (interference "
             f"only adds CPU time, to python-chess and to us alike)"
         )
+        if args.warehouse == "lake":
+            compare_warehouses(dump, work, games, repeat, args.moves_max_elo)
+            print(f"load average at the end: {_load()}")
+            return
         if args.against:
             for cap in (args.moves_max_elo, None):
                 compare_trees(args.against, dump, work, games, repeat, cap)

@@ -164,13 +164,18 @@ def generate_games(
     )
 
 
-def build_models(connection: duckdb.DuckDBPyConnection, root: Path, variables: dict, months: list[str]) -> dict:
-    """Materialise every model of the project in dependency order, every month for monthly ones; row counts."""
+def build_models(
+    connection: duckdb.DuckDBPyConnection, root: Path, variables: dict, months: list[str], lake: Path | None = None
+) -> dict:
+    """Materialise every model of the project in dependency order, every month for monthly ones (in `lake`, if
+    given); row counts."""
     models = discover_models(root)
     counts = {}
     for name in topological_order(models):
         if models[name].partitioned_by_month:
-            counts[name] = sum(materialize(connection, models[name], variables, month=month) for month in months)
+            counts[name] = sum(
+                materialize(connection, models[name], variables, month=month, lake=lake) for month in months
+            )
         else:
             counts[name] = materialize(connection, models[name], variables)
     return counts
@@ -238,8 +243,9 @@ class BuiltMonth:
     buckets: dg.ExecuteInProcessResult
 
 
-def build_month(home: Path, texts: list[str]) -> BuiltMonth:
-    """Write `texts` as the smoke panel's dump of MONTH and materialise the warehouse from it (gates may fail)."""
+def build_month(home: Path, texts: list[str], lake: Path | None = None) -> BuiltMonth:
+    """Write `texts` as the smoke panel's dump of MONTH and materialise the warehouse from it (gates may fail);
+    with `lake`, as TRANSCEND_WAREHOUSE=lake does."""
     from transcend_pipeline.defs.ingestion import games, raw_dump
     from transcend_pipeline.defs.partitions import MODELS
     from transcend_pipeline.defs.resources import PanelSource, TranscendHome
@@ -249,7 +255,7 @@ def build_month(home: Path, texts: list[str]) -> BuiltMonth:
     path = home / "raw" / source.label / dump_filename(MONTH)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(zstandard.ZstdCompressor(level=3).compress("".join(texts).encode()))
-    resources = {"home": TranscendHome(path=str(home)), "dump_source": source}
+    resources = {"home": TranscendHome(path=str(home), lake_path=str(lake or "")), "dump_source": source}
     instance = dg.DagsterInstance.get()
     monthly = [asset for asset in sql_model_assets if MODELS[asset.key.path[-1]].partitioned_by_month]
     tables = [asset for asset in sql_model_assets if not MODELS[asset.key.path[-1]].partitioned_by_month]

@@ -22,6 +22,7 @@ import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -300,9 +301,11 @@ def build_arm(
     stockfish_path: str,
     workers: int,
     log: Callable[[str], None] = print,
+    lake: Path | None = None,
 ) -> ArmBucket:
     """A diversity arm's games in `ablation_staging` (played on the panel, or the Lichess bucket's games of its most
-    active players), its bucket built by the bucket SQL and checked by the bucket gates with its waivers."""
+    active players), its bucket built by the bucket SQL and checked by the bucket gates with its waivers; with
+    `lake`, the cap bucket's games are read from its `stg_games`."""
     from transcend_pipeline.queries import arm_players, cap_bucket_pairings, diversity_row, latest_panel_roster
     from transcend_pipeline.warehouse import open_warehouse, replace_with_rows
 
@@ -312,7 +315,7 @@ def build_arm(
             f"{experiment.arm}: the variant '{variant.label}' needs {'panel' if variant.panel_only else 'Lichess'} "
             f"data, but the source is {'the panel' if panel is not None else 'Lichess'}"
         )
-    with open_warehouse(warehouse_path, read_only=True) as connection:
+    with open_warehouse(warehouse_path, read_only=True, lake=lake) as connection:
         bucket = cap_bucket_pairings(connection, experiment.cap, months)
         full_bucket = diversity_row(connection, dataclasses.replace(experiment, variant=None))
         panel_rows = latest_panel_roster(connection, months) if panel is not None else []
@@ -336,7 +339,7 @@ def build_arm(
             workers=workers,
             progress=progress,
         )
-    with open_warehouse(warehouse_path) as connection:
+    with open_warehouse(warehouse_path, lake=lake) as connection:
         if panel is not None:
             replace_with_rows(connection, STAGING_TABLE, rows, partition=("variant", experiment.arm))
         else:

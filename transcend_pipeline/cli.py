@@ -117,17 +117,18 @@ def print_summary(settings: Settings, seconds: float) -> None:
     from transcend_pipeline.defs.resources import TranscendHome
     from transcend_pipeline.warehouse import open_warehouse
 
-    home = TranscendHome(path=str(settings.home))
+    home = TranscendHome(path=str(settings.home), lake_path=str(settings.lake or ""))
     print(f"\ntranscend: done in {seconds / 60:.1f} min. Data directory: {settings.home}")
     for path in sorted(home.raw_dir.rglob("*.pgn.zst")):
         print(f"  raw dump   {path.relative_to(settings.home)}  ({path.stat().st_size / 1e6:,.1f} MB)")
-    with open_warehouse(home.warehouse_path, read_only=True) as connection:
-        tables = connection.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' ORDER BY table_name"
+    with open_warehouse(home.warehouse_path, read_only=True, lake=home.lake) as connection:
+        tables = connection.execute(  # a lake's table (registered, in the temp catalog) hides the file's namesake
+            "SELECT DISTINCT ON (table_name) table_name, table_catalog = 'temp' AS in_lake "
+            "FROM information_schema.tables WHERE table_schema = 'main' ORDER BY table_name, in_lake DESC"
         ).fetchall()
-        for (table,) in tables:
+        for table, in_lake in tables:
             (rows,) = connection.execute(f'SELECT count(*) FROM "{table}"').fetchone()
-            print(f"  table      {table:<24} {rows:>10,} rows   ({home.warehouse_path.name})")
+            print(f"  table      {table:<24} {rows:>10,} rows   ({home.lake if in_lake else home.warehouse_path.name})")
     for metrics in sorted((settings.home / "checkpoints").glob("*/metrics.json")):
         summary = json.loads(metrics.read_text())
         print(

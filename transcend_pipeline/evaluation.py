@@ -754,16 +754,18 @@ def build_ladder(
     panel: PanelConfig | None,
     stockfish: str,
     log: Callable[[str], None] = print,
+    lake: Path | None = None,
 ) -> Ladder:
     """The ladder every rated player meets, its opening book from the largest cap's bucket, its round robin and
-    (panel data) each cap's baselines against it: tables `ladder`, `opening_book` and `ladder_games`."""
+    (panel data) each cap's baselines against it: tables `ladder`, `opening_book` and `ladder_games`. With `lake`,
+    the bucket's moves are read from its `stg_games`."""
     from transcend_pipeline.ladder import LadderEngines, ladder_players, panel_baselines, panel_ladder, stockfish_ladder
     from transcend_pipeline.play import book_from_games, play_matches, round_robin
     from transcend_pipeline.queries import latest_panel_roster, sampled_bucket_moves
     from transcend_pipeline.warehouse import open_warehouse, replace_with_rows
 
     caps = sorted(caps)
-    with open_warehouse(warehouse_path, read_only=True) as connection:
+    with open_warehouse(warehouse_path, read_only=True, lake=lake) as connection:
         games = sampled_bucket_moves(
             connection, max(caps), months, seed=settings.seed, limit=50 * settings.book_openings
         )

@@ -7,7 +7,9 @@ when every game has been read does one transaction replace the month's rows of
 both tables, so the warehouse lock is held for seconds and a corrupt dump found
 at 90% leaves the previous rows as they were. That swap also keeps a month's game
 ids unique: a game whose id came earlier in the month goes to the quarantine as
-`duplicate_game_id` (Lichess never repeats one; files from elsewhere may).
+`duplicate_game_id` (Lichess never repeats one; files from elsewhere may). With a
+lake (`transcend_pipeline.lake`), the same rows replace the month's in its Delta
+tables instead, one commit per table, and the DuckDB file is never opened.
 """
 
 from __future__ import annotations
@@ -27,11 +29,13 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import zstandard
 
+from transcend_pipeline.lake import replace_month
 from transcend_pipeline.pgn import (
     EXCERPT_CHARS,
     PARSED_GAMES_SCHEMA,
@@ -68,6 +72,25 @@ QUARANTINE_DDL = """
 CREATE TABLE IF NOT EXISTS games_quarantine (
     month VARCHAR, position INTEGER, site VARCHAR, excerpt VARCHAR, reason VARCHAR, detail VARCHAR
 )"""
+# The month's later games of a repeated id (parameters: the staged games' glob, the month), quarantined by the swap.
+DUPLICATES_SQL = f"""
+CREATE TEMP TABLE duplicates AS
+WITH repeated AS (
+    SELECT game_id FROM read_parquet($games) GROUP BY game_id HAVING count(*) > 1
+)
+SELECT $month AS month, position, site,
+    left(format('[Site "{{}}"] [White "{{}}"] [Black "{{}}"] [Result "{{}}"] ({{}} moves)',
+        site, white, black, result, coalesce(ply_count::VARCHAR, '?')), {EXCERPT_CHARS}) AS excerpt,
+    'duplicate_game_id' AS reason,
+    format('game id {{}} came first at position {{}}', game_id, first) AS detail
+FROM (
+    SELECT *, min(position) OVER (PARTITION BY game_id) AS first
+    FROM read_parquet($games) SEMI JOIN repeated USING (game_id)
+)
+WHERE position > first
+"""
+# The staged games (parameter: their glob) but the duplicates: the rows of `games`.
+FIRST_OF_EACH_ID_SQL = "SELECT * EXCLUDE (position) FROM read_parquet(?) ANTI JOIN duplicates USING (position)"
 
 
 class DumpReadError(RuntimeError):
@@ -143,6 +166,7 @@ def ingest_month(
     workers: int = 1,
     progress: Callable[[int, float], None] | None = None,
     moves_max_elo: int | None = None,
+    lake: Path | None = None,
 ) -> IngestResult:
     """Parse one month's dump (`.pgn.zst`, or plain `.pgn`) and atomically replace its rows in the warehouse.
 
@@ -152,6 +176,8 @@ def ingest_month(
     at the end. `moves_max_elo` stores (and
     legality-checks) moves only for games whose both Elos are at most that value,
     the games that can enter a rating bucket; None keeps every game's moves.
+    With `lake`, the rows go to the Delta tables there (`transcend_pipeline.lake`)
+    and `warehouse_path` is not opened.
     """
     if not re.fullmatch(r"[0-9]{4}-[0-9]{2}", month):
         raise ValueError(f"month must be 'YYYY-MM', got {month!r}")
@@ -184,7 +210,7 @@ def ingest_month(
             swap_started = time.perf_counter()
             # DuckDB splits a copy by row groups: more threads than the month has row groups only contend.
             threads = max(1, min(workers, math.ceil(accepted / DUCKDB_ROW_GROUP)))
-            duplicates = _swap_month(warehouse_path, month, games_out.pattern, quarantine_out.pattern, threads)
+            duplicates = _swap_month(warehouse_path, month, games_out.pattern, quarantine_out.pattern, threads, lake)
             accepted -= duplicates
             if duplicates:
                 reasons["duplicate_game_id"] += duplicates
@@ -323,7 +349,9 @@ def _parsed_chunks(
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _swap_month(warehouse_path: Path, month: str, games: str, quarantine: str, threads: int) -> int:
+def _swap_month(
+    warehouse_path: Path, month: str, games: str, quarantine: str, threads: int, lake: Path | None = None
+) -> int:
     """Replace the month's rows of both tables from their staged Parquet files (globs), in one transaction; return
     how many games were quarantined there as `duplicate_game_id`.
 
@@ -333,42 +361,20 @@ def _swap_month(warehouse_path: Path, month: str, games: str, quarantine: str, t
     identify them; a quarantined game keeps its position); in order, 1.2x. On
     100k games (one row group) two threads took 0.70 s against 0.49 s for one.
     A game id seen twice keeps its first game (by position); the later ones are
-    quarantined with their tags as the excerpt.
+    quarantined with their tags as the excerpt. With `lake`, the rows go to its
+    Delta tables instead (`_swap_month_into_lake`).
     """
+    if lake is not None:
+        return _swap_month_into_lake(lake, month, games, quarantine, threads)
     with open_warehouse(warehouse_path) as connection:
-        connection.execute("SET enable_progress_bar = false")
-        connection.execute(f"SET threads = {int(threads)}")
-        connection.execute("SET preserve_insertion_order = false")
-        connection.execute(f"SET memory_limit = '{SWAP_MEMORY_LIMIT}'")  # spill rather than grow with the month
+        _configure_swap(connection, threads)
         connection.execute("BEGIN TRANSACTION")
         try:
             for ddl in (MOVE_TYPE_DDL, GAMES_DDL, QUARANTINE_DDL):
                 connection.execute(ddl)
-            connection.execute(
-                f"""
-                CREATE TEMP TABLE duplicates AS
-                WITH repeated AS (
-                    SELECT game_id FROM read_parquet($games) GROUP BY game_id HAVING count(*) > 1
-                )
-                SELECT $month AS month, position, site,
-                    left(format('[Site "{{}}"] [White "{{}}"] [Black "{{}}"] [Result "{{}}"] ({{}} moves)',
-                        site, white, black, result, coalesce(ply_count::VARCHAR, '?')), {EXCERPT_CHARS}) AS excerpt,
-                    'duplicate_game_id' AS reason,
-                    format('game id {{}} came first at position {{}}', game_id, first) AS detail
-                FROM (
-                    SELECT *, min(position) OVER (PARTITION BY game_id) AS first
-                    FROM read_parquet($games) SEMI JOIN repeated USING (game_id)
-                )
-                WHERE position > first
-                """,
-                {"games": games, "month": month},
-            )
+            connection.execute(DUPLICATES_SQL, {"games": games, "month": month})
             connection.execute("DELETE FROM games WHERE month = ?", [month])
-            connection.execute(
-                "INSERT INTO games BY NAME SELECT * EXCLUDE (position) FROM read_parquet(?) "
-                "ANTI JOIN duplicates USING (position)",
-                [games],
-            )
+            connection.execute(f"INSERT INTO games BY NAME {FIRST_OF_EACH_ID_SQL}", [games])
             connection.execute("DELETE FROM games_quarantine WHERE month = ?", [month])
             connection.execute("INSERT INTO games_quarantine BY NAME SELECT * FROM read_parquet(?)", [quarantine])
             connection.execute("INSERT INTO games_quarantine BY NAME SELECT * FROM duplicates")
@@ -379,3 +385,31 @@ def _swap_month(warehouse_path: Path, month: str, games: str, quarantine: str, t
             connection.execute("ROLLBACK")
             raise
     return duplicates
+
+
+def _swap_month_into_lake(lake: Path, month: str, games: str, quarantine: str, threads: int) -> int:
+    """`_swap_month` for the lake: the same duplicate rule, run by an in-memory DuckDB over the staged files, whose
+    rows stream into one commit per table (`lake.replace_month`); the DuckDB file is not opened.
+
+    A Delta commit spans one table, so `games` is committed before `games_quarantine`: a failure between the two
+    leaves the month's new games beside its old quarantine (read = accepted + quarantined fails for that month)
+    until the rerun that a failed ingest gets anyway. Each table on its own is always one writer's whole month.
+    """
+    with duckdb.connect() as connection:
+        _configure_swap(connection, threads)
+        connection.execute(DUPLICATES_SQL, {"games": games, "month": month})
+        replace_month(lake, "games", month, connection.execute(FIRST_OF_EACH_ID_SQL, [games]).to_arrow_reader())
+        quarantined = connection.execute(
+            "SELECT * FROM read_parquet(?) UNION ALL BY NAME SELECT * FROM duplicates", [quarantine]
+        )
+        replace_month(lake, "games_quarantine", month, quarantined.to_arrow_reader())
+        (duplicates,) = connection.execute("SELECT count(*) FROM duplicates").fetchone()
+    return duplicates
+
+
+def _configure_swap(connection: duckdb.DuckDBPyConnection, threads: int) -> None:
+    """The swap's settings: its threads, rows in any order (so threads can split the copy), and bounded memory."""
+    connection.execute("SET enable_progress_bar = false")
+    connection.execute(f"SET threads = {int(threads)}")
+    connection.execute("SET preserve_insertion_order = false")
+    connection.execute(f"SET memory_limit = '{SWAP_MEMORY_LIMIT}'")  # spill rather than grow with the month

@@ -227,15 +227,17 @@ def bucket_quality_bar(
     stockfish: str,
     *,
     positions: int = 1000,
+    lake: Path | None = None,
 ) -> QualityReport:
     """The quality bar of a trained model on its bucket's test split (the arm's own for a diversity arm), against
-    the players of that bucket as the panel knows them, with Q from node-limited Stockfish."""
+    the players of that bucket as the panel knows them, with Q from node-limited Stockfish; with `lake`, the
+    games' moves come from its `stg_games`."""
     from transcend_pipeline.model import ChessFormer
     from transcend_pipeline.opponents import EnginePool, PooledQ
     from transcend_pipeline.queries import bucket_moves, experiment_panel
     from transcend_pipeline.warehouse import open_warehouse
 
-    with open_warehouse(warehouse_path, read_only=True) as connection:
+    with open_warehouse(warehouse_path, read_only=True, lake=lake) as connection:
         games = bucket_moves(connection, experiment, "test", months)
         config, players = experiment_panel(connection, experiment, panel, months)
     model = ChessFormer.from_checkpoint(str(checkpoint)).eval()

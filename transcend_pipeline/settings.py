@@ -16,6 +16,7 @@ from pathlib import Path
 
 DEFAULT_LICHESS_URL = "https://database.lichess.org/standard"
 SOURCES = ("panel", "lichess")
+WAREHOUSES = ("duckdb", "lake")  # where the monthly tables live: the DuckDB file, or Delta tables (lake.py)
 #: How much work each profile affords, in one table: `demo` is the `make run` world, `smoke` runs in seconds (tests).
 #: Each entry overrides the defaults of the panel (`PanelConfig`), evaluation (`EvaluationSettings`) and state
 #: analysis (`StateAdvantageSettings`); an experiment's training steps per profile are in experiments.yaml.
@@ -122,6 +123,7 @@ class Settings:
     stockfish_path: str = ""
     workers: int = 2  # processes writing the panel dump, and Stockfish engines in an evaluation's pool
     parallel_experiments: int = 2  # experiments `transcend run` trains and evaluates at once (one core each)
+    lake: Path | None = None  # TRANSCEND_WAREHOUSE=lake: the monthly tables' Delta lake; None: the DuckDB file
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -131,14 +133,20 @@ class Settings:
         profile = os.environ.get("TRANSCEND_PROFILE", "demo").strip().lower()
         if profile not in PROFILES:
             raise ValueError(f"TRANSCEND_PROFILE must be one of {tuple(PROFILES)}, got {profile!r}")
+        warehouse = os.environ.get("TRANSCEND_WAREHOUSE", "duckdb").strip().lower()
+        if warehouse not in WAREHOUSES:
+            raise ValueError(f"TRANSCEND_WAREHOUSE must be one of {WAREHOUSES}, got {warehouse!r}")
+        home = Path(os.environ.get("TRANSCEND_HOME", "data")).expanduser().resolve()
+        lake = Path(os.environ.get("TRANSCEND_LAKE", "").strip() or home / "lake").expanduser().resolve()
         return cls(
-            home=Path(os.environ.get("TRANSCEND_HOME", "data")).expanduser().resolve(),
+            home=home,
             source=source,
             lichess_url=os.environ.get("TRANSCEND_LICHESS_URL", DEFAULT_LICHESS_URL).rstrip("/"),
             profile=profile,
             stockfish_path=os.environ.get("STOCKFISH_PATH", ""),
             workers=_positive_int("TRANSCEND_WORKERS", default=2),
             parallel_experiments=_positive_int("TRANSCEND_PARALLEL_EXPERIMENTS", default=2),
+            lake=lake if warehouse == "lake" else None,
         )
 
 

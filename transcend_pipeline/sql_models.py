@@ -12,7 +12,7 @@ vocabulary so that models read like dbt models without pulling in Jinja:
 
 Dependencies come from the refs, so dropping a new `.sql` file into the tree adds
 a model (and a Dagster asset) with no Python change. Incremental models replace
-one month's rows in one transaction; table models are rebuilt atomically.
+one month's rows in one transaction (or, with a lake, one Delta commit); table models are rebuilt atomically.
 
 For example::
 
@@ -33,6 +33,7 @@ from pathlib import Path
 import duckdb
 import yaml
 
+from transcend_pipeline import lake as lake_tables
 from transcend_pipeline.warehouse import replace_partition, replace_table
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1] / "dbt_like_sql"  # the project this package ships
@@ -281,16 +282,31 @@ def topological_order(models: Mapping[str, SqlModel]) -> list[str]:
 
 
 def materialize(
-    connection: duckdb.DuckDBPyConnection, model: SqlModel, variables: Mapping, *, month: str | None = None
+    connection: duckdb.DuckDBPyConnection,
+    model: SqlModel,
+    variables: Mapping,
+    *,
+    month: str | None = None,
+    lake: Path | None = None,
 ) -> int:
     """Build the model's table and return its row count (for an incremental model, the month's row count).
 
     The partition contract is enforced here rather than trusted to each model:
     an incremental model's output is filtered to `month` before the swap, so a
-    model that forgot its filter cannot touch other months.
+    model that forgot its filter cannot touch other months. With `lake`, an
+    incremental model's month is replaced in its Delta table there, in one
+    commit, and the connection then reads the new version; whole-table models
+    stay in the connection's database.
     """
     sql = render(model, variables, month=month)
     if model.partitioned_by_month:
         select = f"SELECT * FROM ({sql}) WHERE {PARTITION_COLUMN} = ?"
-        return replace_partition(connection, model.name, PARTITION_COLUMN, month, select, [month])
+        if lake is None:
+            return replace_partition(connection, model.name, PARTITION_COLUMN, month, select, [month])
+        lake_tables.replace_month(lake, model.name, month, connection.execute(select, [month]).to_arrow_reader())
+        lake_tables.attach(connection, lake)
+        (count,) = connection.execute(
+            f"SELECT count(*) FROM {model.name} WHERE {PARTITION_COLUMN} = ?", [month]
+        ).fetchone()
+        return int(count)
     return replace_table(connection, model.name, sql)

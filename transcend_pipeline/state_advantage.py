@@ -935,15 +935,17 @@ def analyse_experiment(
     stockfish: str,
     out_dir: Path,
     log=print,
+    lake: Path | None = None,
 ) -> ExperimentAnalysis:
     """The experiment's state advantage on positions of its own games and of held-out games (tables
     `state_advantage_positions` and `state_advantage`), on panel data the argmax comparison with the panel's ground
-    truth (`argmax_comparison`), and the figures and `state_advantage.md` under `out_dir`."""
+    truth (`argmax_comparison`), and the figures and `state_advantage.md` under `out_dir`. With `lake`, held-out
+    games' moves come from its `stg_games`."""
     from transcend_pipeline.model import ChessFormer
     from transcend_pipeline.warehouse import open_warehouse, replace_with_rows, table_exists
 
     model = ChessFormer.from_checkpoint(str(checkpoint)).eval()
-    with open_warehouse(warehouse_path, read_only=True) as connection:
+    with open_warehouse(warehouse_path, read_only=True, lake=lake) as connection:
         games = load_source_games(
             connection,
             experiment.name,
@@ -961,7 +963,7 @@ def analyse_experiment(
     )
     summaries = summary_table(analyses, experiment=experiment.name, seed=plan.seed)
     comparison = (
-        _compare_argmaxes(warehouse_path, experiment, months, ArgmaxModel(model), panel, plan, stockfish, log)
+        _compare_argmaxes(warehouse_path, experiment, months, ArgmaxModel(model), panel, plan, stockfish, log, lake)
         if panel is not None
         else []
     )
@@ -1002,6 +1004,7 @@ def _compare_argmaxes(
     plan: AnalysisPlan,
     stockfish: str,
     log,
+    lake: Path | None,
 ) -> list[ArgmaxComparison]:
     """The model's argmax against its data's best expert's clone, the experts' own policies and argmaxes and their
     mixture's argmax (the panel's ground truth), on positions of the model's confirmatory games (its moves after
@@ -1011,7 +1014,7 @@ def _compare_argmaxes(
     from transcend_pipeline.queries import experiment_panel
     from transcend_pipeline.warehouse import open_warehouse
 
-    with open_warehouse(warehouse_path, read_only=True) as connection:
+    with open_warehouse(warehouse_path, read_only=True, lake=lake) as connection:
         games = load_source_games(
             connection,
             experiment.name,

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import duckdb
 
+from transcend_pipeline import lake as lake_tables
+
 LOCK_MESSAGES = ("Could not set lock", "Conflicting lock", "database is locked")
 
 
@@ -27,8 +29,11 @@ def _is_lock_error(error: Exception) -> bool:
     return any(message in str(error) for message in LOCK_MESSAGES)
 
 
-def connect(path: Path | str, *, read_only: bool = False, timeout_s: float = 900.0) -> duckdb.DuckDBPyConnection:
-    """Open the warehouse, waiting (with jittered backoff) while another process holds its lock."""
+def connect(path: Path | str | None, *, read_only: bool = False, timeout_s: float = 900.0) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse, waiting (with jittered backoff) while another process holds its lock; None opens an
+    in-memory database, for work on the lake alone."""
+    if path is None:
+        return duckdb.connect()
     path = Path(path)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -45,10 +50,18 @@ def connect(path: Path | str, *, read_only: bool = False, timeout_s: float = 900
 
 
 @contextmanager
-def open_warehouse(path: Path | str, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A connection that is always closed, so the file lock is held as briefly as possible."""
+def open_warehouse(
+    path: Path | str | None, *, read_only: bool = False, lake: Path | None = None
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection that is always closed, so the file lock is held as briefly as possible.
+
+    With `lake`, the lake's Delta tables (`games`, `games_quarantine`, `stg_games`) are readable by name too
+    (`transcend_pipeline.lake.attach`), in place of any table of the same name in the file.
+    """
     connection = connect(path, read_only=read_only)
     try:
+        if lake is not None:
+            lake_tables.attach(connection, lake)
         yield connection
     finally:
         connection.close()

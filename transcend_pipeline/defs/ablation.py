@@ -65,6 +65,7 @@ def ablation_games(
             stockfish_path=find_stockfish(),
             workers=dump_source.workers,
             log=context.log.info,
+            lake=home.lake,
         )
     except ValueError as error:  # a variant for the other source's data
         raise dg.Failure(str(error)) from error

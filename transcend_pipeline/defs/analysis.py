@@ -46,6 +46,7 @@ def state_advantage(
             stockfish=find_stockfish(),
             out_dir=home.reports_dir / "state_advantage" / experiment.name,
             log=context.log.info,
+            lake=home.lake,
         )
     except ValueError as error:  # no positions to analyse
         raise dg.Failure(str(error)) from error

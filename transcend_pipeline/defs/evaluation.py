@@ -38,6 +38,7 @@ def opponent_ladder(
         panel=dump_source.panel_config(),
         stockfish=find_stockfish(),
         log=context.log.info,
+        lake=home.lake,
     )
     return dg.MaterializeResult(
         metadata={

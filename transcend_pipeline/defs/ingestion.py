@@ -51,7 +51,8 @@ def raw_dump(context: dg.AssetExecutionContext, home: TranscendHome, dump_source
         "One row per game of the month in the DuckDB table `games` (moves as UCI lists for games under the largest "
         "cap); games that cannot be read "
         "go to `games_quarantine` with a reason. Games read = accepted + quarantined, for every partition. "
-        "Rerunning a month replaces its rows in one transaction."
+        "Rerunning a month replaces its rows in one transaction. With $TRANSCEND_WAREHOUSE=lake, both tables are "
+        "Delta tables under $TRANSCEND_LAKE, each month replaced in one commit per table."
     ),
 )
 def games(
@@ -76,6 +77,7 @@ def games(
         workers=config.workers,
         moves_max_elo=config.moves_max_elo,
         progress=progress,
+        lake=home.lake,
     )
     if result.games_read != result.games_accepted + result.games_quarantined:
         raise dg.Failure(f"{month}: counts do not balance: {result}")

@@ -35,9 +35,15 @@ DBT_TARGET_VARIABLE = "TRANSCEND_DBT_TARGET"
 
 
 class TranscendHome(dg.ConfigurableResource):
-    """The data directory ($TRANSCEND_HOME): raw dumps, the DuckDB warehouse, checkpoints and reports."""
+    """The data directory ($TRANSCEND_HOME): raw dumps, the DuckDB warehouse, checkpoints and reports; and the lake
+    that holds the monthly tables when $TRANSCEND_WAREHOUSE is `lake` (`lake_path`, empty otherwise)."""
 
     path: str
+    lake_path: str = ""
+
+    @property
+    def lake(self) -> Path | None:
+        return Path(self.lake_path) if self.lake_path else None
 
     @property
     def root(self) -> Path:
@@ -337,7 +343,7 @@ def resources_from_env(months: list[str] | None = None) -> dict[str, dg.Configur
             profile=settings.profile, stockfish_path=settings.stockfish_path, workers=settings.workers, months=months
         )
     return {
-        "home": TranscendHome(path=str(settings.home)),
+        "home": TranscendHome(path=str(settings.home), lake_path=str(settings.lake or "")),
         "dump_source": source,
         "training": TrainingSettings.from_env(),
         "evaluation": EvaluationSettings.for_profile(settings.profile, settings.workers),

@@ -72,6 +72,7 @@ def _require_passing_gates(context: dg.AssetExecutionContext, experiment: Experi
 def training_set(
     context: dg.AssetExecutionContext, home: TranscendHome, dump_source: DumpSource
 ) -> dg.MaterializeResult:
+    from transcend_pipeline.lake import attach
     from transcend_pipeline.queries import bucket_moves_query
     from transcend_pipeline.shards import build_shards
     from transcend_pipeline.warehouse import open_warehouse
@@ -83,7 +84,10 @@ def training_set(
 
         def bucket_moves(split: str) -> Iterator[list[str]]:
             """The split's games streamed in batches, never the whole bucket in memory."""
-            cursor = connection.cursor().execute(*bucket_moves_query(experiment, split, months))
+            cursor = connection.cursor()
+            if home.lake is not None:  # a cursor does not see the tables registered on its connection
+                attach(cursor, home.lake)
+            cursor.execute(*bucket_moves_query(experiment, split, months))
             while rows := cursor.fetchmany(4096):
                 yield from (list(moves) for (moves,) in rows)
 
@@ -197,7 +201,9 @@ def _quality_bar(
     from transcend_pipeline.model_quality import bucket_quality_bar
 
     months = experiment.data_months(dump_source.months)
-    report = bucket_quality_bar(home.warehouse_path, experiment, months, checkpoint, panel, find_stockfish())
+    report = bucket_quality_bar(
+        home.warehouse_path, experiment, months, checkpoint, panel, find_stockfish(), lake=home.lake
+    )
     table = "| policy | kind | consensus agreement | Q-regret | top-1 |\n|---|---|---|---|---|\n" + "\n".join(
         f"| {row['policy']} | {row['kind']} | {row['agreement']:.1%} | {row['q_regret']:.4f} | {row['top1']:.1%} |"
         for row in report.rows()

@@ -7,6 +7,7 @@ Monthly models are partitioned like `games` and backfill in a single run.
 
 import hashlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import dagster as dg
 
@@ -19,6 +20,12 @@ from transcend_pipeline.sql_models import SqlModel, materialize, render
 # themselves (with their gates) when a month they read changes; `any_deps_missing` is dropped, or every month never
 # ingested would block them forever. The monthly job rebuilds them in the same run, which this does not repeat.
 REBUILD_WHEN_A_MONTH_CHANGES = dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing())
+
+
+def _database(home: TranscendHome, model: SqlModel) -> Path | None:
+    """The DuckDB file a model is built and checked in; None (an in-memory database) for a monthly model on the lake,
+    which reads and writes only Delta tables and so need not wait for the file's one writer."""
+    return None if home.lake is not None and model.partitioned_by_month else home.warehouse_path
 
 
 def _sql_asset(model: SqlModel) -> dg.AssetsDefinition:
@@ -45,9 +52,9 @@ def _sql_asset(model: SqlModel) -> dg.AssetsDefinition:
         variables = dump_source.sql_vars()
         months = [month_of(key) for key in context.partition_keys] if partitioned else [None]
         rows = 0
-        with open_warehouse(home.warehouse_path) as connection:
+        with open_warehouse(_database(home, model), lake=home.lake) as connection:
             for month in months:
-                rows = materialize(connection, model, variables, month=month)
+                rows = materialize(connection, model, variables, month=month, lake=home.lake)
                 context.log.info(f"{model.name}{f' {month}' if month else ''}: {rows:,} rows")
         return dg.MaterializeResult(
             metadata={
@@ -88,7 +95,7 @@ def _quality_gate(model: SqlModel, expectations: list[dict]) -> dg.AssetChecksDe
         from transcend_pipeline.quality import run_suite
         from transcend_pipeline.warehouse import open_warehouse
 
-        with open_warehouse(home.warehouse_path, read_only=True) as connection:
+        with open_warehouse(_database(home, model), read_only=True, lake=home.lake) as connection:
             suite = run_suite(connection, model.name, expectations, dump_source.sql_vars())
         context.log.info(f"{model.name}: {len(suite.outcomes)} expectations in {suite.seconds:.1f} s")
         for cap in caps:

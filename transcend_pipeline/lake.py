@@ -1,0 +1,104 @@
+"""The lake warehouse: the monthly tables as Delta Lake tables that many processes and machines may write at once.
+
+A DuckDB file admits one writing process, so with it every month's ingest waits
+for the others. A Delta table is a folder of Parquet files plus a log of
+numbered commits, each created only if absent, so writers need no lock, only a
+filesystem or object store. With `TRANSCEND_WAREHOUSE=lake`, `games`,
+`games_quarantine` and every `incremental_by_month` SQL model (`stg_games`) live
+here, one table per folder, partitioned by `month`; the whole-table models
+(the buckets) stay in the DuckDB file, whose one writer they never lacked.
+
+**A month is replaced in one commit.** `replace_month` writes the month's new
+Parquet files, then commits one log entry that removes the month's old files and
+adds the new ones (`write_deltalake(mode="overwrite", predicate="month = '…'")`,
+delta-rs's replaceWhere, which also refuses rows of another month). A reader
+sees the old month or the new one; a failure before the commit leaves only
+unreferenced files (`DeltaTable.vacuum` removes them) and the previous rows; a
+rerun replaces, never appends.
+
+**Concurrent writers.** delta-rs commits optimistically: a writer that finds
+another commit ahead of its own checks it for conflicts and retries. Writers of
+different months touch disjoint partitions, so each commits after at most a few
+retries and no row is lost. Two overlapping writers of the *same* month conflict
+(each removes files the other's predicate reads): the first to commit wins
+whole, the other fails with `MonthWriteConflict` and its files stay
+unreferenced, so the month always holds exactly one writer's complete rows,
+never a mix or a duplicate. A rerun then replaces the month again, as any rerun
+does (as does a writer that reads the table after the other's commit).
+
+**DuckDB reads the lake with the same SQL.** `attach` registers each table's
+Arrow dataset (`DeltaTable.to_pyarrow_dataset()`, the files of its latest
+version) on a DuckDB connection under the table's name, so `FROM games` in a
+model or a quality gate scans the lake, a `month = …` filter prunes partitions,
+and no DuckDB extension is needed (`INSTALL delta` would download one). A
+registered name shadows a table of the same name in the DuckDB file.
+
+A lake here is a local (or mounted) folder, whose tables are its subfolders.
+delta-rs also writes object stores (`s3://bucket/lake`, `gs://`, `az://`), with
+credentials in `storage_options` or its environment variables, and on S3 needs
+conditional writes or a locking provider for its commits; supporting them
+means taking URLs here and listing tables without a folder.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+PARTITION_COLUMN = "month"
+LOG_FOLDER = "_delta_log"
+
+
+class MonthWriteConflict(RuntimeError):
+    """Another writer replaced the same month of the same table first; this writer's rows were not committed."""
+
+
+def table_path(lake: Path, table: str) -> Path:
+    return Path(lake) / table
+
+
+def tables(lake: Path) -> list[str]:
+    """The names of the Delta tables in the lake (each a folder with a transaction log), sorted."""
+    lake = Path(lake)
+    if not lake.is_dir():
+        return []
+    return sorted(folder.name for folder in lake.iterdir() if (folder / LOG_FOLDER).is_dir())
+
+
+def replace_month(lake: Path, table: str, month: str, rows: pa.Table | pa.RecordBatchReader) -> None:
+    """Replace `month`'s rows of `table` with `rows` in one commit, creating the table on first use.
+
+    `rows` may be a stream (a `RecordBatchReader`), so a month need not fit in memory; every row must belong to
+    `month`, or nothing is committed.
+    """
+    from deltalake import write_deltalake
+    from deltalake.exceptions import CommitFailedError
+
+    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}", month):
+        raise ValueError(f"month must be 'YYYY-MM', got {month!r}")
+    try:
+        write_deltalake(
+            table_path(lake, table),
+            rows,
+            mode="overwrite",
+            predicate=f"{PARTITION_COLUMN} = '{month}'",
+            partition_by=[PARTITION_COLUMN],
+        )
+    except CommitFailedError as error:
+        raise MonthWriteConflict(f"{table} {month}: another writer replaced this month first ({error})") from error
+
+
+def attach(connection: duckdb.DuckDBPyConnection, lake: Path) -> list[str]:
+    """Make every table of the lake readable by name on `connection`, at its latest version; return the names.
+
+    Call it again after a write to see the new version: a registered dataset is a snapshot of its files.
+    """
+    from deltalake import DeltaTable
+
+    names = tables(lake)
+    for name in names:
+        connection.register(name, DeltaTable(table_path(lake, name)).to_pyarrow_dataset())
+    return names
