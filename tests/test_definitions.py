@@ -90,3 +90,31 @@ def test_the_executor_is_dagsters_default_unless_a_celery_broker_is_named(monkey
     monkeypatch.setenv(CELERY_BROKER_VARIABLE, rotated)  # read when a run starts, not kept from when it loaded
     config = executor.config_schema.resolve_config({}).value["config"]
     assert config["broker"] == config["backend"] == rotated
+
+
+@pytest.mark.parametrize("warehouse", ["duckdb", "lake"])
+def test_month_writers_queue_for_the_duckdb_file_and_not_for_the_lake(transcend_home: Path, warehouse: str) -> None:
+    """With the DuckDB file every writer of it shares the pool `warehouse` (one writing process); on the lake a
+    month's steps are Delta commits of their own and take no pool, so workers write months at once. The bucket
+    tables stay in the DuckDB file either way."""
+    probe = (
+        "import json; from transcend_pipeline.definitions import defs; "
+        "print(json.dumps({k: defs.resolve_assets_def(k).node_def.pool for k in "
+        "('games', 'stg_games', 'bucket_games', 'panel_players')}))"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        env=os.environ | {"TRANSCEND_WAREHOUSE": warehouse},
+        timeout=120,
+        check=True,
+    )
+    pools = json.loads(completed.stdout.strip().splitlines()[-1])
+    month_pool = "warehouse" if warehouse == "duckdb" else None
+    assert pools == {
+        "games": month_pool,
+        "stg_games": month_pool,
+        "bucket_games": "warehouse",
+        "panel_players": "warehouse",
+    }

@@ -133,9 +133,7 @@ class Settings:
         profile = os.environ.get("TRANSCEND_PROFILE", "demo").strip().lower()
         if profile not in PROFILES:
             raise ValueError(f"TRANSCEND_PROFILE must be one of {tuple(PROFILES)}, got {profile!r}")
-        warehouse = os.environ.get("TRANSCEND_WAREHOUSE", "duckdb").strip().lower()
-        if warehouse not in WAREHOUSES:
-            raise ValueError(f"TRANSCEND_WAREHOUSE must be one of {WAREHOUSES}, got {warehouse!r}")
+        warehouse = warehouse_kind()
         home = Path(os.environ.get("TRANSCEND_HOME", "data")).expanduser().resolve()
         lake = Path(os.environ.get("TRANSCEND_LAKE", "").strip() or home / "lake").expanduser().resolve()
         return cls(
@@ -148,6 +146,14 @@ class Settings:
             parallel_experiments=_positive_int("TRANSCEND_PARALLEL_EXPERIMENTS", default=2),
             lake=lake if warehouse == "lake" else None,
         )
+
+
+def warehouse_kind() -> str:
+    """$TRANSCEND_WAREHOUSE: `duckdb` (the default) or `lake`."""
+    warehouse = os.environ.get("TRANSCEND_WAREHOUSE", "duckdb").strip().lower()
+    if warehouse not in WAREHOUSES:
+        raise ValueError(f"TRANSCEND_WAREHOUSE must be one of {WAREHOUSES}, got {warehouse!r}")
+    return warehouse
 
 
 def _positive_int(variable: str, default: int) -> int:

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from transcend_pipeline.defs.partitions import CAPS, month_of, monthly_partitions
-from transcend_pipeline.defs.resources import DumpSource, TranscendHome
+from transcend_pipeline.defs.resources import MONTH_WRITER_POOL, DumpSource, TranscendHome
 
 
 class IngestConfig(dg.Config):
@@ -46,7 +46,7 @@ def raw_dump(context: dg.AssetExecutionContext, home: TranscendHome, dump_source
     partitions_def=monthly_partitions,
     group_name="ingestion",
     kinds={"duckdb"},
-    pool="warehouse",
+    pool=MONTH_WRITER_POOL,
     description=(
         "One row per game of the month in the DuckDB table `games` (moves as UCI lists for games under the largest "
         "cap); games that cannot be read "

@@ -25,8 +25,14 @@ from transcend_pipeline.settings import (
     find_stockfish,
     last_complete_month,
     profile_overrides,
+    warehouse_kind,
 )
 from transcend_pipeline.sql_models import PROJECT_ROOT, load_vars
+
+#: The concurrency pool of a step that writes one month. A DuckDB file admits one writing process, so such steps queue
+#: in the pool `warehouse` (limit 1, the instance's dagster.yaml) with every other writer of the file. On the lake a
+#: month is its own Delta commit, so months are written at once on as many workers as the executor has.
+MONTH_WRITER_POOL: str | None = None if warehouse_kind() == "lake" else "warehouse"
 
 if TYPE_CHECKING:
     from transcend_pipeline.panel import PanelConfig

@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 
 from transcend_pipeline.defs.partitions import CAPS, EXPECTATIONS, MODELS, check_name, month_of, monthly_partitions
-from transcend_pipeline.defs.resources import DumpSource, TranscendHome
+from transcend_pipeline.defs.resources import MONTH_WRITER_POOL, DumpSource, TranscendHome
 from transcend_pipeline.sql_models import SqlModel, materialize, render
 
 # Dagster's stale status does not cross a monthly -> whole-table edge (an AllPartitionMapping; dagster-io/dagster
@@ -38,7 +38,7 @@ def _sql_asset(model: SqlModel) -> dg.AssetsDefinition:
         backfill_policy=dg.BackfillPolicy.single_run() if partitioned else None,
         group_name=model.folder,
         kinds={"duckdb", "sql"},
-        pool="warehouse",
+        pool=MONTH_WRITER_POOL if partitioned else "warehouse",
         description=model.description or f"SQL model {model.path.name}",
         code_version=hashlib.sha256(model.sql.encode()).hexdigest()[:16],
         automation_condition=None if partitioned else REBUILD_WHEN_A_MONTH_CHANGES,
