@@ -1,5 +1,5 @@
 """Celery workers writing the lake (TRANSCEND_WAREHOUSE=lake): two months parsed at once on two workers while one of
-them is rerun. Real Postgres, Redis and Celery workers, real Lichess
+them is rerun, and a worker killed in the middle of a month. Real Postgres, Redis and Celery workers, real Lichess
 months served over 127.0.0.1, all started by the tests and stopped by process id (conftest.py, services.py).
 """
 
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from deltalake import DeltaTable
 from fixtures import SAMPLE_2013_01, SAMPLE_2021_10, SAMPLE_API_EXPORT, games_in, publish
 from services import (
     Service,
@@ -29,6 +30,7 @@ from services import (
     stop_process,
 )
 
+from transcend_pipeline.celery_worker import VISIBILITY_TIMEOUT_VARIABLE
 from transcend_pipeline.defs.jobs import CELERY_BROKER_VARIABLE
 from transcend_pipeline.settings import DAGSTER_PG_URL_VARIABLE, ensure_dagster_home
 from transcend_pipeline.warehouse import open_warehouse
@@ -43,6 +45,7 @@ BROKER_DATABASES = itertools.count(1)
 #: month is long with fewer bytes.
 ONE_SLOW_PARSE = json.dumps({"ops": {"games": {"config": {"workers": 1, "moves_max_elo": None}}}})
 START, SUCCESS = dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS
+ONE_PROCESS = json.dumps({"ops": {"games": {"config": {"workers": 1}}}})  # no helper left behind by a killed worker
 
 
 @dataclass
@@ -204,3 +207,39 @@ def test_two_workers_write_months_of_the_lake_at_once_and_a_month_rerun_meanwhil
     # The rerun replaced the month with the same rows, beside the long month's commit, and duplicated none.
     assert lake_months(deployment.lake)[rerun_month] == before
     assert set(lake_months(deployment.lake)) == set(expected)
+
+
+def test_a_worker_killed_in_the_middle_of_a_month_leaves_its_rows_and_another_worker_completes_the_run(
+    deploy: Callable[[dict[str, str]], Deployment], lichess_samples: Path
+) -> None:
+    # Tasks come back from a killed worker after the broker's visibility timeout: short here, and longer than any
+    # step of this test (a step still running after it would run twice, which the assertions below would see).
+    deployment = deploy({VISIBILITY_TIMEOUT_VARIABLE: "30"})
+    month, copies = "2021-10", 150
+    publish(deployment.served, month, copies_of(lichess_samples / SAMPLE_2021_10, copies))
+    expected = games_in(lichess_samples / SAMPLE_2021_10) * copies
+    deployment.wait(deployment.launch("raw_dump,games", month, ONE_PROCESS))
+    before, version = lake_months(deployment.lake)[month], DeltaTable(deployment.lake / "games").version()
+
+    with dg.DagsterInstance.get() as instance:
+        (first,) = runs_of(instance, month)
+        assert len(step_events(instance, first.run_id, "games", START)) == 1  # no healthy step outlasted the timeout
+        known = {first.run_id}
+        rerun = deployment.launch("games", month, ONE_PROCESS)
+        run_id, victim_pid = wait_for_step_start(instance, month, "games", known)
+        (victim,) = [worker for worker in deployment.workers if worker.pid == victim_pid]
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait()
+        # Killed before its commit: the month's rows are those of the first run, and the table did not move.
+        assert lake_months(deployment.lake)[month] == before
+        assert DeltaTable(deployment.lake / "games").version() == version
+
+        deployment.wait(rerun)  # the other worker receives the task again and finishes the same run
+        assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.SUCCESS
+        starts, ends = (step_events(instance, run_id, "games", kind) for kind in (START, SUCCESS))
+        (survivor,) = deployment.worker_pids - {victim_pid}
+        assert [entry.dagster_event.pid for entry in starts] == [victim_pid, survivor]
+        assert [entry.dagster_event.pid for entry in ends] == [survivor]
+        assert_counts_balance(instance, deployment.lake, month, expected)
+    assert lake_months(deployment.lake)[month] == before
+    assert DeltaTable(deployment.lake / "games").version() == version + 1
