@@ -120,9 +120,9 @@ def deploy(
 def copies_of(sample: Path, copies: int) -> bytes:
     """`copies` of a real month one after the other, each game's Site id suffixed with its copy's number: a month as
     long as needed whose games are all distinct, and which python-chess reads as `copies` times the sample."""
-    text = sample.read_text().rstrip("\n") + "\n\n"
-    site = re.compile(r'^(\[Site "https://lichess\.org/\w+)"\]', re.MULTILINE)
-    return "".join(site.sub(rf'\g<1>c{copy}"]', text) for copy in range(copies)).encode()
+    pgn = sample.read_bytes().rstrip(b"\n") + b"\n\n"
+    site = re.compile(rb'^(\[Site "https://lichess\.org/\w+)"\]', re.MULTILINE)
+    return b"".join(site.sub(rb'\g<1>c%d"]' % copy, pgn) for copy in range(copies))
 
 
 def lake_months(lake: Path) -> dict[str, tuple[int, int, int]]:
