@@ -182,7 +182,7 @@ def test_two_workers_write_months_of_the_lake_at_once_and_a_month_rerun_meanwhil
     expected[long_month] = games_in(lichess_samples / SAMPLE_2021_10) * copies
     rerun_month = "2022-12"
 
-    deployment.wait(*[deployment.launch("raw_dump,games", month) for month in small])
+    deployment.wait(*[deployment.launch("raw_dump,games,stg_games", month) for month in small])
     before = lake_months(deployment.lake)[rerun_month]
     with dg.DagsterInstance.get() as instance:
         known = {run.run_id for month in small for run in runs_of(instance, month)}
@@ -199,6 +199,12 @@ def test_two_workers_write_months_of_the_lake_at_once_and_a_month_rerun_meanwhil
             parses[month] = (start.dagster_event.pid, start.timestamp, end.timestamp)
             assert_counts_balance(instance, deployment.lake, month, expected[month])
         assert len(runs_of(instance, rerun_month)) == 2
+        staged = {  # month -> its `stg_games` materialisation
+            month: instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=dg.AssetKey("stg_games"), asset_partitions=[f"{month}-01"]), limit=1
+            ).records[0]
+            for month in small
+        }
     assert {pid for pid, _, _ in parses.values()} <= deployment.worker_pids
     # The rerun's parse and the long month's ran at once, on different workers: no pool holds months apart.
     (long_pid, long_start, long_end), (rerun_pid, rerun_start, rerun_end) = parses[long_month], parses[rerun_month]
@@ -207,6 +213,14 @@ def test_two_workers_write_months_of_the_lake_at_once_and_a_month_rerun_meanwhil
     # The rerun replaced the month with the same rows, beside the long month's commit, and duplicated none.
     assert lake_months(deployment.lake)[rerun_month] == before
     assert set(lake_months(deployment.lake)) == set(expected)
+    # The two months ingested at once also wrote their staging model into the lake (its gate passed), each game once.
+    with open_warehouse(None, lake=deployment.lake) as connection:
+        query = "SELECT month, count(*), count(DISTINCT game_id) FROM stg_games GROUP BY month"
+        stg_games = {month: (rows, ids) for month, rows, ids in connection.execute(query).fetchall()}
+    for month, record in staged.items():
+        rows = record.asset_materialization.metadata["dagster/row_count"].value
+        assert stg_games[month] == (rows, rows), month
+        assert 0 < rows <= lake_months(deployment.lake)[month][0], month
 
 
 def test_a_worker_killed_in_the_middle_of_a_month_leaves_its_rows_and_another_worker_completes_the_run(
