@@ -43,6 +43,15 @@ def publish(directory: Path, month: str, pgn: bytes) -> Path:
     return path
 
 
+def games_in(pgn: Path) -> int:
+    """How many games python-chess reads in the file: what a month's `games_read` must be."""
+    count = 0
+    with pgn.open() as handle:
+        while chess.pgn.read_headers(handle) is not None:
+            count += 1
+    return count
+
+
 DEFAULT_MOVES = ["e2e4", "e7e5", "g1f3", "b8c6", "f1b5", "a7a6", "b5a4", "g8f6", "e1g1", "f8e7", "f1e1", "b7b5"]
 
 

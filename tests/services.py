@@ -1,4 +1,5 @@
-"""Real Postgres and Redis servers for the tests marked `distributed`, started and stopped by the tests themselves.
+"""Real Postgres and Redis servers, Celery workers and Dagster runs for the tests marked `distributed`, started and
+stopped by the tests themselves.
 
 Each listens on 127.0.0.1 only, on a free port, requires a random password, keeps its files in a temporary directory
 and is stopped by its process id. Postgres refuses to run as root: as root, its processes run as the unprivileged
@@ -15,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +24,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from fixtures import REPO_ROOT
+
+from transcend_pipeline.settings import DAGSTER_PG_SCHEME
+
 STARTUP_TIMEOUT_S = 60.0
+WORKERS_TIMEOUT_S = 90.0
 
 
 class ServiceMissingError(RuntimeError):
@@ -194,3 +201,53 @@ def redis_server() -> Iterator[Service]:
         if process is not None:
             stop_process(process, signal.SIGTERM)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def redis_database(server: Service, index: int) -> str:
+    """The URL of database `index` of the Redis `server`: each test's broker on its own, so that no task one test
+    leaves in a queue reaches another test's workers."""
+    return server.url.rsplit("/", 1)[0] + f"/{index}"
+
+
+def dagster_url(url: str) -> str:
+    """A libpq URL as dagster-postgres needs it, naming its driver."""
+    return url.replace("postgresql://", DAGSTER_PG_SCHEME, 1)
+
+
+def start_workers(count: int, env: dict[str, str], broker: str, log_dir: Path) -> list[subprocess.Popen]:
+    """`count` Celery workers started as docs/scaling-out.md starts them, returned once each answers a ping: transcend's
+    app (dagster-celery's tasks, acknowledged once run), the broker in Celery's own variables, one step at a time (a
+    month's parse has processes of its own). Their logs are `worker<N>.log` in `log_dir`."""
+    from celery import Celery
+
+    celery = Path(sys.executable).with_name("celery")
+    command = [celery, "-A", "transcend_pipeline.celery_worker", "worker", "--pool", "solo", "-Q", "dagster"]
+    command += ["--without-gossip", "--without-mingle", "--loglevel", "INFO"]
+    env = {**env, "CELERY_BROKER_URL": broker, "CELERY_RESULT_BACKEND": broker}
+    logs = [log_dir / f"worker{index}.log" for index in range(1, count + 1)]
+    workers = []
+    for index, log in enumerate(logs, start=1):
+        with log.open("w") as output:
+            name = ["-n", f"transcend{index}@%h"]
+            workers.append(subprocess.Popen([*command, *name], cwd=REPO_ROOT, env=env, stdout=output, stderr=output))
+    app = Celery(broker=broker, backend=broker)
+    deadline = time.monotonic() + WORKERS_TIMEOUT_S
+    while len(app.control.ping(timeout=1.0)) < count:
+        if time.monotonic() > deadline:
+            for worker in workers:
+                stop_process(worker, signal.SIGTERM)
+            raise RuntimeError("workers did not start:\n" + "\n".join(log.read_text()[-3000:] for log in logs))
+    return workers
+
+
+def materialize_in_background(
+    selection: str, month: str, env: dict[str, str], config: str | None = None
+) -> subprocess.Popen:
+    """`dagster asset materialize` of `selection` for `month`, as a user launches it from a shell: a run process
+    that hands each step to the executor of `env` (dagster-celery's, with $TRANSCEND_CELERY_BROKER)."""
+    dagster = Path(sys.executable).with_name("dagster")
+    command = [dagster, "asset", "materialize", "-m", "transcend_pipeline.definitions", "--select", selection]
+    command += ["--partition", f"{month}-01", *(["--config-json", config] if config else [])]
+    return subprocess.Popen(
+        command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )

@@ -92,6 +92,24 @@ def test_the_executor_is_dagsters_default_unless_a_celery_broker_is_named(monkey
     assert config["broker"] == config["backend"] == rotated
 
 
+def test_workers_acknowledge_a_step_once_it_has_finished(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker killed in a step must leave the step's task in the broker for another worker, after the visibility
+    timeout of the environment (tests/test_distributed_lake.py kills one for real)."""
+    import importlib
+
+    from transcend_pipeline import celery_worker
+
+    monkeypatch.setenv(celery_worker.VISIBILITY_TIMEOUT_VARIABLE, "0")
+    with pytest.raises(ValueError, match=celery_worker.VISIBILITY_TIMEOUT_VARIABLE):
+        importlib.reload(celery_worker)
+    monkeypatch.setenv(celery_worker.VISIBILITY_TIMEOUT_VARIABLE, "120")
+    app = importlib.reload(celery_worker).app
+    app.finalize()
+    assert app.tasks["execute_plan"].acks_late
+    assert app.conf.worker_prefetch_multiplier == 1
+    assert app.conf.broker_transport_options["visibility_timeout"] == 120
+
+
 @pytest.mark.parametrize("warehouse", ["duckdb", "lake"])
 def test_month_writers_queue_for_the_duckdb_file_and_not_for_the_lake(transcend_home: Path, warehouse: str) -> None:
     """With the DuckDB file every writer of it shares the pool `warehouse` (one writing process); on the lake a

@@ -15,21 +15,26 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import chess.pgn
 import dagster as dg
 import psycopg2
 import pytest
-from fixtures import REPO_ROOT, SAMPLE_2013_01, SAMPLE_2021_10, SAMPLE_API_EXPORT, publish
-from services import Service, create_database, stop_process
+from fixtures import SAMPLE_2013_01, SAMPLE_2021_10, SAMPLE_API_EXPORT, games_in, publish
+from services import (
+    Service,
+    create_database,
+    dagster_url,
+    materialize_in_background,
+    start_workers,
+    stop_process,
+)
 
 from transcend_pipeline.defs.ingestion import games, raw_dump
 from transcend_pipeline.defs.jobs import CELERY_BROKER_VARIABLE
 from transcend_pipeline.defs.resources import LichessSource, TranscendHome
-from transcend_pipeline.settings import DAGSTER_PG_SCHEME, DAGSTER_PG_URL_VARIABLE, ensure_dagster_home
+from transcend_pipeline.settings import DAGSTER_PG_URL_VARIABLE, ensure_dagster_home
 from transcend_pipeline.warehouse import open_warehouse
 
 pytestmark = pytest.mark.distributed
@@ -40,11 +45,6 @@ GATE_TIMEOUT_S = 45.0  # under the downloader's 60 s read timeout, so a closed g
 RUN_TIMEOUT_S = 600.0
 
 
-def dagster_url(url: str) -> str:
-    """A libpq URL as dagster-postgres needs it, naming its driver."""
-    return url.replace("postgresql://", DAGSTER_PG_SCHEME, 1)
-
-
 def files_holding(directory: Path, secrets: list[str]) -> list[Path]:
     """The files under `directory` in which any of `secrets` appears."""
     return [
@@ -52,15 +52,6 @@ def files_holding(directory: Path, secrets: list[str]) -> list[Path]:
         for path in directory.rglob("*")
         if path.is_file() and any(secret.encode() in path.read_bytes() for secret in secrets)
     ]
-
-
-def games_in(pgn: Path) -> int:
-    """How many games python-chess reads in the file: what a month's `games_read` must be."""
-    count = 0
-    with pgn.open() as handle:
-        while chess.pgn.read_headers(handle) is not None:
-            count += 1
-    return count
 
 
 def test_a_run_is_recorded_in_postgres_and_no_instance_file_holds_the_password(
@@ -146,27 +137,6 @@ def gated_mirror(tmp_path: Path) -> Iterator[tuple[str, Path, DumpGate]]:
         server.server_close()
 
 
-def start_worker(name: str, env: dict[str, str], log: Path) -> subprocess.Popen:
-    """A dagster-celery worker as a deployment starts one: the package's app, the broker from the environment, one
-    step at a time (a month's parse uses several processes of its own) and none reserved ahead of it."""
-    celery = Path(sys.executable).with_name("celery")
-    command = [celery, "-A", "dagster_celery.app", "worker", "--pool", "solo", "--prefetch-multiplier", "1"]
-    command += ["-Q", "dagster", "-n", f"{name}@%h", "--without-gossip", "--without-mingle", "--loglevel", "INFO"]
-    with log.open("w") as output:
-        return subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
-
-
-def wait_for_workers(broker: str, count: int, logs: list[Path]) -> None:
-    """Until `count` workers answer a ping through the broker."""
-    from celery import Celery
-
-    app = Celery(broker=broker, backend=broker)
-    deadline = time.monotonic() + 90
-    while len(app.control.ping(timeout=1.0)) < count:
-        if time.monotonic() > deadline:
-            pytest.fail("workers did not start:\n" + "\n".join(log.read_text()[-3000:] for log in logs))
-
-
 def test_two_celery_workers_ingest_three_real_months_with_the_run_history_in_postgres(
     tmp_path: Path,
     postgres: Service,
@@ -190,27 +160,15 @@ def test_two_celery_workers_ingest_three_real_months_with_the_run_history_in_pos
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("DAGSTER_HOME", str(ensure_dagster_home(home)))
     env = dict(os.environ)
-    worker_env = {**env, "CELERY_BROKER_URL": redis_service.url, "CELERY_RESULT_BACKEND": redis_service.url}
-    logs = [tmp_path / f"worker{index}.log" for index in (1, 2)]
-    workers = [start_worker(f"transcend{index}", worker_env, log) for index, log in zip((1, 2), logs, strict=True)]
+    workers = start_workers(2, env, redis_service.url, tmp_path)
     worker_pids = {worker.pid for worker in workers}
     runs: dict[str, subprocess.Popen] = {}
     try:
-        wait_for_workers(redis_service.url, 2, logs)
         dagster = Path(sys.executable).with_name("dagster")
         # The deployment's one set-up step: Dagster 1.13 creates a pool's default limit on Postgres with an
         # insert-then-update that fails when two runs race to create it (dagster-io/dagster#33552).
         subprocess.run([dagster, "instance", "concurrency", "set", "warehouse", "1"], env=env, check=True)
-        materialize = [dagster, "asset", "materialize", "-m", "transcend_pipeline.definitions", "--select"]
-        for month in MONTHS:
-            runs[month] = subprocess.Popen(
-                [*materialize, "raw_dump,games", "--partition", f"{month}-01"],
-                cwd=REPO_ROOT,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
+        runs = {month: materialize_in_background("raw_dump,games", month, env) for month in MONTHS}
         outputs = {month: run.communicate(timeout=RUN_TIMEOUT_S)[0] for month, run in runs.items()}
         for month, run in runs.items():
             assert run.returncode == 0, f"{month}:\n{outputs[month][-5000:]}"

@@ -142,8 +142,8 @@ class Settings:
             lichess_url=os.environ.get("TRANSCEND_LICHESS_URL", DEFAULT_LICHESS_URL).rstrip("/"),
             profile=profile,
             stockfish_path=os.environ.get("STOCKFISH_PATH", ""),
-            workers=_positive_int("TRANSCEND_WORKERS", default=2),
-            parallel_experiments=_positive_int("TRANSCEND_PARALLEL_EXPERIMENTS", default=2),
+            workers=positive_int("TRANSCEND_WORKERS", default=2),
+            parallel_experiments=positive_int("TRANSCEND_PARALLEL_EXPERIMENTS", default=2),
             lake=lake if warehouse == "lake" else None,
         )
 
@@ -156,7 +156,7 @@ def warehouse_kind() -> str:
     return warehouse
 
 
-def _positive_int(variable: str, default: int) -> int:
+def positive_int(variable: str, default: int) -> int:
     """The integer in $`variable` (`default` when unset or blank); anything but a positive integer is an error."""
     value = os.environ.get(variable, "").strip()
     if not value:

@@ -13,8 +13,8 @@ def executor_from_env() -> dg.ExecutorDefinition | None:
     step in a process of its own on this machine; `make run` executes in process either way).
 
     The broker also serves as the result backend (Redis). The config holds an `env:` reference, resolved when a run
-    starts, so the URL and its password reach neither the definitions, the run config nor the event log. Celery
-    workers started with `celery -A dagster_celery.app worker` take the same URL from $CELERY_BROKER_URL and
+    starts, so the URL and its password reach neither the definitions, the run config nor the event log. Workers
+    run `celery -A transcend_pipeline.celery_worker worker`, with the same URL in $CELERY_BROKER_URL and
     $CELERY_RESULT_BACKEND (docs/scaling-out.md).
     """
     if not os.environ.get(CELERY_BROKER_VARIABLE, "").strip():
