@@ -65,6 +65,10 @@ def test_manifest_counts_and_hash(games: list[list[str]], shards: Path, tmp_path
     assert manifest.count("train", "positions") == sum(len(game) for game in games[:100])
     rebuilt = build_shards({"train": games[:100], "val": games[100:]}, tmp_path / "again", games_per_shard=25)
     assert rebuilt.content_hash == manifest.content_hash
+    spawned = build_shards(  # on two spawned worker processes: the same shards
+        {"train": games[:100], "val": games[100:]}, tmp_path / "spawned", games_per_shard=25, workers=2
+    )
+    assert spawned.content_hash == manifest.content_hash
     changed = build_shards({"train": games[1:101], "val": games[100:]}, tmp_path / "other", games_per_shard=25)
     assert changed.content_hash != manifest.content_hash
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging directories left behind

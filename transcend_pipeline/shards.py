@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -132,7 +133,10 @@ def build_shards(
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     manifest_splits: dict[str, list[dict]] = {}
-    with ProcessPoolExecutor(workers) if workers > 1 else _InlineExecutor() as pool:
+    # Spawned, not forked: a forked worker inherits the parent's threads and sockets (Dagster's, a Celery client's
+    # connection pool), whose after-fork hooks can block it forever.
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=spawn) if workers > 1 else _InlineExecutor() as pool:
         for split, games in splits.items():
             games, jobs = iter(games), []
             while chunk := [list(game) for game in islice(games, games_per_shard)]:
