@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 from fixtures import LICHESS_SAMPLES
-from services import Service, ServiceMissingError, postgres_bin_dir, postgres_server, redis_binary, redis_server
+from services import (
+    Service,
+    ServiceMissingError,
+    object_store_server,
+    postgres_bin_dir,
+    postgres_server,
+    redis_binary,
+    redis_server,
+)
 
 from transcend_pipeline.settings import StockfishNotFoundError, ensure_dagster_home, find_stockfish
 
@@ -83,4 +91,11 @@ def redis_service() -> Iterator[Service]:
     """A real Redis server on 127.0.0.1 for the session, password required, persisting nothing."""
     _require(redis_binary)
     with redis_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def object_store() -> Iterator[Service]:
+    """An S3 endpoint on 127.0.0.1 for the session (moto's server: no object store can be reached from here)."""
+    with object_store_server() as server:
         yield server

@@ -174,7 +174,11 @@ def generate_games(
 
 
 def build_models(
-    connection: duckdb.DuckDBPyConnection, root: Path, variables: dict, months: list[str], lake: Path | None = None
+    connection: duckdb.DuckDBPyConnection,
+    root: Path,
+    variables: dict,
+    months: list[str],
+    lake: Path | str | None = None,
 ) -> dict:
     """Materialise every model of the project in dependency order, every month for monthly ones (in `lake`, if
     given); row counts."""
@@ -252,7 +256,7 @@ class BuiltMonth:
     buckets: dg.ExecuteInProcessResult
 
 
-def build_month(home: Path, texts: list[str], lake: Path | None = None) -> BuiltMonth:
+def build_month(home: Path, texts: list[str], lake: Path | str | None = None) -> BuiltMonth:
     """Write `texts` as the smoke panel's dump of MONTH and materialise the warehouse from it (gates may fail);
     with `lake`, as TRANSCEND_WAREHOUSE=lake does."""
     from transcend_pipeline.defs.ingestion import games, raw_dump

@@ -1,4 +1,4 @@
-"""Real Postgres and Redis servers, Celery workers and Dagster runs for the tests marked `distributed`, started and
+"""Real Postgres and Redis servers, an S3 endpoint, Celery workers and Dagster runs for the tests marked `distributed`, started and
 stopped by the tests themselves.
 
 Each listens on 127.0.0.1 only, on a free port, requires a random password, keeps its files in a temporary directory
@@ -207,6 +207,46 @@ def redis_database(server: Service, index: int) -> str:
     """The URL of database `index` of the Redis `server`: each test's broker on its own, so that no task one test
     leaves in a queue reaches another test's workers."""
     return server.url.rsplit("/", 1)[0] + f"/{index}"
+
+
+@contextmanager
+def object_store_server() -> Iterator[Service]:
+    """An S3 endpoint on 127.0.0.1 for the lake's object-store tests: moto's server, which speaks S3's HTTP API
+    (conditional writes included) in one process, since no real object store can be reached from here. It checks
+    no credentials, so `password` is only the secret key the clients send."""
+    import boto3
+
+    root = Path(tempfile.mkdtemp(prefix="transcend-s3-"))
+    process = None
+    try:
+        port = free_port()
+        log = root / "s3.log"
+        with log.open("w") as output:
+            command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+            process = subprocess.Popen(command, cwd=root, stdout=output, stderr=subprocess.STDOUT)
+        url, secret = f"http://127.0.0.1:{port}", secrets.token_hex(16)
+        client = boto3.client(
+            "s3", endpoint_url=url, aws_access_key_id="transcend", aws_secret_access_key=secret, region_name="us-east-1"
+        )
+        _wait_until_ready(process, log, client.list_buckets)
+        yield Service(url, secret, process.pid)
+    finally:
+        if process is not None:
+            stop_process(process, signal.SIGTERM)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def object_store_environment(server: Service) -> dict[str, str]:
+    """The variables through which delta-rs (and boto3) reach `server`, as a deployment sets them for an S3-compatible
+    store: credentials and endpoint (`AWS_ALLOW_HTTP`: the test server has no TLS). Commits need nothing more:
+    delta-rs 1.x creates each with a conditional write (`If-None-Match: *`), which the server honours."""
+    return {
+        "AWS_ACCESS_KEY_ID": "transcend",
+        "AWS_SECRET_ACCESS_KEY": server.password,
+        "AWS_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": server.url,
+        "AWS_ALLOW_HTTP": "true",
+    }
 
 
 def dagster_url(url: str) -> str:

@@ -6,12 +6,14 @@ from __future__ import annotations
 import functools
 import multiprocessing
 import random
+import secrets
 from pathlib import Path
 
 import dagster as dg
 import pyarrow as pa
 import pytest
 from fixtures import build_models, build_month, random_game
+from services import Service, object_store_environment
 
 from transcend_pipeline import ingest as ingest_module
 from transcend_pipeline import lake as lake_module
@@ -20,7 +22,7 @@ from transcend_pipeline.defs.warehouse import quality_gates, sql_model_assets
 from transcend_pipeline.ingest import ingest_month
 from transcend_pipeline.lake import MonthWriteConflict, replace_month
 from transcend_pipeline.quality import load_expectations, run_suite
-from transcend_pipeline.settings import Settings
+from transcend_pipeline.settings import Settings, lake_location
 from transcend_pipeline.sql_models import PROJECT_ROOT, load_vars
 from transcend_pipeline.warehouse import open_warehouse
 
@@ -29,7 +31,23 @@ API_EXPORT = "lichess_api_export_cubicinfinity_2019-2022_866games.pgn"
 SAMPLES = {DUMP_2021: (999, 0), API_EXPORT: (791, 75)}  # games accepted, quarantined
 
 
-def lake_counts(lake: Path) -> dict[str, tuple[int, int]]:
+@pytest.fixture(params=["folder", "object store"])
+def lake(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path | str:
+    """A lake in a local folder, and the same tests again with the lake in an S3 bucket (its own per test), reached
+    through the environment variables a deployment sets."""
+    if request.param == "folder":
+        return tmp_path / "lake"
+    import boto3
+
+    store: Service = request.getfixturevalue("object_store")
+    for variable, value in object_store_environment(store).items():
+        monkeypatch.setenv(variable, value)  # spawned writer processes inherit them
+    bucket = f"lake-{secrets.token_hex(6)}"
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    return f"s3://{bucket}/lake"
+
+
+def lake_counts(lake: Path | str) -> dict[str, tuple[int, int]]:
     """Per month: (games, quarantined) as DuckDB reads them from the lake."""
     with open_warehouse(None, lake=lake) as connection:
         games = dict(connection.execute("SELECT month, count(*) FROM games GROUP BY month").fetchall())
@@ -46,14 +64,15 @@ def rounded(value: object) -> object:
     return value
 
 
-def versions(lake: Path, table: str) -> int:
+def versions(lake: Path | str, table: str) -> int:
     from deltalake import DeltaTable
 
-    return DeltaTable(lake / table).version()
+    return DeltaTable(lake_module.table_path(lake, table)).version()
 
 
-def test_a_month_is_replaced_in_one_commit_and_a_rerun_never_duplicates(lichess_samples: Path, tmp_path: Path):
-    lake = tmp_path / "lake"
+def test_a_month_is_replaced_in_one_commit_and_a_rerun_never_duplicates(
+    lichess_samples: Path, tmp_path: Path, lake: Path | str
+):
     ingest = dict(staging_dir=tmp_path / "staging", lake=lake)
     ingest_month(lichess_samples / DUMP_2021, "2021-10", tmp_path / "unused.duckdb", **ingest)
     result = ingest_month(lichess_samples / API_EXPORT, "2022-12", tmp_path / "unused.duckdb", **ingest)
@@ -63,6 +82,14 @@ def test_a_month_is_replaced_in_one_commit_and_a_rerun_never_duplicates(lichess_
     assert lake_counts(lake) == {"2021-10": (999, 0), "2022-12": (791, 75)}
     assert {table: versions(lake, table) for table in before} == {table: v + 1 for table, v in before.items()}
     assert not (tmp_path / "unused.duckdb").exists()  # the lake's ingest never opens the DuckDB file
+    if lake_module.is_url(lake):  # the commits are objects in the bucket, not files in a local folder
+        import boto3
+
+        bucket, prefix = str(lake).removeprefix("s3://").split("/", 1)
+        listed = boto3.client("s3").list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/games/_delta_log/")
+        assert sorted(item["Key"].rsplit("/", 1)[-1] for item in listed["Contents"]) == [
+            f"{version:020d}.json" for version in range(3)
+        ]
     with open_warehouse(None, lake=lake) as connection:
         assert connection.execute("SELECT count(*) - count(DISTINCT game_id) FROM games").fetchone() == (0,)
         row = connection.execute("SELECT moves[1:3], ply_count FROM games WHERE game_id = 'NRafdioG'").fetchone()
@@ -70,9 +97,8 @@ def test_a_month_is_replaced_in_one_commit_and_a_rerun_never_duplicates(lichess_
 
 
 def test_a_failure_during_the_lake_swap_keeps_the_previous_rows(
-    lichess_samples: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    lichess_samples: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lake: Path | str
 ):
-    lake = tmp_path / "lake"
     ingest_month(lichess_samples / DUMP_2021, "2021-10", tmp_path / "w.duckdb", staging_dir=tmp_path / "s", lake=lake)
     committed = versions(lake, "games")
     # The games stream fails while the Delta writer reads it: every game has been parsed, nothing is committed.
@@ -116,15 +142,16 @@ def _ingest_months(dump: str, months: list[str], lake: str, staging: str) -> lis
     return [
         (result.games_accepted, result.games_quarantined)
         for result in (
-            ingest_month(Path(dump), month, Path(staging) / "unused.duckdb", staging_dir=Path(staging), lake=Path(lake))
+            ingest_month(
+                Path(dump), month, Path(staging) / "unused.duckdb", staging_dir=Path(staging), lake=lake_location(lake)
+            )
             for month in months
         )
     ]
 
 
 @pytest.mark.slow
-def test_concurrent_writers_of_different_months_keep_every_row(lichess_samples: Path, tmp_path: Path):
-    lake = tmp_path / "lake"
+def test_concurrent_writers_of_different_months_keep_every_row(lichess_samples: Path, tmp_path: Path, lake: Path | str):
     writers = [  # three processes, each ingesting its own months, round after round, all at once
         (DUMP_2021, ["2021-01", "2021-02", "2021-03"]),
         (API_EXPORT, ["2022-01", "2022-02", "2022-03"]),
@@ -152,15 +179,14 @@ def _replace_at_once(lake: str, writer: int, barrier) -> str:
     rows = pa.table({"month": ["2024-05"] * 20_000, "writer": [writer] * 20_000, "n": range(20_000)})
     barrier.wait()
     try:
-        replace_month(Path(lake), "t", "2024-05", rows)
+        replace_month(lake_location(lake), "t", "2024-05", rows)
     except MonthWriteConflict:
         return "conflict"
     return "committed"
 
 
 @pytest.mark.slow
-def test_concurrent_writers_of_the_same_month_leave_one_writers_rows(tmp_path: Path):
-    lake = tmp_path / "lake"
+def test_concurrent_writers_of_the_same_month_leave_one_writers_rows(lake: Path | str):
     replace_month(lake, "t", "2024-05", pa.table({"month": ["2024-05"], "writer": [-1], "n": [0]}))
     context = multiprocessing.get_context("spawn")
     with context.Manager() as manager, context.Pool(3) as pool:
@@ -176,8 +202,10 @@ def test_concurrent_writers_of_the_same_month_leave_one_writers_rows(tmp_path: P
             assert outcomes[rows[0][0]] == "committed"
 
 
-def test_the_sql_models_and_gates_give_the_same_buckets_over_the_lake(lichess_samples: Path, tmp_path: Path):
-    lake, months = tmp_path / "lake", ["2021-10", "2022-12"]
+def test_the_sql_models_and_gates_give_the_same_buckets_over_the_lake(
+    lichess_samples: Path, tmp_path: Path, lake: Path | str
+):
+    months = ["2021-10", "2022-12"]
     variables = load_vars(PROJECT_ROOT, target="sample")
     expectations = load_expectations(PROJECT_ROOT)
     built: dict[str, dict] = {}
@@ -227,19 +255,20 @@ def test_the_warehouse_switch_defaults_to_the_duckdb_file(monkeypatch: pytest.Mo
     assert Settings.from_env().lake == tmp_path.resolve() / "lake"
     monkeypatch.setenv("TRANSCEND_LAKE", str(tmp_path / "elsewhere"))
     assert Settings.from_env().lake == tmp_path.resolve() / "elsewhere"
+    monkeypatch.setenv("TRANSCEND_LAKE", "s3://bucket/prefix/lake")  # an object store's URL is taken as it is
+    assert Settings.from_env().lake == "s3://bucket/prefix/lake"
     monkeypatch.setenv("TRANSCEND_WAREHOUSE", "iceberg")
     with pytest.raises(ValueError, match="TRANSCEND_WAREHOUSE"):
         Settings.from_env()
 
 
 @pytest.mark.slow
-def test_the_dagster_assets_ingest_gate_and_train_from_the_lake(transcend_home: Path):
+def test_the_dagster_assets_ingest_gate_and_train_from_the_lake(transcend_home: Path, lake: Path | str):
     rng = random.Random(3)
     texts = []
     for index in range(800):  # a diverse cap-1300 pool of 40 players
         white, black = rng.sample(range(40), 2)
         texts.append(random_game(rng, f"club{white}", f"club{black}", rng.randrange(1050, 1300), 1200, index))
-    lake = transcend_home / "lake"
     built = build_month(transcend_home, texts, lake=lake)
     assert built.ingest.asset_materializations_for_node("games")[0].metadata["games_read"].value == 800
     assert lake_module.tables(lake) == ["games", "games_quarantine", "stg_games"]

@@ -301,7 +301,7 @@ def build_arm(
     stockfish_path: str,
     workers: int,
     log: Callable[[str], None] = print,
-    lake: Path | None = None,
+    lake: Path | str | None = None,
 ) -> ArmBucket:
     """A diversity arm's games in `ablation_staging` (played on the panel, or the Lichess bucket's games of its most
     active players), its bucket built by the bucket SQL and checked by the bucket gates with its waivers; with

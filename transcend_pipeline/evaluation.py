@@ -754,7 +754,7 @@ def build_ladder(
     panel: PanelConfig | None,
     stockfish: str,
     log: Callable[[str], None] = print,
-    lake: Path | None = None,
+    lake: Path | str | None = None,
 ) -> Ladder:
     """The ladder every rated player meets, its opening book from the largest cap's bucket, its round robin and
     (panel data) each cap's baselines against it: tables `ladder`, `opening_book` and `ladder_games`. With `lake`,

@@ -166,7 +166,7 @@ def ingest_month(
     workers: int = 1,
     progress: Callable[[int, float], None] | None = None,
     moves_max_elo: int | None = None,
-    lake: Path | None = None,
+    lake: Path | str | None = None,
 ) -> IngestResult:
     """Parse one month's dump (`.pgn.zst`, or plain `.pgn`) and atomically replace its rows in the warehouse.
 
@@ -350,7 +350,7 @@ def _parsed_chunks(
 
 
 def _swap_month(
-    warehouse_path: Path, month: str, games: str, quarantine: str, threads: int, lake: Path | None = None
+    warehouse_path: Path, month: str, games: str, quarantine: str, threads: int, lake: Path | str | None = None
 ) -> int:
     """Replace the month's rows of both tables from their staged Parquet files (globs), in one transaction; return
     how many games were quarantined there as `duplicate_game_id`.
@@ -387,7 +387,7 @@ def _swap_month(
     return duplicates
 
 
-def _swap_month_into_lake(lake: Path, month: str, games: str, quarantine: str, threads: int) -> int:
+def _swap_month_into_lake(lake: Path | str, month: str, games: str, quarantine: str, threads: int) -> int:
     """`_swap_month` for the lake: the same duplicate rule, run by an in-memory DuckDB over the staged files, whose
     rows stream into one commit per table (`lake.replace_month`); the DuckDB file is not opened.
 

@@ -33,11 +33,15 @@ model or a quality gate scans the lake, a `month = …` filter prunes partitions
 and no DuckDB extension is needed (`INSTALL delta` would download one). A
 registered name shadows a table of the same name in the DuckDB file.
 
-A lake here is a local (or mounted) folder, whose tables are its subfolders.
-delta-rs also writes object stores (`s3://bucket/lake`, `gs://`, `az://`), with
-credentials in `storage_options` or its environment variables, and on S3 needs
-conditional writes or a locking provider for its commits; supporting them
-means taking URLs here and listing tables without a folder.
+**Where a lake lives.** `TRANSCEND_LAKE` is a local (or mounted) folder, or an
+object-store URL (`s3://bucket/prefix`, `gs://…`, `az://…`) that every worker
+machine reaches; each table is a folder (a key prefix) below it. delta-rs reads
+an object store's endpoint and credentials from its own environment variables
+(`AWS_ACCESS_KEY_ID`, `AWS_ENDPOINT_URL`, …), so none is in a file or in run
+config. A commit must be created only if absent: delta-rs 1.x does it with a
+conditional write (`If-None-Match: *`), which S3 honours since late 2024, as do
+MinIO and R2; on a store that ignores it, concurrent writers could overwrite
+each other's commits.
 """
 
 from __future__ import annotations
@@ -56,19 +60,32 @@ class MonthWriteConflict(RuntimeError):
     """Another writer replaced the same month of the same table first; this writer's rows were not committed."""
 
 
-def table_path(lake: Path, table: str) -> Path:
-    return Path(lake) / table
+def is_url(lake: Path | str) -> bool:
+    return "://" in str(lake)
 
 
-def tables(lake: Path) -> list[str]:
+def table_path(lake: Path | str, table: str) -> Path | str:
+    return f"{str(lake).rstrip('/')}/{table}" if is_url(lake) else Path(lake) / table
+
+
+def tables(lake: Path | str) -> list[str]:
     """The names of the Delta tables in the lake (each a folder with a transaction log), sorted."""
+    if is_url(lake):  # listed through delta-rs's own object store, configured as its writes are
+        import pyarrow.fs as fs
+        from deltalake import DeltaTable
+        from deltalake.fs import DeltaStorageHandler
+
+        store = fs.PyFileSystem(DeltaStorageHandler(str(lake)))
+        entries = store.get_file_info(fs.FileSelector("", allow_not_found=True))
+        folders = (entry.base_name for entry in entries if entry.type == fs.FileType.Directory)
+        return sorted(name for name in folders if DeltaTable.is_deltatable(table_path(lake, name)))
     lake = Path(lake)
     if not lake.is_dir():
         return []
     return sorted(folder.name for folder in lake.iterdir() if (folder / LOG_FOLDER).is_dir())
 
 
-def replace_month(lake: Path, table: str, month: str, rows: pa.Table | pa.RecordBatchReader) -> None:
+def replace_month(lake: Path | str, table: str, month: str, rows: pa.Table | pa.RecordBatchReader) -> None:
     """Replace `month`'s rows of `table` with `rows` in one commit, creating the table on first use.
 
     `rows` may be a stream (a `RecordBatchReader`), so a month need not fit in memory; every row must belong to
@@ -91,7 +108,7 @@ def replace_month(lake: Path, table: str, month: str, rows: pa.Table | pa.Record
         raise MonthWriteConflict(f"{table} {month}: another writer replaced this month first ({error})") from error
 
 
-def attach(connection: duckdb.DuckDBPyConnection, lake: Path) -> list[str]:
+def attach(connection: duckdb.DuckDBPyConnection, lake: Path | str) -> list[str]:
     """Make every table of the lake readable by name on `connection`, at its latest version; return the names.
 
     Call it again after a write to see the new version: a registered dataset is a snapshot of its files.

@@ -227,7 +227,7 @@ def bucket_quality_bar(
     stockfish: str,
     *,
     positions: int = 1000,
-    lake: Path | None = None,
+    lake: Path | str | None = None,
 ) -> QualityReport:
     """The quality bar of a trained model on its bucket's test split (the arm's own for a diversity arm), against
     the players of that bucket as the panel knows them, with Q from node-limited Stockfish; with `lake`, the

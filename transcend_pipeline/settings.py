@@ -123,7 +123,7 @@ class Settings:
     stockfish_path: str = ""
     workers: int = 2  # processes writing the panel dump, and Stockfish engines in an evaluation's pool
     parallel_experiments: int = 2  # experiments `transcend run` trains and evaluates at once (one core each)
-    lake: Path | None = None  # TRANSCEND_WAREHOUSE=lake: the monthly tables' Delta lake; None: the DuckDB file
+    lake: Path | str | None = None  # TRANSCEND_WAREHOUSE=lake: the monthly tables' Delta lake; None: the DuckDB file
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -135,7 +135,7 @@ class Settings:
             raise ValueError(f"TRANSCEND_PROFILE must be one of {tuple(PROFILES)}, got {profile!r}")
         warehouse = warehouse_kind()
         home = Path(os.environ.get("TRANSCEND_HOME", "data")).expanduser().resolve()
-        lake = Path(os.environ.get("TRANSCEND_LAKE", "").strip() or home / "lake").expanduser().resolve()
+        lake = lake_location(os.environ.get("TRANSCEND_LAKE", "").strip() or str(home / "lake"))
         return cls(
             home=home,
             source=source,
@@ -146,6 +146,12 @@ class Settings:
             parallel_experiments=positive_int("TRANSCEND_PARALLEL_EXPERIMENTS", default=2),
             lake=lake if warehouse == "lake" else None,
         )
+
+
+def lake_location(text: str) -> Path | str:
+    """A lake as $TRANSCEND_LAKE names it: an object-store URL (`s3://bucket/prefix`, `gs://`, `az://`) as given, or
+    a local folder, made absolute so that every process and worker means the same one."""
+    return text if "://" in text else Path(text).expanduser().resolve()
 
 
 def warehouse_kind() -> str:

@@ -287,7 +287,7 @@ def materialize(
     variables: Mapping,
     *,
     month: str | None = None,
-    lake: Path | None = None,
+    lake: Path | str | None = None,
 ) -> int:
     """Build the model's table and return its row count (for an incremental model, the month's row count).
 

@@ -935,7 +935,7 @@ def analyse_experiment(
     stockfish: str,
     out_dir: Path,
     log=print,
-    lake: Path | None = None,
+    lake: Path | str | None = None,
 ) -> ExperimentAnalysis:
     """The experiment's state advantage on positions of its own games and of held-out games (tables
     `state_advantage_positions` and `state_advantage`), on panel data the argmax comparison with the panel's ground
@@ -1004,7 +1004,7 @@ def _compare_argmaxes(
     plan: AnalysisPlan,
     stockfish: str,
     log,
-    lake: Path | None,
+    lake: Path | str | None,
 ) -> list[ArgmaxComparison]:
     """The model's argmax against its data's best expert's clone, the experts' own policies and argmaxes and their
     mixture's argmax (the panel's ground truth), on positions of the model's confirmatory games (its moves after

@@ -51,7 +51,7 @@ def connect(path: Path | str | None, *, read_only: bool = False, timeout_s: floa
 
 @contextmanager
 def open_warehouse(
-    path: Path | str | None, *, read_only: bool = False, lake: Path | None = None
+    path: Path | str | None, *, read_only: bool = False, lake: Path | str | None = None
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """A connection that is always closed, so the file lock is held as briefly as possible.
 

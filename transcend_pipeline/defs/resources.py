@@ -23,6 +23,7 @@ from transcend_pipeline.settings import (
     Settings,
     default_months,
     find_stockfish,
+    lake_location,
     last_complete_month,
     profile_overrides,
     warehouse_kind,
@@ -48,8 +49,8 @@ class TranscendHome(dg.ConfigurableResource):
     lake_path: str = ""
 
     @property
-    def lake(self) -> Path | None:
-        return Path(self.lake_path) if self.lake_path else None
+    def lake(self) -> Path | str | None:
+        return lake_location(self.lake_path) if self.lake_path else None
 
     @property
     def root(self) -> Path:
