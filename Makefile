@@ -29,15 +29,17 @@ stockfish:
 		exit 1; \
 	fi
 
-# Postgres and Redis, which the tests marked `distributed` start on 127.0.0.1 themselves: installed where we are root;
-# elsewhere those tests skip (nothing else needs them: `make run` records its runs in SQLite).
+# Postgres, Redis and RabbitMQ, which the tests marked `distributed` start on 127.0.0.1 themselves: installed where we
+# are root; elsewhere those tests skip (nothing else needs them: `make run` records its runs in SQLite).
+SERVICES := postgresql redis-server rabbitmq-server
 services:
-	@if command -v redis-server >/dev/null 2>&1 && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then exit 0; fi; \
+	@if command -v redis-server >/dev/null 2>&1 && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+		&& [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "Installing Postgres and Redis for the distributed tests (apt-get install -y postgresql redis-server)..."; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server >/dev/null; \
+		echo "Installing the distributed tests' servers (apt-get install -y $(SERVICES))..."; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SERVICES) >/dev/null; \
 	else \
-		echo "Postgres or Redis is missing: the tests marked 'distributed' will be skipped (sudo apt-get install -y postgresql redis-server)." >&2; \
+		echo "A server is missing: the tests marked 'distributed' will be skipped (sudo apt-get install -y $(SERVICES))." >&2; \
 	fi
 
 install: $(VENV)/.installed stockfish

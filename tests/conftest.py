@@ -18,6 +18,8 @@ from services import (
     object_store_server,
     postgres_bin_dir,
     postgres_server,
+    rabbitmq_binary,
+    rabbitmq_server,
     redis_binary,
     redis_server,
 )
@@ -98,4 +100,12 @@ def redis_service() -> Iterator[Service]:
 def object_store() -> Iterator[Service]:
     """An S3 endpoint on 127.0.0.1 for the session (moto's server: no object store can be reached from here)."""
     with object_store_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def rabbitmq() -> Iterator[Service]:
+    """A real RabbitMQ node on 127.0.0.1 for the session, password required."""
+    _require(rabbitmq_binary)
+    with rabbitmq_server() as server:
         yield server

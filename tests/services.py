@@ -1,9 +1,10 @@
-"""Real Postgres and Redis servers, an S3 endpoint, Celery workers and Dagster runs for the tests marked `distributed`, started and
+"""Real Postgres, Redis and RabbitMQ servers, an S3 endpoint, Celery workers and Dagster runs for the tests marked `distributed`, started and
 stopped by the tests themselves.
 
 Each listens on 127.0.0.1 only, on a free port, requires a random password, keeps its files in a temporary directory
 and is stopped by its process id. Postgres refuses to run as root: as root, its processes run as the unprivileged
-`postgres` user that the Debian package creates. `make test` installs both packages when we are root.
+`postgres` user that the Debian package creates (RabbitMQ as `rabbitmq`). `make test` installs the packages when we
+are root.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 
 from fixtures import REPO_ROOT
 
+from transcend_pipeline.defs.jobs import celery_result_backend
 from transcend_pipeline.settings import DAGSTER_PG_SCHEME
 
 STARTUP_TIMEOUT_S = 60.0
@@ -70,11 +72,20 @@ def redis_binary() -> str:
     raise ServiceMissingError("Redis is not installed: `apt-get install -y redis-server` (make test does it as root).")
 
 
-def _unprivileged() -> dict:
-    """Popen arguments that run a child as `postgres` when we are root (Postgres will not run as root), else none."""
+def rabbitmq_binary() -> Path:
+    found = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
+    if found.exists() and shutil.which("epmd"):
+        return found
+    raise ServiceMissingError(
+        "RabbitMQ is not installed: `apt-get install -y rabbitmq-server` (make test does it as root)."
+    )
+
+
+def _unprivileged(user_name: str = "postgres") -> dict:
+    """Popen arguments that run a child as `user_name` when we are root (Postgres will not run as root), else none."""
     if os.geteuid() != 0:
         return {}
-    user = pwd.getpwnam("postgres")
+    user = pwd.getpwnam(user_name)
     return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
 
 
@@ -203,6 +214,58 @@ def redis_server() -> Iterator[Service]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+@contextmanager
+def rabbitmq_server() -> Iterator[Service]:
+    """A RabbitMQ node with one user, `transcend`, on 127.0.0.1 only: its AMQP listener, its Erlang distribution port
+    and its own port mapper (epmd, started here as our child rather than as the machine-wide daemon), all on free
+    ports. The password is in a config file only the server can read."""
+    from kombu import Connection
+
+    binary = rabbitmq_binary()
+    as_rabbitmq = _unprivileged("rabbitmq")
+    root = Path(tempfile.mkdtemp(prefix="transcend-rabbitmq-"))
+    epmd = server = None
+    try:
+        password, port, dist_port, epmd_port = secrets.token_hex(16), free_port(), free_port(), free_port()
+        config = root / "rabbitmq.conf"
+        config.touch(mode=0o600)
+        config.write_text(
+            f"default_user = transcend\ndefault_pass = {password}\nlisteners.tcp.1 = 127.0.0.1:{port}\n"
+            "loopback_users = none\n"
+        )
+        if as_rabbitmq:
+            os.chown(root, as_rabbitmq["user"], as_rabbitmq["group"])
+            os.chown(config, as_rabbitmq["user"], as_rabbitmq["group"])
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(root),  # the Erlang cookie
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "ERL_EPMD_PORT": str(epmd_port),
+            "RABBITMQ_NODENAME": f"transcend-{port}@localhost",
+            "RABBITMQ_DIST_PORT": str(dist_port),
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+            "RABBITMQ_CONFIG_FILE": str(root / "rabbitmq"),
+            "RABBITMQ_MNESIA_BASE": str(root / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(root / "log"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(root / "enabled_plugins"),
+            "RABBITMQ_PID_FILE": str(root / "pid"),
+            "RABBITMQ_LOGS": "-",
+        }
+        log = root / "rabbitmq.log"
+        with log.open("w") as output:
+            epmd_command = ["epmd", "-address", "127.0.0.1", "-port", str(epmd_port)]
+            epmd = subprocess.Popen(epmd_command, cwd=root, env=env, stdout=output, stderr=output, **as_rabbitmq)
+            server = subprocess.Popen([binary], cwd=root, env=env, stdout=output, stderr=output, **as_rabbitmq)
+        url = f"amqp://transcend:{password}@127.0.0.1:{port}//"
+        _wait_until_ready(server, log, lambda: Connection(url, connect_timeout=2).ensure_connection(max_retries=1))
+        yield Service(url, password, server.pid)
+    finally:
+        for process in (server, epmd):
+            if process is not None:
+                stop_process(process, signal.SIGTERM)
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def redis_database(server: Service, index: int) -> str:
     """The URL of database `index` of the Redis `server`: each test's broker on its own, so that no task one test
     leaves in a queue reaches another test's workers."""
@@ -263,14 +326,14 @@ def start_workers(count: int, env: dict[str, str], broker: str, log_dir: Path) -
     celery = Path(sys.executable).with_name("celery")
     command = [celery, "-A", "transcend_pipeline.celery_worker", "worker", "--pool", "solo", "-Q", "dagster"]
     command += ["--without-gossip", "--without-mingle", "--loglevel", "INFO"]
-    env = {**env, "CELERY_BROKER_URL": broker, "CELERY_RESULT_BACKEND": broker}
+    env = {**env, "CELERY_BROKER_URL": broker, "CELERY_RESULT_BACKEND": celery_result_backend(broker)}
     logs = [log_dir / f"worker{index}.log" for index in range(1, count + 1)]
     workers = []
     for index, log in enumerate(logs, start=1):
         with log.open("w") as output:
             name = ["-n", f"transcend{index}@%h"]
             workers.append(subprocess.Popen([*command, *name], cwd=REPO_ROOT, env=env, stdout=output, stderr=output))
-    app = Celery(broker=broker, backend=broker)
+    app = Celery(broker=broker)
     deadline = time.monotonic() + WORKERS_TIMEOUT_S
     while len(app.control.ping(timeout=1.0)) < count:
         if time.monotonic() > deadline:

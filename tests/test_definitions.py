@@ -90,6 +90,10 @@ def test_the_executor_is_dagsters_default_unless_a_celery_broker_is_named(monkey
     monkeypatch.setenv(CELERY_BROKER_VARIABLE, rotated)  # read when a run starts, not kept from when it loaded
     config = executor.config_schema.resolve_config({}).value["config"]
     assert config["broker"] == config["backend"] == rotated
+    rabbitmq = "amqp://transcend:s3cret@127.0.0.1:5672//"  # results come back as messages: Celery 5 stores none
+    monkeypatch.setenv(CELERY_BROKER_VARIABLE, rabbitmq)
+    config = executor_from_env().config_schema.resolve_config({}).value["config"]
+    assert (config["broker"], config["backend"]) == (rabbitmq, "rpc://")
 
 
 def test_workers_acknowledge_a_step_once_it_has_finished(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,21 +8,32 @@ import dagster as dg
 CELERY_BROKER_VARIABLE = "TRANSCEND_CELERY_BROKER"
 
 
-def executor_from_env() -> dg.ExecutorDefinition | None:
-    """dagster-celery's executor when $TRANSCEND_CELERY_BROKER names a broker, else None (Dagster's default: each
-    step in a process of its own on this machine; `make run` executes in process either way).
+def celery_result_backend(broker_url: str) -> str:
+    """Where a step's result goes back to its run: Redis stores it (the broker's own URL); with RabbitMQ
+    (`amqp://`, `amqps://`) it is a message to the run process (`rpc://`), as Celery 5 has no AMQP result store."""
+    return "rpc://" if broker_url.strip().lower().startswith(("amqp", "pyamqp")) else broker_url
 
-    The broker also serves as the result backend (Redis). The config holds an `env:` reference, resolved when a run
-    starts, so the URL and its password reach neither the definitions, the run config nor the event log. Workers
-    run `celery -A transcend_pipeline.celery_worker worker`, with the same URL in $CELERY_BROKER_URL and
-    $CELERY_RESULT_BACKEND (docs/scaling-out.md).
+
+def executor_from_env() -> dg.ExecutorDefinition | None:
+    """dagster-celery's executor when $TRANSCEND_CELERY_BROKER names a broker (Redis or RabbitMQ), else None
+    (Dagster's default: each step in a process of its own on this machine; `make run` executes in process either
+    way).
+
+    The config holds an `env:` reference, resolved when a run starts, so the URL and its password reach neither
+    the definitions, the run config nor the event log. Workers run `celery -A transcend_pipeline.celery_worker
+    worker`, with the same URL in $CELERY_BROKER_URL and `celery_result_backend` of it in $CELERY_RESULT_BACKEND
+    (docs/scaling-out.md).
     """
-    if not os.environ.get(CELERY_BROKER_VARIABLE, "").strip():
+    broker_url = os.environ.get(CELERY_BROKER_VARIABLE, "").strip()
+    if not broker_url:
         return None
     from dagster_celery import celery_executor
 
     broker = {"env": CELERY_BROKER_VARIABLE}
-    return celery_executor.configured({"broker": broker, "backend": broker}, name="celery")
+    backend = celery_result_backend(broker_url)
+    return celery_executor.configured(
+        {"broker": broker, "backend": broker if backend == broker_url else backend}, name="celery"
+    )
 
 
 ingest_month_job = dg.define_asset_job(
