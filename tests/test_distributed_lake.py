@@ -1,6 +1,7 @@
 """Celery workers writing the lake (TRANSCEND_WAREHOUSE=lake): two months parsed at once on two workers while one of
-them is rerun, and a worker killed in the middle of a month. Real Postgres, Redis and Celery workers, real Lichess
-months served over 127.0.0.1, all started by the tests and stopped by process id (conftest.py, services.py).
+them is rerun; and a worker killed in the middle of a month, on the lake and on the DuckDB file (whose month writers
+hold a slot of the `warehouse` pool in Postgres). Real Postgres, Redis and Celery workers, real Lichess months served
+over 127.0.0.1, all started by the tests and stopped by process id (conftest.py, services.py).
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import pytest
 from deltalake import DeltaTable
 from fixtures import SAMPLE_2013_01, SAMPLE_2021_10, SAMPLE_API_EXPORT, games_in, publish
@@ -50,18 +53,38 @@ ONE_PROCESS = json.dumps({"ops": {"games": {"config": {"workers": 1}}}})  # no h
 
 @dataclass
 class Deployment:
-    """Dagster on Postgres with two Celery workers on Redis, writing the lake under `home`, with months served from
-    `served`. `launch` starts runs as a shell user does; every process is stopped when the test ends."""
+    """Dagster on Postgres with two Celery workers on Redis, writing the `warehouse` (`lake` or `duckdb`, as
+    $TRANSCEND_WAREHOUSE) under `home`, with months served from `served`. `launch` starts runs as a shell user does;
+    every process is stopped when the test ends."""
 
     home: Path
     served: Path
     env: dict[str, str]
     workers: list[subprocess.Popen]
+    warehouse: str = "lake"
     runs: list[subprocess.Popen] = field(default_factory=list)
 
     @property
     def lake(self) -> Path:
         return self.home / "lake"
+
+    @property
+    def duckdb_file(self) -> Path:
+        return self.home / "warehouse.duckdb"
+
+    def months(self) -> dict[str, tuple[int, int, int, str]]:
+        """Per month of the warehouse: (games, distinct game ids, quarantined games, md5 of the sorted game ids)."""
+        if self.warehouse == "lake":
+            return warehouse_months(open_warehouse(None, lake=self.lake))
+        return warehouse_months(open_warehouse(self.duckdb_file, read_only=True))
+
+    def version(self) -> object:
+        """What changes when the month tables are written: the lake's `games` version; the DuckDB file's modification
+        time and size, and whether a write-ahead log lies beside it."""
+        if self.warehouse == "lake":
+            return DeltaTable(self.lake / "games").version()
+        stat = self.duckdb_file.stat()
+        return stat.st_mtime_ns, stat.st_size, self.duckdb_file.with_name(self.duckdb_file.name + ".wal").exists()
 
     @property
     def worker_pids(self) -> set[int]:
@@ -86,11 +109,12 @@ def deploy(
     redis_service: Service,
     lichess_mirror: tuple[str, Path],
     monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[Callable[[dict[str, str]], Deployment]]:
-    """Starts a `Deployment` whose workers have the given extra environment; stops its runs and workers after."""
+) -> Iterator[Callable[..., Deployment]]:
+    """Starts a `Deployment` whose workers have the given extra environment, writing the given warehouse (the lake
+    unless told); stops its runs and workers after."""
     started: list[Deployment] = []
 
-    def start(worker_settings: dict[str, str]) -> Deployment:
+    def start(worker_settings: dict[str, str], warehouse: str = "lake") -> Deployment:
         base_url, served = lichess_mirror
         home = tmp_path / "home"
         index = next(BROKER_DATABASES)
@@ -99,15 +123,16 @@ def deploy(
             "TRANSCEND_HOME": str(home),
             "TRANSCEND_SOURCE": "lichess",
             "TRANSCEND_LICHESS_URL": base_url,
-            "TRANSCEND_WAREHOUSE": "lake",
-            DAGSTER_PG_URL_VARIABLE: dagster_url(create_database(postgres, f"lake{index}")),
+            "TRANSCEND_WAREHOUSE": warehouse,
+            DAGSTER_PG_URL_VARIABLE: dagster_url(create_database(postgres, f"{warehouse}{index}")),
             CELERY_BROKER_VARIABLE: broker,
         }
         for name, value in settings.items():
             monkeypatch.setenv(name, value)
         monkeypatch.setenv("DAGSTER_HOME", str(ensure_dagster_home(home)))
         env = dict(os.environ)
-        deployment = Deployment(home, served, env, start_workers(2, {**env, **worker_settings}, broker, tmp_path))
+        workers = start_workers(2, {**env, **worker_settings}, broker, tmp_path)
+        deployment = Deployment(home, served, env, workers, warehouse)
         started.append(deployment)
         return deployment
 
@@ -125,13 +150,19 @@ def copies_of(sample: Path, copies: int) -> bytes:
     return b"".join(site.sub(rb'\g<1>c%d"]' % copy, pgn) for copy in range(copies))
 
 
-def lake_months(lake: Path) -> dict[str, tuple[int, int, int]]:
-    """Per month of the lake: (games, distinct game ids, quarantined games), as DuckDB reads them."""
-    with open_warehouse(None, lake=lake) as connection:
-        games = connection.execute("SELECT month, count(*), count(DISTINCT game_id) FROM games GROUP BY month")
-        counts = {month: (rows, ids) for month, rows, ids in games.fetchall()}
+def warehouse_months(warehouse: AbstractContextManager[duckdb.DuckDBPyConnection]) -> dict[str, tuple]:
+    """Per month of the `warehouse` opened: (games, distinct game ids, quarantined games, md5 of the sorted game ids),
+    as DuckDB reads them."""
+    with warehouse as connection:
+        query = "SELECT month, count(*), count(DISTINCT game_id), md5(string_agg(game_id, ',' ORDER BY game_id))"
+        games = connection.execute(f"{query} FROM games GROUP BY month")
+        counts = {month: (rows, ids, digest) for month, rows, ids, digest in games.fetchall()}
         quarantined = dict(connection.execute("SELECT month, count(*) FROM games_quarantine GROUP BY month").fetchall())
-    return {month: (*counts.get(month, (0, 0)), quarantined.get(month, 0)) for month in counts.keys() | quarantined}
+    return {
+        month: (rows, ids, quarantined.get(month, 0), digest)
+        for month in counts.keys() | quarantined
+        for rows, ids, digest in [counts.get(month, (0, 0, None))]
+    }
 
 
 def runs_of(instance: dg.DagsterInstance, month: str) -> list[dg.DagsterRun]:
@@ -157,20 +188,28 @@ def wait_for_step_start(instance: dg.DagsterInstance, month: str, step: str, kno
     pytest.fail(f"no new run of {month} started {step} in {STEP_START_TIMEOUT_S} s")
 
 
-def assert_counts_balance(instance: dg.DagsterInstance, lake: Path, month: str, expected_games: int) -> None:
-    """The month's last `games` materialisation read python-chess's count of games, and the lake holds exactly the
-    games it accepted and quarantined, each game id once."""
+def pool_claims(instance: dg.DagsterInstance) -> set[tuple[str, str]]:
+    """The (run id, step) holding slots of the `warehouse` pool."""
+    claimed = instance.event_log_storage.get_concurrency_info("warehouse").claimed_slots
+    return {(slot.run_id, slot.step_key) for slot in claimed}
+
+
+def assert_counts_balance(
+    instance: dg.DagsterInstance, deployment: Deployment, month: str, expected_games: int
+) -> None:
+    """The month's last `games` materialisation read python-chess's count of games, and the warehouse holds exactly
+    the games it accepted and quarantined, each game id once."""
     record = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey("games"), asset_partitions=[f"{month}-01"]), limit=1
     ).records[0]
     metadata = record.asset_materialization.metadata
-    accepted, distinct, quarantined = lake_months(lake)[month]
+    accepted, distinct, quarantined, _ = deployment.months()[month]
     assert metadata["games_read"].value == expected_games == accepted + quarantined, month
     assert metadata["games_accepted"].value == accepted == distinct, month
 
 
 def test_two_workers_write_months_of_the_lake_at_once_and_a_month_rerun_meanwhile_keeps_its_rows(
-    deploy: Callable[[dict[str, str]], Deployment], lichess_samples: Path
+    deploy: Callable[..., Deployment], lichess_samples: Path
 ) -> None:
     deployment = deploy({})
     small = {"2022-12": lichess_samples / SAMPLE_API_EXPORT, "2013-01": lichess_samples / SAMPLE_2013_01}
@@ -183,7 +222,7 @@ def test_two_workers_write_months_of_the_lake_at_once_and_a_month_rerun_meanwhil
     rerun_month = "2022-12"
 
     deployment.wait(*[deployment.launch("raw_dump,games,stg_games", month) for month in small])
-    before = lake_months(deployment.lake)[rerun_month]
+    before = deployment.months()[rerun_month]
     with dg.DagsterInstance.get() as instance:
         known = {run.run_id for month in small for run in runs_of(instance, month)}
         long_run = deployment.launch("raw_dump,games", long_month, ONE_SLOW_PARSE)
@@ -197,7 +236,7 @@ def test_two_workers_write_months_of_the_lake_at_once_and_a_month_rerun_meanwhil
             assert all(run.status == dg.DagsterRunStatus.SUCCESS for run in runs), month
             (start,), (end,) = (step_events(instance, runs[-1].run_id, "games", kind) for kind in (START, SUCCESS))
             parses[month] = (start.dagster_event.pid, start.timestamp, end.timestamp)
-            assert_counts_balance(instance, deployment.lake, month, expected[month])
+            assert_counts_balance(instance, deployment, month, expected[month])
         assert len(runs_of(instance, rerun_month)) == 2
         staged = {  # month -> its `stg_games` materialisation
             month: instance.fetch_materializations(
@@ -211,8 +250,8 @@ def test_two_workers_write_months_of_the_lake_at_once_and_a_month_rerun_meanwhil
     assert long_pid != rerun_pid
     assert long_start < rerun_end and rerun_start < long_end, parses
     # The rerun replaced the month with the same rows, beside the long month's commit, and duplicated none.
-    assert lake_months(deployment.lake)[rerun_month] == before
-    assert set(lake_months(deployment.lake)) == set(expected)
+    assert deployment.months()[rerun_month] == before
+    assert set(deployment.months()) == set(expected)
     # The two months ingested at once also wrote their staging model into the lake (its gate passed), each game once.
     with open_warehouse(None, lake=deployment.lake) as connection:
         query = "SELECT month, count(*), count(DISTINCT game_id) FROM stg_games GROUP BY month"
@@ -220,20 +259,21 @@ def test_two_workers_write_months_of_the_lake_at_once_and_a_month_rerun_meanwhil
     for month, record in staged.items():
         rows = record.asset_materialization.metadata["dagster/row_count"].value
         assert stg_games[month] == (rows, rows), month
-        assert 0 < rows <= lake_months(deployment.lake)[month][0], month
+        assert 0 < rows <= deployment.months()[month][0], month
 
 
+@pytest.mark.parametrize("warehouse", ["lake", "duckdb"])
 def test_a_worker_killed_in_the_middle_of_a_month_leaves_its_rows_and_another_worker_completes_the_run(
-    deploy: Callable[[dict[str, str]], Deployment], lichess_samples: Path
+    deploy: Callable[..., Deployment], lichess_samples: Path, warehouse: str
 ) -> None:
     # Tasks come back from a killed worker after the broker's visibility timeout: short here, and longer than any
     # step of this test (a step still running after it would run twice, which the assertions below would see).
-    deployment = deploy({VISIBILITY_TIMEOUT_VARIABLE: "30"})
+    deployment = deploy({VISIBILITY_TIMEOUT_VARIABLE: "30"}, warehouse)
     month, copies = "2021-10", 150
     publish(deployment.served, month, copies_of(lichess_samples / SAMPLE_2021_10, copies))
     expected = games_in(lichess_samples / SAMPLE_2021_10) * copies
     deployment.wait(deployment.launch("raw_dump,games", month, ONE_PROCESS))
-    before, version = lake_months(deployment.lake)[month], DeltaTable(deployment.lake / "games").version()
+    before, version = deployment.months()[month], deployment.version()
 
     with dg.DagsterInstance.get() as instance:
         (first,) = runs_of(instance, month)
@@ -244,16 +284,24 @@ def test_a_worker_killed_in_the_middle_of_a_month_leaves_its_rows_and_another_wo
         (victim,) = [worker for worker in deployment.workers if worker.pid == victim_pid]
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait()
-        # Killed before its commit: the month's rows are those of the first run, and the table did not move.
-        assert lake_months(deployment.lake)[month] == before
-        assert DeltaTable(deployment.lake / "games").version() == version
+        # Killed before its swap: the month's rows (count and ids) are those of the first run, and the lake's table
+        # or the DuckDB file did not move.
+        assert deployment.months()[month] == before
+        assert deployment.version() == version
+        # With the DuckDB file, the run process claimed the step's slot of the `warehouse` pool (in Postgres) before
+        # sending the task: the slot stays the run's while the task waits for another worker, no other writer of
+        # the file can take it meanwhile, and the redelivered step runs under it. The lake takes no pool.
+        assert pool_claims(instance) == ({(run_id, "games")} if warehouse == "duckdb" else set())
 
         deployment.wait(rerun)  # the other worker receives the task again and finishes the same run
         assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.SUCCESS
+        assert pool_claims(instance) == set()  # the step's success gave the slot back
         starts, ends = (step_events(instance, run_id, "games", kind) for kind in (START, SUCCESS))
         (survivor,) = deployment.worker_pids - {victim_pid}
         assert [entry.dagster_event.pid for entry in starts] == [victim_pid, survivor]
         assert [entry.dagster_event.pid for entry in ends] == [survivor]
-        assert_counts_balance(instance, deployment.lake, month, expected)
-    assert lake_months(deployment.lake)[month] == before
-    assert DeltaTable(deployment.lake / "games").version() == version + 1
+        assert_counts_balance(instance, deployment, month, expected)
+    assert deployment.months()[month] == before  # the same games, each once
+    assert deployment.version() != version  # written again, by the survivor
+    if warehouse == "lake":
+        assert deployment.version() == version + 1  # in one commit
