@@ -9,6 +9,7 @@ and is stopped by its process id. Postgres refuses to run as root: as root, its 
 from __future__ import annotations
 
 import glob
+import json
 import os
 import pwd
 import secrets
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -251,3 +253,59 @@ def materialize_in_background(
     return subprocess.Popen(
         command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
+
+
+def graphql(url: str, query: str, variables: dict | None = None) -> dict:
+    """The `data` of a GraphQL request to the Dagster webserver at `url`, as the UI sends it; fails on errors."""
+    request = urllib.request.Request(
+        f"{url}/graphql",
+        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        body = json.loads(response.read())
+    if body.get("errors"):
+        raise RuntimeError(f"GraphQL errors: {body['errors']}")
+    return body["data"]
+
+
+LOCATION_LOADED = """
+{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus
+    locationOrLoadError { __typename ... on PythonError { message } } } } } }
+"""
+
+
+def _location_loaded(url: str) -> None:
+    """Raises until the webserver answers and has loaded workspace.yaml's code location."""
+    (entry,) = graphql(url, LOCATION_LOADED)["workspaceOrError"]["locationEntries"]
+    loaded = entry["locationOrLoadError"] or {}
+    if entry["loadStatus"] != "LOADED" or loaded.get("__typename") != "RepositoryLocation":
+        raise RuntimeError(f"code location not loaded yet: {entry}")
+
+
+@contextmanager
+def dagster_webserver_and_daemon(env: dict[str, str], log_dir: Path) -> Iterator[str]:
+    """`dagster-webserver` and `dagster-daemon run` on the repository's workspace.yaml, as docs/scaling-out.md deploys
+    them: the UI to launch backfills, the daemon to run them (its backfill loop submits the runs, its run queue
+    launches them). Both read the instance of $DAGSTER_HOME in `env`, and each loads the definitions in a code
+    server of its own, whose run processes inherit `env`. Yields the webserver's URL once it has loaded the code
+    location; stops both by process id after. Their logs are `webserver.log` and `daemon.log` in `log_dir`."""
+    bin_dir = Path(sys.executable).parent
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    commands = {
+        "webserver": [bin_dir / "dagster-webserver", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        "daemon": [bin_dir / "dagster-daemon", "run", "-w", "workspace.yaml"],
+    }
+    processes: list[subprocess.Popen] = []
+    try:
+        for name, command in commands.items():
+            with (log_dir / f"{name}.log").open("w") as output:
+                processes.append(
+                    subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
+                )
+        _wait_until_ready(processes[0], log_dir / "webserver.log", lambda: _location_loaded(url))
+        yield url
+    finally:
+        for process in reversed(processes):
+            stop_process(process, signal.SIGTERM)
