@@ -26,6 +26,7 @@ import psycopg2
 import pytest
 from fixtures import SAMPLE_2013_01, SAMPLE_2021_10, SAMPLE_API_EXPORT, games_in, publish
 from services import (
+    DagsterServices,
     Service,
     create_database,
     dagster_url,
@@ -158,15 +159,17 @@ query ($id: String!) { partitionBackfillOrError(backfillId: $id) { ... on Partit
 BACKFILL_IN_PROGRESS = {"REQUESTED", "CANCELING", "FAILING"}
 
 
-def wait_for_backfill(url: str, backfill_id: str, daemon_log: Path) -> str:
+def wait_for_backfill(services: DagsterServices, backfill_id: str) -> str:
     """Until the backfill has a final status, which is returned (polled through the webserver, as the UI does)."""
     deadline = time.monotonic() + RUN_TIMEOUT_S
     while time.monotonic() < deadline:
-        status = graphql(url, BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]["status"]
+        services.assert_running()
+        status = graphql(services.url, BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]["status"]
         if status not in BACKFILL_IN_PROGRESS:
             return status
         time.sleep(1)
-    pytest.fail(f"backfill {backfill_id} still in progress after {RUN_TIMEOUT_S} s:\n{daemon_log.read_text()[-5000:]}")
+    log = (services.log_dir / "daemon.log").read_text()[-5000:]
+    pytest.fail(f"backfill {backfill_id} still in progress after {RUN_TIMEOUT_S} s; the daemon's log ends:\n{log}")
 
 
 def test_two_celery_workers_ingest_three_real_months_as_one_backfill_with_the_run_history_in_postgres(
@@ -199,25 +202,26 @@ def test_two_celery_workers_ingest_three_real_months_as_one_backfill_with_the_ru
     workers = start_workers(2, env, redis_service.url, tmp_path)
     worker_pids = {worker.pid for worker in workers}
     try:
-        with dagster_webserver_and_daemon(env, tmp_path) as url:
+        with dagster_webserver_and_daemon(env, tmp_path) as services:
             # As the UI launches a backfill of the selected assets over the selected months: the daemon's backfill
             # loop then submits a run per month, its run queue launches them, and each run hands its steps to Celery.
             params = {
                 "partitionNames": [f"{month}-01" for month in MONTHS],
                 "assetSelection": [{"path": ["raw_dump"]}, {"path": ["games"]}],
             }
-            launched = graphql(url, LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
+            launched = graphql(services.url, LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
             assert launched["__typename"] == "LaunchBackfillSuccess", launched
             backfill_id = launched["backfillId"]
-            status = wait_for_backfill(url, backfill_id, tmp_path / "daemon.log")
+            status = wait_for_backfill(services, backfill_id)
     finally:
         for worker in workers:
             stop_process(worker, signal.SIGTERM)  # Celery's warm shutdown
     assert status == "COMPLETED_SUCCESS", (tmp_path / "daemon.log").read_text()[-5000:]
 
     assert gate.opened.is_set(), "no two dumps were ever downloaded at once: the steps did not run on two workers"
-    # Neither in the instance's config nor in the step logs that the runs and the workers wrote.
-    assert files_holding(Path(os.environ["DAGSTER_HOME"]), [redis_service.password, postgres.password]) == []
+    # Neither in the instance's config, nor in the step logs that the runs and the workers wrote, nor in the logs
+    # of the workers, the webserver and the daemon.
+    assert files_holding(tmp_path, [redis_service.password, postgres.password]) == []
     with dg.DagsterInstance.get() as instance:
         assert instance.get_backfill(backfill_id).status.value == "COMPLETED_SUCCESS"  # as the instance stores it
         records = instance.get_run_records()
