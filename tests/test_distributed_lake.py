@@ -269,10 +269,11 @@ def wait_until_writing(pid: int, path: Path, size: int) -> None:
     swap has begun its transaction and written part of the new rows into the file, uncommitted."""
     deadline = time.monotonic() + STEP_START_TIMEOUT_S
     while time.monotonic() < deadline:
+        assert Path(f"/proc/{pid}").exists(), f"process {pid} exited"
         try:
             files = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
         except OSError:  # a descriptor closed while being read
-            continue
+            files = set()
         if str(path) in files and path.stat().st_size > size:
             return
         time.sleep(0.002)
