@@ -10,6 +10,7 @@ are root.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import pwd
 import secrets
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -354,3 +356,77 @@ def materialize_in_background(
     return subprocess.Popen(
         command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
+
+
+def graphql(url: str, query: str, variables: dict | None = None) -> dict:
+    """The `data` of a GraphQL request to the Dagster webserver at `url`, as the UI sends it; fails on errors."""
+    request = urllib.request.Request(
+        f"{url}/graphql",
+        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        body = json.loads(response.read())
+    if body.get("errors"):
+        raise RuntimeError(f"GraphQL errors: {body['errors']}")
+    return body["data"]
+
+
+LOCATION_LOADED = """
+{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus
+    locationOrLoadError { __typename ... on PythonError { message } } } } } }
+"""
+
+
+def _location_loaded(url: str) -> None:
+    """Raises until the webserver answers and has loaded workspace.yaml's code location."""
+    (entry,) = graphql(url, LOCATION_LOADED)["workspaceOrError"]["locationEntries"]
+    loaded = entry["locationOrLoadError"] or {}
+    if entry["loadStatus"] != "LOADED" or loaded.get("__typename") != "RepositoryLocation":
+        raise RuntimeError(f"code location not loaded yet: {entry}")
+
+
+@dataclass(frozen=True)
+class DagsterServices:
+    """A running `dagster-webserver` (its URL) and `dagster-daemon`, and where each writes its log."""
+
+    url: str
+    webserver: subprocess.Popen
+    daemon: subprocess.Popen
+    log_dir: Path
+
+    def assert_running(self) -> None:
+        """Fails, with its log, if either has exited."""
+        for name, process in (("webserver", self.webserver), ("daemon", self.daemon)):
+            if process.poll() is not None:
+                log = (self.log_dir / f"{name}.log").read_text()[-5000:]
+                raise RuntimeError(f"dagster {name} exited with {process.returncode}:\n{log}")
+
+
+@contextmanager
+def dagster_webserver_and_daemon(env: dict[str, str], log_dir: Path) -> Iterator[DagsterServices]:
+    """`dagster-webserver` and `dagster-daemon run` on the repository's workspace.yaml, as docs/scaling-out.md deploys
+    them: the UI to launch backfills, the daemon to run them (its backfill loop submits the runs, its run queue
+    launches them). Both read the instance of $DAGSTER_HOME in `env`, and each loads the definitions in a code
+    server of its own, whose run processes inherit `env`. Yielded once the webserver has loaded the code location;
+    both are stopped by process id after. Their logs are `webserver.log` and `daemon.log` in `log_dir`."""
+    bin_dir = Path(sys.executable).parent
+    port = free_port()
+    commands = {
+        "webserver": [bin_dir / "dagster-webserver", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        "daemon": [bin_dir / "dagster-daemon", "run", "-w", "workspace.yaml"],
+    }
+    processes: dict[str, subprocess.Popen] = {}
+    try:
+        for name, command in commands.items():
+            with (log_dir / f"{name}.log").open("w") as output:
+                processes[name] = subprocess.Popen(
+                    command, cwd=REPO_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT
+                )
+        services = DagsterServices(f"http://127.0.0.1:{port}", processes["webserver"], processes["daemon"], log_dir)
+        _wait_until_ready(services.webserver, log_dir / "webserver.log", lambda: _location_loaded(services.url))
+        services.assert_running()
+        yield services
+    finally:
+        for process in reversed(processes.values()):
+            stop_process(process, signal.SIGTERM)

@@ -1,7 +1,9 @@
 """Dagster deployed as its users deploy it: instance storage on a real Postgres, month steps executed by real
-dagster-celery workers on a real Redis broker, real Lichess months served over 127.0.0.1.
+dagster-celery workers on a real Redis broker, real Lichess months served over 127.0.0.1, and a backfill launched
+through the webserver as the UI launches one and run by the daemon.
 
-The servers and workers are started by these tests and stopped by process id (conftest.py, services.py).
+The servers, workers, webserver and daemon are started by these tests and stopped by process id (conftest.py,
+services.py).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,10 +26,12 @@ import psycopg2
 import pytest
 from fixtures import SAMPLE_2013_01, SAMPLE_2021_10, SAMPLE_API_EXPORT, games_in, publish
 from services import (
+    DagsterServices,
     Service,
     create_database,
     dagster_url,
-    materialize_in_background,
+    dagster_webserver_and_daemon,
+    graphql,
     start_workers,
     stop_process,
 )
@@ -42,7 +47,7 @@ pytestmark = pytest.mark.distributed
 #: Real months of different shapes, published as these months: a 2021 dump head, a 2013 one, one player's API export.
 MONTHS = {"2021-10": SAMPLE_2021_10, "2013-01": SAMPLE_2013_01, "2022-12": SAMPLE_API_EXPORT}
 GATE_TIMEOUT_S = 45.0  # under the downloader's 60 s read timeout, so a closed gate fails an assertion, not a retry
-RUN_TIMEOUT_S = 600.0
+RUN_TIMEOUT_S = 300.0
 
 
 def files_holding(directory: Path, secrets: list[str]) -> list[Path]:
@@ -137,7 +142,37 @@ def gated_mirror(tmp_path: Path) -> Iterator[tuple[str, Path, DumpGate]]:
         server.server_close()
 
 
-def test_two_celery_workers_ingest_three_real_months_with_the_run_history_in_postgres(
+LAUNCH_BACKFILL = """
+mutation ($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message stack }
+    ... on UnauthorizedError { message }
+  }
+}
+"""
+BACKFILL_STATUS = """
+query ($id: String!) { partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill { status } } }
+"""
+#: A backfill's statuses while the daemon still has work to do on it; any other is final.
+BACKFILL_IN_PROGRESS = {"REQUESTED", "CANCELING", "FAILING"}
+
+
+def wait_for_backfill(services: DagsterServices, backfill_id: str) -> str:
+    """Until the backfill has a final status, which is returned (polled through the webserver, as the UI does)."""
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while time.monotonic() < deadline:
+        services.assert_running()
+        status = graphql(services.url, BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]["status"]
+        if status not in BACKFILL_IN_PROGRESS:
+            return status
+        time.sleep(1)
+    log = (services.log_dir / "daemon.log").read_text()[-5000:]
+    pytest.fail(f"backfill {backfill_id} still in progress after {RUN_TIMEOUT_S} s; the daemon's log ends:\n{log}")
+
+
+def test_two_celery_workers_ingest_three_real_months_as_one_backfill_with_the_run_history_in_postgres(
     tmp_path: Path,
     postgres: Service,
     redis_service: Service,
@@ -160,28 +195,42 @@ def test_two_celery_workers_ingest_three_real_months_with_the_run_history_in_pos
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("DAGSTER_HOME", str(ensure_dagster_home(home)))
     env = dict(os.environ)
+    dagster = Path(sys.executable).with_name("dagster")
+    # The deployment's one set-up step: Dagster 1.13 creates a pool's default limit on Postgres with an
+    # insert-then-update that fails when two runs race to create it (dagster-io/dagster#33552).
+    subprocess.run([dagster, "instance", "concurrency", "set", "warehouse", "1"], env=env, check=True)
     workers = start_workers(2, env, redis_service.url, tmp_path)
     worker_pids = {worker.pid for worker in workers}
-    runs: dict[str, subprocess.Popen] = {}
     try:
-        dagster = Path(sys.executable).with_name("dagster")
-        # The deployment's one set-up step: Dagster 1.13 creates a pool's default limit on Postgres with an
-        # insert-then-update that fails when two runs race to create it (dagster-io/dagster#33552).
-        subprocess.run([dagster, "instance", "concurrency", "set", "warehouse", "1"], env=env, check=True)
-        runs = {month: materialize_in_background("raw_dump,games", month, env) for month in MONTHS}
-        outputs = {month: run.communicate(timeout=RUN_TIMEOUT_S)[0] for month, run in runs.items()}
-        for month, run in runs.items():
-            assert run.returncode == 0, f"{month}:\n{outputs[month][-5000:]}"
+        with dagster_webserver_and_daemon(env, tmp_path) as services:
+            # As the UI launches a backfill of the selected assets over the selected months: the daemon's backfill
+            # loop then submits a run per month, its run queue launches them, and each run hands its steps to Celery.
+            params = {
+                "partitionNames": [f"{month}-01" for month in MONTHS],
+                "assetSelection": [{"path": ["raw_dump"]}, {"path": ["games"]}],
+            }
+            launched = graphql(services.url, LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
+            assert launched["__typename"] == "LaunchBackfillSuccess", launched
+            backfill_id = launched["backfillId"]
+            status = wait_for_backfill(services, backfill_id)
     finally:
-        for process in [*runs.values(), *workers]:
-            stop_process(process, signal.SIGTERM)  # for the workers, Celery's warm shutdown
+        for worker in workers:
+            stop_process(worker, signal.SIGTERM)  # Celery's warm shutdown
+    assert status == "COMPLETED_SUCCESS", (tmp_path / "daemon.log").read_text()[-5000:]
 
     assert gate.opened.is_set(), "no two dumps were ever downloaded at once: the steps did not run on two workers"
-    # Neither in the instance's config nor in the step logs that the runs and the workers wrote.
-    assert files_holding(Path(os.environ["DAGSTER_HOME"]), [redis_service.password, postgres.password]) == []
+    # Neither in the instance's config, nor in the step logs that the runs and the workers wrote, nor in the logs
+    # of the workers, the webserver and the daemon.
+    assert files_holding(tmp_path, [redis_service.password, postgres.password]) == []
     with dg.DagsterInstance.get() as instance:
+        assert instance.get_backfill(backfill_id).status.value == "COMPLETED_SUCCESS"  # as the instance stores it
         records = instance.get_run_records()
+        # Every run is the backfill's: one per month, each materialising both assets of its month.
         assert len(records) == len(MONTHS)
+        assert {record.dagster_run.tags.get("dagster/backfill") for record in records} == {backfill_id}
+        assert sorted(record.dagster_run.tags["dagster/partition"] for record in records) == sorted(
+            f"{month}-01" for month in MONTHS
+        )
         step_pids: dict[tuple[str, str], list[int]] = {}
         parses: list[tuple[float, float]] = []  # when each month's `games` step started and ended
         for record in records:
@@ -215,10 +264,13 @@ def test_two_celery_workers_ingest_three_real_months_with_the_run_history_in_pos
     assert all(end <= next_start for (_, end), (next_start, _) in itertools.pairwise(parses)), parses
 
     with open_warehouse(home / "warehouse.duckdb", read_only=True) as connection:
-        accepted = dict(connection.execute("SELECT month, count(*) FROM games GROUP BY month").fetchall())
+        query = "SELECT month, count(*), count(DISTINCT game_id) FROM games GROUP BY month"
+        accepted = {month: (rows, ids) for month, rows, ids in connection.execute(query).fetchall()}
         quarantined = dict(connection.execute("SELECT month, count(*) FROM games_quarantine GROUP BY month").fetchall())
+    assert set(accepted) <= set(MONTHS) and set(quarantined) <= set(MONTHS)
     for month, sample in MONTHS.items():
         metadata = materialized[month].asset_materialization.metadata
         read = games_in(lichess_samples / sample)
-        assert metadata["games_read"].value == read == accepted.get(month, 0) + quarantined.get(month, 0), month
-        assert metadata["games_accepted"].value == accepted.get(month, 0), month
+        rows, ids = accepted.get(month, (0, 0))
+        assert metadata["games_read"].value == read == rows + quarantined.get(month, 0), month
+        assert metadata["games_accepted"].value == rows == ids, month  # each game id once

@@ -21,6 +21,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
+import zstandard
 from deltalake import DeltaTable
 from fixtures import SAMPLE_2013_01, SAMPLE_2021_10, SAMPLE_API_EXPORT, games_in, publish
 from services import (
@@ -35,6 +36,7 @@ from services import (
 
 from transcend_pipeline.celery_worker import VISIBILITY_TIMEOUT_VARIABLE
 from transcend_pipeline.defs.jobs import CELERY_BROKER_VARIABLE
+from transcend_pipeline.lichess import dump_filename
 from transcend_pipeline.settings import DAGSTER_PG_URL_VARIABLE, ensure_dagster_home
 from transcend_pipeline.warehouse import open_warehouse
 
@@ -266,9 +268,33 @@ def test_two_workers_write_months_of_the_lake_at_once_and_a_month_rerun_meanwhil
         assert 0 < rows <= deployment.months()[month][0], month
 
 
-@pytest.mark.parametrize(("warehouse", "broker"), [("lake", "redis"), ("duckdb", "redis"), ("lake", "rabbitmq")])
+def wait_until_writing(pid: int, path: Path, size: int) -> None:
+    """Until the process `pid` has the DuckDB file at `path` open and the file has grown past `size`: the month's
+    swap has begun its transaction and written part of the new rows into the file, uncommitted."""
+    deadline = time.monotonic() + STEP_START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        assert Path(f"/proc/{pid}").exists(), f"process {pid} exited"
+        try:
+            files = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+        except OSError:  # a descriptor closed while being read
+            files = set()
+        if str(path) in files and path.stat().st_size > size:
+            return
+        time.sleep(0.002)
+    pytest.fail(f"process {pid} wrote nothing into {path} in {STEP_START_TIMEOUT_S} s")
+
+
+@pytest.mark.parametrize(
+    ("warehouse", "killed_in", "broker"),
+    [
+        ("lake", "parse", "redis"),
+        ("duckdb", "parse", "redis"),
+        ("duckdb", "swap", "redis"),
+        ("lake", "parse", "rabbitmq"),
+    ],
+)
 def test_a_worker_killed_in_the_middle_of_a_month_leaves_its_rows_and_another_worker_completes_the_run(
-    deploy: Callable[..., Deployment], lichess_samples: Path, warehouse: str, broker: str
+    deploy: Callable[..., Deployment], lichess_samples: Path, warehouse: str, killed_in: str, broker: str
 ) -> None:
     # Redis hands a killed worker's task to another after its visibility timeout: short here, and longer than any
     # step of this test (a step still running after it would run twice, which the assertions below would see).
@@ -276,11 +302,14 @@ def test_a_worker_killed_in_the_middle_of_a_month_leaves_its_rows_and_another_wo
     # which only Redis reads, so the run below completes in time only if RabbitMQ redelivered the task at once.
     worker_settings = {VISIBILITY_TIMEOUT_VARIABLE: "30"} if broker == "redis" else {}
     deployment = deploy(worker_settings, warehouse, broker)
-    month, copies = "2021-10", 150
-    publish(deployment.served, month, copies_of(lichess_samples / SAMPLE_2021_10, copies))
-    expected = games_in(lichess_samples / SAMPLE_2021_10) * copies
+    month, copies, sample = "2021-10", 150, lichess_samples / SAMPLE_2021_10
+    publish(deployment.served, month, copies_of(sample, copies - 10))
     deployment.wait(deployment.launch("raw_dump,games", month, ONE_PROCESS))
     before, version = deployment.months()[month], deployment.version()
+    # The dump then grows by ten copies (as if republished), so that the rows of the rerun differ from the first's.
+    dump = deployment.home / "raw" / "lichess" / dump_filename(month)
+    dump.write_bytes(zstandard.ZstdCompressor(level=1).compress(copies_of(sample, copies)))
+    expected = games_in(sample) * copies
 
     with dg.DagsterInstance.get() as instance:
         (first,) = runs_of(instance, month)
@@ -288,13 +317,17 @@ def test_a_worker_killed_in_the_middle_of_a_month_leaves_its_rows_and_another_wo
         known = {first.run_id}
         rerun = deployment.launch("games", month, ONE_PROCESS)
         run_id, victim_pid = wait_for_step_start(instance, month, "games", known)
+        if killed_in == "swap":  # the DuckDB file's transaction, half written
+            wait_until_writing(victim_pid, deployment.duckdb_file, deployment.duckdb_file.stat().st_size)
         (victim,) = [worker for worker in deployment.workers if worker.pid == victim_pid]
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait()
-        # Killed before its swap: the month's rows (count and ids) are those of the first run, and the lake's table
-        # or the DuckDB file did not move.
+        # The month's rows (count and ids) are those of the first run: killed in its parse, the lake's table and
+        # the DuckDB file did not even move; killed in its swap, the file, which opens again (no lock left), holds
+        # the last committed rows.
         assert deployment.months()[month] == before
-        assert deployment.version() == version
+        if killed_in == "parse":
+            assert deployment.version() == version
         # With the DuckDB file, the run process claimed the step's slot of the `warehouse` pool (in Postgres) before
         # sending the task: the slot stays the run's while the task waits for another worker, no other writer of
         # the file can take it meanwhile, and the redelivered step runs under it. The lake takes no pool.
@@ -307,8 +340,7 @@ def test_a_worker_killed_in_the_middle_of_a_month_leaves_its_rows_and_another_wo
         (survivor,) = deployment.worker_pids - {victim_pid}
         assert [entry.dagster_event.pid for entry in starts] == [victim_pid, survivor]
         assert [entry.dagster_event.pid for entry in ends] == [survivor]
-        assert_counts_balance(instance, deployment, month, expected)
-    assert deployment.months()[month] == before  # the same games, each once
-    assert deployment.version() != version  # written again, by the survivor
+        assert_counts_balance(instance, deployment, month, expected)  # the longer month's games, each id once
+    assert deployment.months()[month][0] > before[0]
     if warehouse == "lake":
-        assert deployment.version() == version + 1  # in one commit
+        assert DeltaTable(deployment.lake / "games").version() == version + 1  # in one commit
