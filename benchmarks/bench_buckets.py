@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -91,8 +92,11 @@ def seed(work: Path) -> dict:
     return {"caps": caps, "shares": shares}
 
 
-def build(work: Path, rows: int, month_rows: int, copies_per_player: int) -> tuple[Path, Path, float]:
-    """stg_games of `rows` rows in a DuckDB file and in a lake, copied from the seeds; (file, lake, seconds)."""
+def build(
+    work: Path, rows: int, month_rows: int, copies_per_player: int, with_lake: bool = True
+) -> tuple[Path, Path, float]:
+    """stg_games of `rows` rows in a DuckDB file and (`with_lake`) in a lake, copied from the seeds; (file, lake,
+    seconds)."""
     import duckdb
 
     from transcend_pipeline.lake import replace_month
@@ -139,6 +143,8 @@ def build(work: Path, rows: int, month_rows: int, copies_per_player: int) -> tup
         connection.execute("DROP TABLE seed_stg")
         connection.execute("CHECKPOINT")
     with open_warehouse(None, lake=work / "seed-lake-1500") as connection:
+        if not with_lake:
+            return database, lake, time.perf_counter() - started
         connection.execute(f"SET memory_limit = '{BUILD_MEMORY}'")
         connection.execute("CREATE TABLE seed_stg AS SELECT * FROM stg_games")
         months = math.ceil(copies / copies_per_month)
@@ -258,7 +264,12 @@ def main() -> None:
     parser.add_argument("--month-rows", type=int, default=1_000_000, help="stg_games rows a month (a partition)")
     parser.add_argument("--copies-per-player", type=int, default=10, help="copies of the seed sharing player names")
     parser.add_argument("--warehouse", choices=("duckdb", "lake", "both"), default="both")
-    parser.add_argument("--memory-limit", help="DuckDB memory_limit for every step (default: DuckDB's, 80%% of RAM)")
+    parser.add_argument(
+        "--memory-limit",
+        nargs="+",
+        default=["default"],
+        help="DuckDB memory_limit of every step, e.g. 8GB; several: each in turn ('default': DuckDB's, 80%% of RAM)",
+    )
     parser.add_argument("--rss-cap", type=int, default=9, help="GiB: a step whose RSS passes it is killed")
     parser.add_argument("--work", type=Path, help="scratch folder (default: a temporary one); removed at the end")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
@@ -267,7 +278,7 @@ def main() -> None:
     parser.add_argument("--lake", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.step:
-        print(json.dumps(run_step(args.step, args.database, args.lake, args.memory_limit)))
+        print(json.dumps(run_step(args.step, args.database, args.lake, args.memory_limit[0])))
         return
 
     import duckdb
@@ -277,7 +288,8 @@ def main() -> None:
     try:
         print(
             f"DuckDB {duckdb.__version__}, {os.cpu_count()} cores, load average {_load()}, memory_limit "
-            f"{args.memory_limit or 'DuckDB default (80% of RAM)'}; a shared machine: compare figures within this run"
+            f"{' then '.join(args.memory_limit)} ('default': DuckDB's, 80% of RAM); a shared machine: compare figures "
+            f"within this run"
         )
         seeded = seed(work)
         caps = seeded["caps"]
@@ -293,10 +305,12 @@ def main() -> None:
         bucket_rows_per_stg = sum(counts[1:]) / counts[0]
         warehouses = ("duckdb", "lake") if args.warehouse == "both" else (args.warehouse,)
         results: dict[tuple[str, str], list[tuple[int, dict]]] = {}
-        header = f"{'rows':>11} {'warehouse':<7} {'step':<22} {'wall s':>8} {'CPU s':>8} {'rows/CPU-s':>11} "
+        header = f"{'rows':>11} {'warehouse':<12} {'step':<22} {'wall s':>8} {'CPU s':>8} {'rows/CPU-s':>11} "
         header += f"{'x scan':>7} {'peak RSS':>9} {'spilled':>8}  outcome"
         for rows in args.rows:
-            database, lake, seconds = build(work, rows, args.month_rows, args.copies_per_player)
+            database, lake, seconds = build(
+                work, rows, args.month_rows, args.copies_per_player, with_lake="lake" in warehouses
+            )
             (players,) = (
                 duckdb.connect(str(database), read_only=True)
                 .execute(
@@ -311,21 +325,26 @@ def main() -> None:
                 f"load average {_load()}"
             )
             print(header)
-            for warehouse in warehouses:
+            for warehouse, limit in itertools.product(warehouses, args.memory_limit):
                 # On the lake the bucket tables are written to a DuckDB file without stg_games, as the assets do.
                 target = database if warehouse == "duckdb" else database.with_name("buckets.duckdb")
+                label = warehouse if len(args.memory_limit) == 1 else f"{warehouse} {limit}"
                 scan_cpu = None
                 for step in STEPS:
                     measured = measure(
-                        step, target, lake if warehouse == "lake" else None, args.memory_limit, args.rss_cap << 30
+                        step,
+                        target,
+                        lake if warehouse == "lake" else None,
+                        None if limit == "default" else limit,
+                        args.rss_cap << 30,
                     )
-                    results.setdefault((warehouse, step), []).append((rows, measured))
+                    results.setdefault((label, step), []).append((rows, measured))
                     if "error" in measured:
-                        print(f"{rows:>11,} {warehouse:<7} {step:<22} ERROR {measured['error']}")
+                        print(f"{rows:>11,} {label:<12} {step:<22} ERROR {measured['error']}")
                         continue
                     scan_cpu = measured["cpu"] if step == "scan" else scan_cpu
                     print(
-                        f"{rows:>11,} {warehouse:<7} {step:<22} {measured['wall']:>8.2f} {measured['cpu']:>8.2f} "
+                        f"{rows:>11,} {label:<12} {step:<22} {measured['wall']:>8.2f} {measured['cpu']:>8.2f} "
                         f"{rows / max(measured['cpu'], 1e-9):>11,.0f} {measured['cpu'] / scan_cpu:>7.1f} "
                         f"{measured['rss'] / 2**20:>7,.0f} MB {measured['spill'] / 2**20:>5,.0f} MB  "
                         f"{measured['outcome']}"
@@ -339,7 +358,7 @@ def main() -> None:
             f"{bucket_rows_per_stg:.2f} bucket_games rows each"
         )
         print(
-            f"{'warehouse':<7} {'step':<22} {'CPU slope':>9} {'RSS slope':>9} {'CPU-h at all of Lichess':>24} "
+            f"{'warehouse':<12} {'step':<22} {'CPU slope':>9} {'RSS slope':>9} {'CPU-h at all of Lichess':>24} "
             f"(power law from the two ends; linear from the largest size)"
         )
         for (warehouse, step), measured in results.items():
@@ -352,7 +371,7 @@ def main() -> None:
             linear = last["cpu"] / largest * lichess_rows / 3600
             power = last["cpu"] * (lichess_rows / largest) ** cpu_slope / 3600 if cpu_slope else float("nan")
             print(
-                f"{warehouse:<7} {step:<22} {cpu_slope or float('nan'):>9.2f} {rss_slope or float('nan'):>9.2f} "
+                f"{warehouse:<12} {step:<22} {cpu_slope or float('nan'):>9.2f} {rss_slope or float('nan'):>9.2f} "
                 f"{power:>11,.1f} (power) {linear:>7,.1f} (linear)"
             )
         print(f"load average at the end: {_load()}")
