@@ -22,7 +22,9 @@ var('opening_sample_games') games a cap, bounded whatever N.
 
 Figures per step: wall and CPU seconds (user + system, every DuckDB thread), the step process's peak RSS, the
 most bytes DuckDB had spilled to its temp folder at once (polled every 0.1 s), and stg_games rows per CPU-second.
-The fit is CPU and RSS against N between the smallest and largest size (log-log slope: 1 is linear).
+The fit is CPU and RSS against N between the smallest and largest size (log-log slope: 1 is linear). On the lake,
+two more steps read stg_games with DuckDB's own Parquet reader over the files of the Delta table's latest version
+(`@read_parquet`) instead of the Arrow dataset `lake.attach` registers: the same rows, another reader.
 """
 
 from __future__ import annotations
@@ -54,6 +56,9 @@ STEPS = (
     "gate:bucket_games",
     "gate:bucket_diversity",
 )
+# Lake only, after the rest: the same scan and model with stg_games read by DuckDB's own Parquet reader from the
+# files of the Delta table's latest version, in place of the Arrow dataset that `lake.attach` registers.
+LAKE_STEPS = ("scan@read_parquet", "bucket_diversity@read_parquet")
 SCAN_SQL = "SELECT count(*), sum(len(moves)), sum(length(white) + length(black)), max(max_elo) FROM stg_games"
 BUILD_MEMORY = "3GB"  # building stg_games sorts it by month: spill rather than grow
 ALL_LICHESS_GAMES = 7.0e9  # standard rated games, ~166 months
@@ -169,11 +174,12 @@ def _folder_bytes(folder: Path) -> int:
 def run_step(step: str, database: Path, lake: Path | None, memory_limit: str | None) -> dict:
     """One step as its asset or check runs it, in this (fresh) process: wall, CPU, peak RSS, most bytes spilled."""
     from transcend_pipeline.quality import load_expectations, run_suite
-    from transcend_pipeline.sql_models import PROJECT_ROOT, discover_models, load_vars, materialize
+    from transcend_pipeline.sql_models import PROJECT_ROOT, discover_models, load_vars, materialize, sql_literal
     from transcend_pipeline.warehouse import open_warehouse
 
     models, variables = discover_models(PROJECT_ROOT), load_vars(PROJECT_ROOT, target="lichess")
     expectations = load_expectations(PROJECT_ROOT)
+    step, _, reader = step.partition("@")  # "@read_parquet": the lake's stg_games through DuckDB's Parquet reader
     model = step.removeprefix("gate:")
     if step.startswith("gate:"):
         import great_expectations  # noqa: F401  its import (seconds) is the same at any size: not timed
@@ -191,9 +197,18 @@ def run_step(step: str, database: Path, lake: Path | None, memory_limit: str | N
     watcher.start()
     wall, cpu = time.perf_counter(), time.process_time()
     outcome = ""
-    with open_warehouse(path, read_only=step.startswith("gate:") and path is not None, lake=lake) as connection:
+    read_only = step.startswith("gate:") and path is not None
+    with open_warehouse(path, read_only=read_only, lake=None if reader else lake) as connection:
         if memory_limit:
             connection.execute(f"SET memory_limit = '{memory_limit}'")
+        if reader:
+            from deltalake import DeltaTable
+
+            files = DeltaTable(lake / "stg_games").file_uris()  # the latest version's files, as attach reads
+            connection.execute(  # a view's SQL takes no parameters: the file list is a literal
+                f"CREATE TEMP VIEW stg_games AS SELECT * FROM read_parquet({sql_literal(files)}, "
+                "hive_partitioning = true, hive_types = {'month': VARCHAR})"
+            )
         if step == "scan":
             rows = connection.execute(SCAN_SQL).fetchone()[0]
         elif step.startswith("gate:"):
@@ -278,7 +293,8 @@ def main() -> None:
     parser.add_argument("--lake", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.step:
-        print(json.dumps(run_step(args.step, args.database, args.lake, args.memory_limit[0])))
+        (limit,) = args.memory_limit
+        print(json.dumps(run_step(args.step, args.database, args.lake, None if limit == "default" else limit)))
         return
 
     import duckdb
@@ -305,7 +321,7 @@ def main() -> None:
         bucket_rows_per_stg = sum(counts[1:]) / counts[0]
         warehouses = ("duckdb", "lake") if args.warehouse == "both" else (args.warehouse,)
         results: dict[tuple[str, str], list[tuple[int, dict]]] = {}
-        header = f"{'rows':>11} {'warehouse':<12} {'step':<22} {'wall s':>8} {'CPU s':>8} {'rows/CPU-s':>11} "
+        header = f"{'rows':>11} {'warehouse':<12} {'step':<30} {'wall s':>8} {'CPU s':>8} {'rows/CPU-s':>11} "
         header += f"{'x scan':>7} {'peak RSS':>9} {'spilled':>8}  outcome"
         for rows in args.rows:
             database, lake, seconds = build(
@@ -330,7 +346,7 @@ def main() -> None:
                 target = database if warehouse == "duckdb" else database.with_name("buckets.duckdb")
                 label = warehouse if len(args.memory_limit) == 1 else f"{warehouse} {limit}"
                 scan_cpu = None
-                for step in STEPS:
+                for step in STEPS + (LAKE_STEPS if warehouse == "lake" else ()):
                     measured = measure(
                         step,
                         target,
@@ -340,11 +356,11 @@ def main() -> None:
                     )
                     results.setdefault((label, step), []).append((rows, measured))
                     if "error" in measured:
-                        print(f"{rows:>11,} {label:<12} {step:<22} ERROR {measured['error']}")
+                        print(f"{rows:>11,} {label:<12} {step:<30} ERROR {measured['error']}")
                         continue
                     scan_cpu = measured["cpu"] if step == "scan" else scan_cpu
                     print(
-                        f"{rows:>11,} {label:<12} {step:<22} {measured['wall']:>8.2f} {measured['cpu']:>8.2f} "
+                        f"{rows:>11,} {label:<12} {step:<30} {measured['wall']:>8.2f} {measured['cpu']:>8.2f} "
                         f"{rows / max(measured['cpu'], 1e-9):>11,.0f} {measured['cpu'] / scan_cpu:>7.1f} "
                         f"{measured['rss'] / 2**20:>7,.0f} MB {measured['spill'] / 2**20:>5,.0f} MB  "
                         f"{measured['outcome']}"
@@ -358,7 +374,7 @@ def main() -> None:
             f"{bucket_rows_per_stg:.2f} bucket_games rows each"
         )
         print(
-            f"{'warehouse':<12} {'step':<22} {'CPU slope':>9} {'RSS slope':>9} {'CPU-h at all of Lichess':>24} "
+            f"{'warehouse':<12} {'step':<30} {'CPU slope':>9} {'RSS slope':>9} {'CPU-h at all of Lichess':>24} "
             f"(power law from the two ends; linear from the largest size)"
         )
         for (warehouse, step), measured in results.items():
@@ -371,7 +387,7 @@ def main() -> None:
             linear = last["cpu"] / largest * lichess_rows / 3600
             power = last["cpu"] * (lichess_rows / largest) ** cpu_slope / 3600 if cpu_slope else float("nan")
             print(
-                f"{warehouse:<12} {step:<22} {cpu_slope or float('nan'):>9.2f} {rss_slope or float('nan'):>9.2f} "
+                f"{warehouse:<12} {step:<30} {cpu_slope or float('nan'):>9.2f} {rss_slope or float('nan'):>9.2f} "
                 f"{power:>11,.1f} (power) {linear:>7,.1f} (linear)"
             )
         print(f"load average at the end: {_load()}")
