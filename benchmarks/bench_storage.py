@@ -147,7 +147,7 @@ def main() -> None:
         print(f"panel month: {panel}; DuckDB {duckdb.__version__}")
         print(
             f"{'source':<14} {'moves':<13} {'table':<17} {'rows':>8} {'lake B/row':>10} {'file B/row':>10} "
-            f"{'(256 KiB)':>9}  largest columns, lake (file, 16 KiB blocks) bytes a row"
+            f"{'(256 KiB)':>9}  largest columns in the lake: lake (file 16 KiB / 256 KiB blocks) bytes a row"
         )
         for name, source in sources.items():
             for moves, cap in CAPS.items():
@@ -164,7 +164,8 @@ def main() -> None:
                     shown = sorted(columns, key=columns.get, reverse=True)
                     shown = shown if args.columns else shown[:TOP_COLUMNS]
                     breakdown = ", ".join(
-                        f"{column} {columns[column] / rows:.1f} ({small.get(table, {}).get(column, 0) / rows:.1f})"
+                        f"{column} {columns[column] / rows:.1f} ({small.get(table, {}).get(column, 0) / rows:.1f}/"
+                        f"{default.get(table, {}).get(column, 0) / rows:.1f})"
                         for column in shown
                     )
                     print(
