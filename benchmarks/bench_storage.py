@@ -26,6 +26,12 @@ not 256 (the `(256 KiB)` column of a 999-game table is one block over 999 rows).
 segments at 16 KiB, which can only cost compression; the two agree on the 100k-game corpus. The lake's bytes are exact: its Parquet files, with each column's compressed size
 from the files' metadata (delta-rs writes snappy); the Delta log is listed apart.
 
+What it showed (lake, bytes a game of `games`, no moves / moves <= 1500 / all moves): the repeated corpus 22 / 48 /
+114, the unique 999 games 80 / 116 / 184. Without moves the unique games pay for player names (27 bytes a game
+against 1) and the ids (`site` repeats `game_id` behind a fixed URL: 12 of the 23); with moves, the moves are 75-90%
+of a game in stg_games, 112 bytes a game unique against 85 repeated. The excerpt spans minutes, so its utc_time
+costs 0.4 bytes where a month's spread of times costs ~8 (the API export, the panel month).
+
     .venv/bin/python benchmarks/bench_storage.py                                   # smoke panel month, 100k repeated
     .venv/bin/python benchmarks/bench_storage.py --panel-dump raw/panel-demo/lichess_db_standard_rated_2025-01.pgn.zst
 """
