@@ -23,16 +23,18 @@ var('opening_sample_games') games a cap, bounded whatever N.
 Figures per step: wall and CPU seconds (user + system, every DuckDB thread), the step process's peak RSS, the
 most bytes DuckDB had spilled to its temp folder at once (polled every 0.1 s), and stg_games rows per CPU-second.
 The fit is CPU and RSS against N between the smallest and largest size (log-log slope: 1 is linear). On the lake,
-two more steps read stg_games with DuckDB's own Parquet reader over the files of the Delta table's latest version
-(`@read_parquet`) instead of the Arrow dataset `lake.attach` registers: the same rows, another reader.
+two more steps read stg_games through the Delta table's Arrow dataset (`@arrow`) instead of the view over its
+Parquet files that `lake.attach` creates: the same rows, another reader.
 
 What it showed (DuckDB 1.5.6, 2 shared cores, memory_limit 8GB, 1M / 4M / 16M rows in one run; 64M in another):
 on the file every step is linear in CPU (bucket_games ~480k rows a CPU-second, the whole rebuild and its gates
 ~210k), bucket_diversity flat up to 16M and linear after (its join reads every game id); the gates' count(DISTINCT
 game_id) is what grows: gate:bucket_games held 5 GB at 16M, and at 64M under a 6GB limit spilled 5.8 GB and took
-5.8x the CPU of 16M (slope 1.27). On the lake, the Arrow dataset is the bottleneck: a scan costs 5x the CPU of
-DuckDB's Parquet reader over the same files and 3 GB of RSS against 0.2, and bucket_diversity passed 9 GiB at 16M
-(7.8 GB at 4M; DuckDB's memory_limit does not bound Arrow's memory), where the Parquet reader needed 2.3 GB.
+5.8x the CPU of 16M (slope 1.27). On the lake, when `lake.attach` still registered Arrow datasets, the Arrow
+dataset was the bottleneck: a scan cost 5x the CPU of DuckDB's Parquet reader over the same files and 3 GB of RSS
+against 0.2, and bucket_diversity passed 9 GiB at 16M (7.8 GB at 4M; DuckDB's memory_limit does not bound Arrow's
+memory), where the Parquet reader needed 2.3 GB; so `lake.attach` now reads a folder lake's files with DuckDB's
+Parquet reader.
 """
 
 from __future__ import annotations
@@ -64,9 +66,10 @@ STEPS = (
     "gate:bucket_games",
     "gate:bucket_diversity",
 )
-# Lake only, after the rest: the same scan and model with stg_games read by DuckDB's own Parquet reader from the
-# files of the Delta table's latest version, in place of the Arrow dataset that `lake.attach` registers.
-LAKE_STEPS = ("scan@read_parquet", "bucket_diversity@read_parquet")
+# Lake only, after the rest: the same scan and model with stg_games read through the table's Arrow dataset
+# (`DeltaTable.to_pyarrow_dataset()`, what `lake.attach` registered until it read the files with DuckDB's own
+# Parquet reader, and still registers for an object store).
+LAKE_STEPS = ("scan@arrow", "bucket_diversity@arrow")
 SCAN_SQL = "SELECT count(*), sum(len(moves)), sum(length(white) + length(black)), max(max_elo) FROM stg_games"
 BUILD_MEMORY = "3GB"  # building stg_games sorts it by month: spill rather than grow
 ALL_LICHESS_GAMES = 7.0e9  # standard rated games, ~166 months
@@ -182,12 +185,12 @@ def _folder_bytes(folder: Path) -> int:
 def run_step(step: str, database: Path, lake: Path | None, memory_limit: str | None) -> dict:
     """One step as its asset or check runs it, in this (fresh) process: wall, CPU, peak RSS, most bytes spilled."""
     from transcend_pipeline.quality import load_expectations, run_suite
-    from transcend_pipeline.sql_models import PROJECT_ROOT, discover_models, load_vars, materialize, sql_literal
+    from transcend_pipeline.sql_models import PROJECT_ROOT, discover_models, load_vars, materialize
     from transcend_pipeline.warehouse import open_warehouse
 
     models, variables = discover_models(PROJECT_ROOT), load_vars(PROJECT_ROOT, target="lichess")
     expectations = load_expectations(PROJECT_ROOT)
-    step, _, reader = step.partition("@")  # "@read_parquet": the lake's stg_games through DuckDB's Parquet reader
+    step, _, reader = step.partition("@")  # "@arrow": the lake's stg_games through its Arrow dataset
     model = step.removeprefix("gate:")
     if step.startswith("gate:"):
         import great_expectations  # noqa: F401  its import (seconds) is the same at any size: not timed
@@ -212,11 +215,7 @@ def run_step(step: str, database: Path, lake: Path | None, memory_limit: str | N
         if reader:
             from deltalake import DeltaTable
 
-            files = DeltaTable(lake / "stg_games").file_uris()  # the latest version's files, as attach reads
-            connection.execute(  # a view's SQL takes no parameters: the file list is a literal
-                f"CREATE TEMP VIEW stg_games AS SELECT * FROM read_parquet({sql_literal(files)}, "
-                "hive_partitioning = true, hive_types = {'month': VARCHAR})"
-            )
+            connection.register("stg_games", DeltaTable(lake / "stg_games").to_pyarrow_dataset())
         if step == "scan":
             rows = connection.execute(SCAN_SQL).fetchone()[0]
         elif step.startswith("gate:"):
