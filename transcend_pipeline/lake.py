@@ -19,7 +19,8 @@ rerun replaces, never appends.
 **Concurrent writers.** delta-rs commits optimistically: a writer that finds
 another commit ahead of its own checks it for conflicts and retries. Writers of
 different months touch disjoint partitions, so each commits after at most a few
-retries and no row is lost. Two overlapping writers of the *same* month conflict
+retries and no row is lost; a new table is created first, in a commit of its own
+(`create_if_absent`), because a creation conflicts with every other commit. Two overlapping writers of the *same* month conflict
 (each removes files the other's predicate reads): the first to commit wins
 whole, the other fails with `MonthWriteConflict` and its files stay
 unreferenced, so the month always holds exactly one writer's complete rows,
@@ -103,16 +104,41 @@ def replace_month(lake: Path | str, table: str, month: str, rows: pa.Table | pa.
 
     if not re.fullmatch(r"[0-9]{4}-[0-9]{2}", month):
         raise ValueError(f"month must be 'YYYY-MM', got {month!r}")
+    path = table_path(lake, table)
+    create_if_absent(path, rows.schema)
     try:
         write_deltalake(
-            table_path(lake, table),
-            rows,
-            mode="overwrite",
-            predicate=f"{PARTITION_COLUMN} = '{month}'",
-            partition_by=[PARTITION_COLUMN],
+            path, rows, mode="overwrite", predicate=f"{PARTITION_COLUMN} = '{month}'", partition_by=[PARTITION_COLUMN]
         )
     except CommitFailedError as error:
         raise MonthWriteConflict(f"{table} {month}: another writer replaced this month first ({error})") from error
+
+
+def create_if_absent(path: Path | str, schema: pa.Schema) -> None:
+    """Create the empty table at `path` unless it exists, in a commit of its own.
+
+    Writers of different months never conflict, except when the first writes of a new table race: each write would
+    create the table, a metadata change that conflicts with every other commit, and all but one failed (11 of 15
+    trials of three writers). delta-rs also retries a creation that lost the race as a later version, a second
+    metadata change (5 of 15). So the table is created first, in one attempt, never retried: a loser finds the
+    winner's table and writes into it.
+    """
+    from deltalake import CommitProperties, DeltaTable
+    from deltalake.exceptions import DeltaError
+
+    if DeltaTable.is_deltatable(str(path)):
+        return
+    try:
+        DeltaTable.create(
+            path,
+            schema,
+            mode="ignore",
+            partition_by=[PARTITION_COLUMN],
+            commit_properties=CommitProperties(max_commit_retries=0),
+        )
+    except DeltaError:  # another writer created it between the look and the commit
+        if not DeltaTable.is_deltatable(str(path)):
+            raise
 
 
 def attach(connection: duckdb.DuckDBPyConnection, lake: Path | str) -> list[str]:
