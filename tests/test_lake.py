@@ -88,7 +88,8 @@ def test_a_month_is_replaced_in_one_commit_and_a_rerun_never_duplicates(
         bucket, prefix = str(lake).removeprefix("s3://").split("/", 1)
         listed = boto3.client("s3").list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/games/_delta_log/")
         assert sorted(item["Key"].rsplit("/", 1)[-1] for item in listed["Contents"]) == [
-            f"{version:020d}.json" for version in range(4)  # the table's creation, then three months written
+            f"{version:020d}.json"
+            for version in range(4)  # the table's creation, then three months written
         ]
     with open_warehouse(None, lake=lake) as connection:
         assert connection.execute("SELECT count(*) - count(DISTINCT game_id) FROM games").fetchone() == (0,)
