@@ -68,7 +68,7 @@ STEPS = (
 )
 # Lake only, after the rest: the same scan and model with stg_games read through the table's Arrow dataset
 # (`DeltaTable.to_pyarrow_dataset()`, what `lake.attach` registered until it read the files with DuckDB's own
-# Parquet reader, and still registers for an object store).
+# Parquet reader).
 LAKE_STEPS = ("scan@arrow", "bucket_diversity@arrow")
 SCAN_SQL = "SELECT count(*), sum(len(moves)), sum(length(white) + length(black)), max(max_elo) FROM stg_games"
 BUILD_MEMORY = "3GB"  # building stg_games sorts it by month: spill rather than grow

@@ -36,10 +36,10 @@ files, and no DuckDB extension is needed (`INSTALL delta` would download one).
 DuckDB's reader knows each file's row counts and statistics and keeps its
 buffers under DuckDB's memory limit; through an Arrow dataset the bucket rebuild
 passed 9 GiB at 16M rows of `stg_games` (benchmarks/bench_buckets.py). An
-object store's tables are registered as Arrow datasets
-(`DeltaTable.to_pyarrow_dataset()`) instead, as DuckDB reads S3 only with its
-httpfs extension, which its wheel does not bundle. A lake's name shadows a table
-of the same name in the DuckDB file.
+object store's files are read the same way, through delta-rs's own store
+wrapped as an fsspec filesystem (DuckDB reads S3 itself only with its httpfs
+extension, which its wheel does not bundle). A lake's name shadows a table of
+the same name in the DuckDB file.
 
 **Where a lake lives.** `TRANSCEND_LAKE` is a local (or mounted) folder, or an
 object-store URL (`s3://bucket/prefix`, `gs://…`, `az://…`) that every worker
@@ -54,6 +54,7 @@ each other's commits.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -154,12 +155,37 @@ def attach(connection: duckdb.DuckDBPyConnection, lake: Path | str) -> list[str]
     for name in names:
         table = DeltaTable(table_path(lake, name))
         files = table.file_uris()
-        if is_url(lake) or not files:  # DuckDB reads an object store only with its httpfs extension, not bundled
+        if not files:  # read_parquet needs a file; an empty table's schema comes from its log
             connection.register(name, table.to_pyarrow_dataset())
             continue
+        if is_url(lake):
+            store = _object_store(str(lake))
+            files = [f"{store.protocol}://{uri.removeprefix(str(lake).rstrip('/') + '/')}" for uri in files]
+            if store.protocol not in connection.list_filesystems():
+                connection.register_filesystem(store)
         columns = ", ".join(f'"{field.name}"' for field in table.schema().fields)  # the table's order, month included
         connection.execute(  # a view takes no parameters: the file list is a literal
             f'CREATE OR REPLACE TEMP VIEW "{name}" AS SELECT {columns} FROM read_parquet({sql_literal(files)}, '
             f"hive_partitioning = true, hive_types = {{'{PARTITION_COLUMN}': VARCHAR}}, union_by_name = true)"
         )
     return names
+
+
+def _object_store(lake: str):
+    """delta-rs's own object store for `lake` (configured as its writes are, from the environment), as an fsspec
+    filesystem DuckDB can read Parquet from, under a protocol of this lake's own (`lake<hash>://games/month=…`):
+    DuckDB reads S3 itself only with its httpfs extension, which its wheel does not bundle."""
+    import pyarrow.fs as fs
+    from deltalake.fs import DeltaStorageHandler
+    from fsspec.implementations.arrow import ArrowFSWrapper
+
+    prefix = "lake" + hashlib.sha256(lake.encode()).hexdigest()[:12]
+
+    class LakeStore(ArrowFSWrapper):
+        protocol = prefix
+
+        @classmethod
+        def _strip_protocol(cls, path):  # fsspec's default would read `games` in `lake…://games/…` as a host
+            return path.removeprefix(f"{prefix}://") if isinstance(path, str) else list(map(cls._strip_protocol, path))
+
+    return LakeStore(fs.PyFileSystem(DeltaStorageHandler(lake)))
