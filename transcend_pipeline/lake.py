@@ -19,12 +19,12 @@ rerun replaces, never appends.
 **Concurrent writers.** delta-rs commits optimistically: a writer that finds
 another commit ahead of its own checks it for conflicts and retries. Writers of
 different months touch disjoint partitions, so each commits after at most a few
-retries and no row is lost; a new table is created first, in a commit of its own
-(`create_if_absent`), because a creation conflicts with every other commit. Two overlapping writers of the *same* month conflict
-(each removes files the other's predicate reads): the first to commit wins
-whole, the other fails with `MonthWriteConflict` and its files stay
-unreferenced, so the month always holds exactly one writer's complete rows,
-never a mix or a duplicate. A rerun then replaces the month again, as any rerun
+retries and no row is lost; a new table is created first, in a commit of its
+own (`create_if_absent`), because a creation conflicts with every other commit.
+Two overlapping writers of the *same* month conflict (each removes files the
+other's predicate reads): the first to commit wins whole, the other fails with
+`MonthWriteConflict` and its files stay unreferenced, so the month always holds
+exactly one writer's complete rows, never a mix or a duplicate. A rerun then replaces the month again, as any rerun
 does (as does a writer that reads the table after the other's commit).
 
 **DuckDB reads the lake with the same SQL.** `attach` makes each table a
@@ -61,16 +61,14 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from transcend_pipeline.settings import is_url
+
 PARTITION_COLUMN = "month"
 LOG_FOLDER = "_delta_log"
 
 
 class MonthWriteConflict(RuntimeError):
     """Another writer replaced the same month of the same table first; this writer's rows were not committed."""
-
-
-def is_url(lake: Path | str) -> bool:
-    return "://" in str(lake)
 
 
 def table_path(lake: Path | str, table: str) -> Path | str:

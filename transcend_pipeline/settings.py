@@ -148,10 +148,15 @@ class Settings:
         )
 
 
+def is_url(location: Path | str) -> bool:
+    """Whether a lake's location is an object-store URL (`s3://bucket/prefix`, `gs://`, `az://`), not a folder."""
+    return "://" in str(location)
+
+
 def lake_location(text: str) -> Path | str:
-    """A lake as $TRANSCEND_LAKE names it: an object-store URL (`s3://bucket/prefix`, `gs://`, `az://`) as given, or
-    a local folder, made absolute so that every process and worker means the same one."""
-    return text if "://" in text else Path(text).expanduser().resolve()
+    """A lake as $TRANSCEND_LAKE names it: an object-store URL as given, or a local folder, made absolute so that
+    every process and worker means the same one."""
+    return text if is_url(text) else Path(text).expanduser().resolve()
 
 
 def warehouse_kind() -> str:
