@@ -319,6 +319,15 @@ def dagster_url(url: str) -> str:
     return url.replace("postgresql://", DAGSTER_PG_SCHEME, 1)
 
 
+def set_up_instance(env: dict[str, str]) -> None:
+    """A deployment's one set-up step on a new Postgres database, before any run (docs/scaling-out.md): opening the
+    instance creates its tables, which two runs started at once on an empty database both try to create (one fails:
+    `type "job_ticks" already exists`), and setting the `warehouse` pool's limit avoids Dagster 1.13 creating it on
+    first use with an insert-then-update that fails the same way (dagster-io/dagster#33552)."""
+    dagster = Path(sys.executable).with_name("dagster")
+    subprocess.run([dagster, "instance", "concurrency", "set", "warehouse", "1"], env=env, check=True)
+
+
 def start_workers(count: int, env: dict[str, str], broker: str, log_dir: Path) -> list[subprocess.Popen]:
     """`count` Celery workers started as docs/scaling-out.md starts them, returned once each answers a ping: transcend's
     app (dagster-celery's tasks, acknowledged once run), the broker in Celery's own variables, one step at a time (a

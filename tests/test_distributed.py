@@ -14,8 +14,6 @@ import itertools
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -32,6 +30,7 @@ from services import (
     dagster_url,
     dagster_webserver_and_daemon,
     graphql,
+    set_up_instance,
     start_workers,
     stop_process,
 )
@@ -195,10 +194,7 @@ def test_two_celery_workers_ingest_three_real_months_as_one_backfill_with_the_ru
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("DAGSTER_HOME", str(ensure_dagster_home(home)))
     env = dict(os.environ)
-    dagster = Path(sys.executable).with_name("dagster")
-    # The deployment's one set-up step: Dagster 1.13 creates a pool's default limit on Postgres with an
-    # insert-then-update that fails when two runs race to create it (dagster-io/dagster#33552).
-    subprocess.run([dagster, "instance", "concurrency", "set", "warehouse", "1"], env=env, check=True)
+    set_up_instance(env)
     workers = start_workers(2, env, redis_service.url, tmp_path)
     worker_pids = {worker.pid for worker in workers}
     try:

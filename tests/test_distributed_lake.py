@@ -30,6 +30,7 @@ from services import (
     dagster_url,
     materialize_in_background,
     redis_database,
+    set_up_instance,
     start_workers,
     stop_process,
 )
@@ -137,6 +138,7 @@ def deploy(
             monkeypatch.setenv(name, value)
         monkeypatch.setenv("DAGSTER_HOME", str(ensure_dagster_home(home)))
         env = dict(os.environ)
+        set_up_instance(env)  # two runs are launched at once on the new database
         workers = start_workers(2, {**env, **worker_settings}, broker, tmp_path)
         deployment = Deployment(home, served, env, workers, warehouse)
         started.append(deployment)
