@@ -13,6 +13,7 @@ import glob
 import json
 import os
 import pwd
+import re
 import secrets
 import shutil
 import signal
@@ -26,6 +27,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from fixtures import REPO_ROOT
 
@@ -34,10 +36,19 @@ from transcend_pipeline.settings import DAGSTER_PG_SCHEME
 
 STARTUP_TIMEOUT_S = 60.0
 WORKERS_TIMEOUT_S = 90.0
+PORT_ATTEMPTS = 3
+# How Postgres, Redis, RabbitMQ (AMQP and Erlang distribution), werkzeug and uvicorn say a port was taken.
+PORT_TAKEN = re.compile(r"address already in use|eaddrinuse|could not bind|is in use by another program", re.I)
+
+T = TypeVar("T")
 
 
 class ServiceMissingError(RuntimeError):
     """A server's binaries are not installed; the message says how to install them."""
+
+
+class PortTakenError(RuntimeError):
+    """A server exited because another process bound one of its ports after `free_ports` had found it free."""
 
 
 @dataclass(frozen=True)
@@ -49,11 +60,17 @@ class Service:
     pid: int
 
 
-def free_port() -> int:
-    """A port free on 127.0.0.1 right now (the server binds it a moment later)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def free_ports(count: int) -> list[int]:
+    """`count` distinct ports free on 127.0.0.1 right now (the server binds them a moment later: see
+    `_start_on_free_ports` for when another process is quicker)."""
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for probe in probes:  # all bound at once, so that no two are the same
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
 
 
 def postgres_bin_dir() -> Path:
@@ -102,12 +119,37 @@ def stop_process(process: subprocess.Popen, stop_signal: int) -> None:
             process.wait()
 
 
+def _stop_processes(processes: list[subprocess.Popen], stop_signal: int) -> None:
+    """Stop a server's processes, the last started first."""
+    for process in reversed(processes):
+        stop_process(process, stop_signal)
+
+
+def _start_on_free_ports(start: Callable[[], T], processes: list[subprocess.Popen], stop_signal: int) -> T:
+    """`start()`, which launches a server on ports from `free_ports` (appending its processes to `processes`) and
+    waits until it serves; again, on fresh ports, if the server exits because a port was taken meanwhile. A port
+    is free only until someone binds it: another test's server, or any outgoing connection, since the kernel picks
+    those ports from the same range (CI once saw RabbitMQ fail so)."""
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        try:
+            return start()
+        except PortTakenError:
+            if attempt == PORT_ATTEMPTS:
+                raise
+            _stop_processes(processes, stop_signal)
+            processes.clear()
+    raise AssertionError("unreachable")
+
+
 def _wait_until_ready(process: subprocess.Popen, log: Path, ready: Callable[[], object]) -> None:
-    """Call `ready` until it stops raising; fail with the server's log if it exits or takes too long."""
+    """Call `ready` until it stops raising; fail with the server's log if it exits (`PortTakenError` if it says a
+    port was taken) or takes too long."""
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while True:
         if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}:\n{log.read_text()}")
+            output = log.read_text()
+            error = PortTakenError if PORT_TAKEN.search(output) else RuntimeError
+            raise error(f"server exited with {process.returncode}:\n{output}")
         try:
             ready()
             return
@@ -125,7 +167,7 @@ def postgres_server() -> Iterator[Service]:
     bin_dir = postgres_bin_dir()
     as_postgres = _unprivileged()
     root = Path(tempfile.mkdtemp(prefix="transcend-postgres-"))
-    process = None
+    processes: list[subprocess.Popen] = []
     try:
         if as_postgres:
             os.chown(root, as_postgres["user"], as_postgres["group"])
@@ -153,23 +195,23 @@ def postgres_server() -> Iterator[Service]:
             **as_postgres,
         )
         password_file.unlink()
-        port = free_port()
         log = root / "postgres.log"
-        with log.open("w") as output:
-            settings = ["listen_addresses=127.0.0.1", "unix_socket_directories=", "fsync=off", "max_connections=200"]
-            process = subprocess.Popen(
-                [bin_dir / "postgres", "-D", data, "-p", str(port), *(f"-c{setting}" for setting in settings)],
-                cwd=root,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                **as_postgres,
-            )
-        url = f"postgresql://transcend:{password}@127.0.0.1:{port}/postgres"
-        _wait_until_ready(process, log, lambda: psycopg2.connect(url).close())
-        yield Service(url, password, process.pid)
+        settings = ["listen_addresses=127.0.0.1", "unix_socket_directories=", "fsync=off", "max_connections=200"]
+
+        def start() -> Service:
+            (port,) = free_ports(1)
+            with log.open("w") as output:
+                command = [bin_dir / "postgres", "-D", data, "-p", str(port), *(f"-c{setting}" for setting in settings)]
+                processes.append(
+                    subprocess.Popen(command, cwd=root, stdout=output, stderr=subprocess.STDOUT, **as_postgres)
+                )
+            url = f"postgresql://transcend:{password}@127.0.0.1:{port}/postgres"
+            _wait_until_ready(processes[-1], log, lambda: psycopg2.connect(url, connect_timeout=5).close())
+            return Service(url, password, processes[-1].pid)
+
+        yield _start_on_free_ports(start, processes, signal.SIGINT)
     finally:
-        if process is not None:
-            stop_process(process, signal.SIGINT)  # Postgres's "fast" shutdown
+        _stop_processes(processes, signal.SIGINT)  # Postgres's "fast" shutdown
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -195,24 +237,26 @@ def redis_server() -> Iterator[Service]:
 
     binary = redis_binary()
     root = Path(tempfile.mkdtemp(prefix="transcend-redis-"))
-    process = None
+    processes: list[subprocess.Popen] = []
     try:
-        password, port = secrets.token_hex(16), free_port()
-        config = root / "redis.conf"
+        password, config, log = secrets.token_hex(16), root / "redis.conf", root / "redis.log"
         config.touch(mode=0o600)
-        config.write_text(
-            f"port {port}\nbind 127.0.0.1\nprotected-mode yes\nrequirepass {password}\n"
-            f'save ""\nappendonly no\ndir {root}\n'
-        )
-        log = root / "redis.log"
-        with log.open("w") as output:
-            process = subprocess.Popen([binary, config], cwd=root, stdout=output, stderr=subprocess.STDOUT)
-        url = f"redis://:{password}@127.0.0.1:{port}/0"
-        _wait_until_ready(process, log, lambda: redis.Redis.from_url(url).ping())
-        yield Service(url, password, process.pid)
+
+        def start() -> Service:
+            (port,) = free_ports(1)
+            config.write_text(
+                f"port {port}\nbind 127.0.0.1\nprotected-mode yes\nrequirepass {password}\n"
+                f'save ""\nappendonly no\ndir {root}\n'
+            )
+            with log.open("w") as output:
+                processes.append(subprocess.Popen([binary, config], cwd=root, stdout=output, stderr=subprocess.STDOUT))
+            url = f"redis://:{password}@127.0.0.1:{port}/0"
+            _wait_until_ready(processes[-1], log, lambda: redis.Redis.from_url(url, socket_timeout=5).ping())
+            return Service(url, password, processes[-1].pid)
+
+        yield _start_on_free_ports(start, processes, signal.SIGTERM)
     finally:
-        if process is not None:
-            stop_process(process, signal.SIGTERM)
+        _stop_processes(processes, signal.SIGTERM)
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -226,45 +270,49 @@ def rabbitmq_server() -> Iterator[Service]:
     binary = rabbitmq_binary()
     as_rabbitmq = _unprivileged("rabbitmq")
     root = Path(tempfile.mkdtemp(prefix="transcend-rabbitmq-"))
-    epmd = server = None
+    processes: list[subprocess.Popen] = []
     try:
-        password, port, dist_port, epmd_port = secrets.token_hex(16), free_port(), free_port(), free_port()
-        config = root / "rabbitmq.conf"
+        password, config, log = secrets.token_hex(16), root / "rabbitmq.conf", root / "rabbitmq.log"
         config.touch(mode=0o600)
-        config.write_text(
-            f"default_user = transcend\ndefault_pass = {password}\nlisteners.tcp.1 = 127.0.0.1:{port}\n"
-            "loopback_users = none\n"
-        )
         if as_rabbitmq:
             os.chown(root, as_rabbitmq["user"], as_rabbitmq["group"])
             os.chown(config, as_rabbitmq["user"], as_rabbitmq["group"])
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": str(root),  # the Erlang cookie
-            "ERL_EPMD_ADDRESS": "127.0.0.1",
-            "ERL_EPMD_PORT": str(epmd_port),
-            "RABBITMQ_NODENAME": f"transcend-{port}@localhost",
-            "RABBITMQ_DIST_PORT": str(dist_port),
-            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
-            "RABBITMQ_CONFIG_FILE": str(root / "rabbitmq"),
-            "RABBITMQ_MNESIA_BASE": str(root / "mnesia"),
-            "RABBITMQ_LOG_BASE": str(root / "log"),
-            "RABBITMQ_ENABLED_PLUGINS_FILE": str(root / "enabled_plugins"),
-            "RABBITMQ_PID_FILE": str(root / "pid"),
-            "RABBITMQ_LOGS": "-",
-        }
-        log = root / "rabbitmq.log"
-        with log.open("w") as output:
-            epmd_command = ["epmd", "-address", "127.0.0.1", "-port", str(epmd_port)]
-            epmd = subprocess.Popen(epmd_command, cwd=root, env=env, stdout=output, stderr=output, **as_rabbitmq)
-            server = subprocess.Popen([binary], cwd=root, env=env, stdout=output, stderr=output, **as_rabbitmq)
-        url = f"amqp://transcend:{password}@127.0.0.1:{port}//"
-        _wait_until_ready(server, log, lambda: Connection(url, connect_timeout=2).ensure_connection(max_retries=1))
-        yield Service(url, password, server.pid)
+
+        def start() -> Service:
+            port, dist_port, epmd_port = free_ports(3)
+            config.write_text(
+                f"default_user = transcend\ndefault_pass = {password}\nlisteners.tcp.1 = 127.0.0.1:{port}\n"
+                "loopback_users = none\n"
+            )
+            env = {
+                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                "HOME": str(root),  # the Erlang cookie
+                "ERL_EPMD_ADDRESS": "127.0.0.1",
+                "ERL_EPMD_PORT": str(epmd_port),
+                "RABBITMQ_NODENAME": f"transcend-{port}@localhost",
+                "RABBITMQ_DIST_PORT": str(dist_port),
+                "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+                "RABBITMQ_CONFIG_FILE": str(root / "rabbitmq"),
+                "RABBITMQ_MNESIA_BASE": str(root / "mnesia"),
+                "RABBITMQ_LOG_BASE": str(root / "log"),
+                "RABBITMQ_ENABLED_PLUGINS_FILE": str(root / "enabled_plugins"),
+                "RABBITMQ_PID_FILE": str(root / "pid"),
+                "RABBITMQ_LOGS": "-",
+            }
+            with log.open("w") as output:
+                for command in (["epmd", "-address", "127.0.0.1", "-port", str(epmd_port)], [binary]):
+                    processes.append(
+                        subprocess.Popen(command, cwd=root, env=env, stdout=output, stderr=output, **as_rabbitmq)
+                    )
+            url = f"amqp://transcend:{password}@127.0.0.1:{port}//"
+            _wait_until_ready(
+                processes[-1], log, lambda: Connection(url, connect_timeout=2).ensure_connection(max_retries=1)
+            )
+            return Service(url, password, processes[-1].pid)
+
+        yield _start_on_free_ports(start, processes, signal.SIGTERM)
     finally:
-        for process in (server, epmd):
-            if process is not None:
-                stop_process(process, signal.SIGTERM)
+        _stop_processes(processes, signal.SIGTERM)
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -282,22 +330,29 @@ def object_store_server() -> Iterator[Service]:
     import boto3
 
     root = Path(tempfile.mkdtemp(prefix="transcend-s3-"))
-    process = None
+    processes: list[subprocess.Popen] = []
     try:
-        port = free_port()
-        log = root / "s3.log"
-        with log.open("w") as output:
-            command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-            process = subprocess.Popen(command, cwd=root, stdout=output, stderr=subprocess.STDOUT)
-        url, secret = f"http://127.0.0.1:{port}", secrets.token_hex(16)
-        client = boto3.client(
-            "s3", endpoint_url=url, aws_access_key_id="transcend", aws_secret_access_key=secret, region_name="us-east-1"
-        )
-        _wait_until_ready(process, log, client.list_buckets)
-        yield Service(url, secret, process.pid)
+        log, secret = root / "s3.log", secrets.token_hex(16)
+
+        def start() -> Service:
+            (port,) = free_ports(1)
+            with log.open("w") as output:
+                command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+                processes.append(subprocess.Popen(command, cwd=root, stdout=output, stderr=subprocess.STDOUT))
+            url = f"http://127.0.0.1:{port}"
+            client = boto3.client(
+                "s3",
+                endpoint_url=url,
+                aws_access_key_id="transcend",
+                aws_secret_access_key=secret,
+                region_name="us-east-1",
+            )
+            _wait_until_ready(processes[-1], log, client.list_buckets)
+            return Service(url, secret, processes[-1].pid)
+
+        yield _start_on_free_ports(start, processes, signal.SIGTERM)
     finally:
-        if process is not None:
-            stop_process(process, signal.SIGTERM)
+        _stop_processes(processes, signal.SIGTERM)
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -420,22 +475,28 @@ def dagster_webserver_and_daemon(env: dict[str, str], log_dir: Path) -> Iterator
     server of its own, whose run processes inherit `env`. Yielded once the webserver has loaded the code location;
     both are stopped by process id after. Their logs are `webserver.log` and `daemon.log` in `log_dir`."""
     bin_dir = Path(sys.executable).parent
-    port = free_port()
-    commands = {
-        "webserver": [bin_dir / "dagster-webserver", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-        "daemon": [bin_dir / "dagster-daemon", "run", "-w", "workspace.yaml"],
-    }
-    processes: dict[str, subprocess.Popen] = {}
+    daemon_processes: list[subprocess.Popen] = []
+    webserver_processes: list[subprocess.Popen] = []
+
+    def launch(name: str, command: list, processes: list[subprocess.Popen]) -> subprocess.Popen:
+        with (log_dir / f"{name}.log").open("w") as output:
+            processes.append(subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT))
+        return processes[-1]
+
+    def start_webserver() -> str:
+        (port,) = free_ports(1)
+        command = [bin_dir / "dagster-webserver", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)]
+        url = f"http://127.0.0.1:{port}"
+        _wait_until_ready(
+            launch("webserver", command, webserver_processes), log_dir / "webserver.log", lambda: _location_loaded(url)
+        )
+        return url
+
     try:
-        for name, command in commands.items():
-            with (log_dir / f"{name}.log").open("w") as output:
-                processes[name] = subprocess.Popen(
-                    command, cwd=REPO_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT
-                )
-        services = DagsterServices(f"http://127.0.0.1:{port}", processes["webserver"], processes["daemon"], log_dir)
-        _wait_until_ready(services.webserver, log_dir / "webserver.log", lambda: _location_loaded(services.url))
+        launch("daemon", [bin_dir / "dagster-daemon", "run", "-w", "workspace.yaml"], daemon_processes)
+        url = _start_on_free_ports(start_webserver, webserver_processes, signal.SIGTERM)
+        services = DagsterServices(url, webserver_processes[-1], daemon_processes[-1], log_dir)
         services.assert_running()
         yield services
     finally:
-        for process in reversed(processes.values()):
-            stop_process(process, signal.SIGTERM)
+        _stop_processes(webserver_processes + daemon_processes, signal.SIGTERM)

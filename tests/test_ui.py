@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,14 +12,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from fixtures import REPO_ROOT
+from services import free_ports
 
 
 def graphql(port: int, query: str) -> dict:
@@ -35,7 +28,7 @@ def graphql(port: int, query: str) -> dict:
 
 @pytest.mark.slow
 def test_the_ui_serves_the_asset_graph_on_loopback(transcend_home: Path) -> None:
-    port = free_port()
+    (port,) = free_ports(1)
     server = subprocess.Popen(
         [sys.executable, "-m", "transcend_pipeline.cli", "ui", "--port", str(port)],
         cwd=REPO_ROOT,
