@@ -3,6 +3,7 @@ temperature chosen before it is tested, the figure and the report."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -174,6 +175,28 @@ def test_ratings_rows_put_the_reference_at_its_written_rating_and_mark_the_ladde
     assert sum(c["wins"] + c["draws"] + c["losses"] for c in cells) == len(rows)
 
 
+def test_a_reference_that_lost_every_game_hands_the_scale_to_the_nearest_finite_member():
+    """The Lichess case: the lowest skill level, the declared reference, loses all its ladder games and the models
+    lose all theirs. Its rating is infinite, so the member whose written rating is nearest ("low", then "ref") fixes
+    the scale at its own written rating, and the report says which and why."""
+    members = [dataclasses.replace(member, reference=member.name == "weak") for member in ladder()]
+    rows = [row for row in tournament(model_elo=350.0) if row["phase"] == LADDER]
+    rows += [row for row in tournament(model_elo=-900.0, seed=1) if row["phase"] == CONFIRM]
+    for row in rows:  # the model loses every game, the weak member every other one
+        loser = next((name for name in ("m τ=0.001 (confirm)", "weak") if name in (row["white"], row["black"])), None)
+        if loser is not None:
+            row["result"] = "0-1" if row["white"] == loser else "1-0"
+            row["score"] = 0.0 if row["player"] == loser else 1.0
+    fit = fit_games(rows, members, scale=SCALE)
+    assert fit.reference == "low"  # written 1275: nearer "weak"'s 1050 than "ref"'s 1500
+    by_player = {row["player"]: row for row in ratings_rows(fit, rows, members)}
+    assert by_player["weak"]["rating"] == -math.inf and not by_player["weak"]["reference"]
+    assert by_player["low"]["rating"] == by_player["low"]["written_rating"] and by_player["low"]["reference"]
+    method = method_text([], members, reference=fit.reference, scale=SCALE, rules=Rules(), book=8)
+    assert "fixed by low at its written 1275" in method and "not by weak, the declared reference" in method
+    assert "not by" not in method_text([], members, reference="weak", scale=SCALE, rules=Rules(), book=8)
+
+
 def test_a_perfect_confirmation_gives_a_one_sided_bound():
     rows = tournament(model_elo=350.0)
     for row in rows:
@@ -296,7 +319,12 @@ def test_report_and_figure(tmp_path: Path):
     figure = plot_transcendence(ratings, verdicts, tmp_path / "t.png")
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and figure.stat().st_size > 10_000
     method = method_text(
-        verdicts, members, scale=SCALE, rules=Rules(max_plies=160, resign_cp=600, adjudicate_cp=300), book=50
+        verdicts,
+        members,
+        reference=fit.reference,
+        scale=SCALE,
+        rules=Rules(max_plies=160, resign_cp=600, adjudicate_cp=300),
+        book=50,
     )
     report = markdown_report(verdicts, ratings, per_opponent_rows(rows), method, figure, ["## Extra\n"])
     assert "| m | 1300 | 0.001 (sweep) | 480 |" in report

@@ -257,6 +257,19 @@ def test_holm_adjusts_step_down_and_matches_its_interval_levels() -> None:
     assert holm_levels([0.01, 0.04, 0.03, 0.005]) == pytest.approx([1 - 0.05 / 3, 0.95, 1 - 0.05 / 2, 1 - 0.05 / 4])
 
 
+def test_a_reference_that_won_or_lost_every_game_hands_the_scale_to_the_first_finite_fallback() -> None:
+    # R loses to A and B, who split their games; M loses to everyone: R and M are -inf, A and B finite.
+    white, black = ["A", "B", "A", "B", "M", "M", "A"], ["R", "R", "B", "A", "A", "R", "B"]
+    scores = [1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.5]
+    fit = fit_joint(white, black, scores, reference="R", fallback_references=[("M", 900.0), ("B", 1200.0)])
+    pinned = fit_joint(white, black, scores, reference="B", reference_rating=1200.0)
+    assert (fit.reference, fit.reference_rating) == ("B", 1200.0)  # M, the first fallback, is infinite too
+    assert [r.rating for r in fit.ratings()] == [r.rating for r in pinned.ratings()]
+    assert fit.rating("R").rating == fit.rating("M").rating == -math.inf
+    finite = fit_joint(white[2:4], black[2:4], scores[2:4], reference="A", fallback_references=[("B", 1.0)])
+    assert finite.reference == "A"  # a finite reference keeps the scale
+
+
 def test_unidentified_ratings_are_refused_with_the_players_named() -> None:
     with pytest.raises(ValueError, match=r"do not connect.*A, B.*C, D"):
         fit_joint(["A", "B", "C", "D"], ["B", "A", "D", "C"], [1.0, 1.0, 0.5, 1.0], reference="A")

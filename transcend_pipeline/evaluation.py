@@ -173,13 +173,27 @@ def _row(record: GameRecord | Mapping) -> Mapping:
 
 
 def fit_games(games: Sequence[Mapping], ladder: Sequence[Member], *, scale: float) -> JointFit:
-    """Every game in one Bradley–Terry fit, on the scale the reference ladder member's written rating fixes."""
+    """Every game in one Bradley–Terry fit, on the scale the reference ladder member's written rating fixes.
+
+    Should that member win or lose every game (Stockfish's skill 1 can lose all its ladder games to the stronger
+    levels while a weak model loses all of its own), the finite member whose written rating is nearest its own
+    fixes the scale at its written rating instead: the fit's `reference` names it, and the report says so."""
     (reference,) = [member for member in ladder if member.reference]
+    fallbacks = sorted(
+        (member for member in ladder if member is not reference and member.written_rating is not None),
+        key=lambda member: abs(member.written_rating - reference.written_rating),
+    )
     white = [game["white"] for game in games]
     black = [game["black"] for game in games]
     score_for_white = [{"1-0": 1.0, "0-1": 0.0}.get(game["result"], 0.5) for game in games]
     return fit_joint(
-        white, black, score_for_white, reference=reference.name, reference_rating=reference.written_rating, scale=scale
+        white,
+        black,
+        score_for_white,
+        reference=reference.name,
+        reference_rating=reference.written_rating,
+        scale=scale,
+        fallback_references=[(member.name, member.written_rating) for member in fallbacks],
     )
 
 
@@ -223,7 +237,7 @@ def ratings_rows(fit: JointFit, games: Sequence[Mapping], ladder: Sequence[Membe
                 "temperature_choice": choices.get(estimate.player),
                 "in_ladder": member is not None,
                 "written_rating": member.written_rating if member else None,
-                "reference": bool(member and member.reference),
+                "reference": estimate.player == fit.reference,
             }
         )
     return rows
@@ -658,18 +672,27 @@ def markdown_report(
     return "\n".join(parts)
 
 
-def method_text(verdicts: Sequence[Mapping], ladder: Sequence[Member], *, scale: float, rules: Rules, book: int) -> str:
-    """How the verdict was reached, in the words a referee checks: scale, reference, family, rules, book."""
-    (reference,) = [member for member in ladder if member.reference]
+def method_text(
+    verdicts: Sequence[Mapping], ladder: Sequence[Member], *, reference: str, scale: float, rules: Rules, book: int
+) -> str:
+    """How the verdict was reached, in the words a referee checks: scale, reference (the fit's: `reference`),
+    family, rules, book."""
+    (declared,) = [member for member in ladder if member.reference]
+    (pinned,) = [member for member in ladder if member.name == reference]
     claims = verdicts[0]["claims"] if verdicts else 0
     source = verdicts[0]["source"] if verdicts else "panel"
     scale_text = (
         f"the dump's written Elo (fitted Elo stretched ×{scale:g}, as the dump writes it), fixed by "
-        f"{reference.name} at its written {reference.written_rating:.0f}"
+        f"{pinned.name} at its written {pinned.written_rating:.0f}"
         if source == "panel"
-        else f"plain Elo, fixed by {reference.name} at the paper's anchor {reference.written_rating:.0f} (the paper's "
+        else f"plain Elo, fixed by {pinned.name} at the paper's anchor {pinned.written_rating:.0f} (the paper's "
         "Glicko-2 rating at 0.1 s per move; not re-measured here, and our levels are node-limited)"
     )
+    if pinned is not declared:
+        scale_text += (
+            f" — not by {declared.name}, the declared reference, which won or lost every game (its rating is "
+            "infinite), but by the finite member whose written rating is nearest its own"
+        )
     bar = (
         "the best expert of its training data (the strongest, in this fit, of the players heading its bucket; a "
         "diversity arm's own)"
@@ -976,7 +999,9 @@ def write_report(
         comparison.sort(key=lambda row: (order[row.experiment], row.source))
         sections.append(argmax_comparison_section(comparison))
         ui_sections["argmax_comparison"] = argmax_comparison_section(comparison)
-    method = method_text(verdicts, members, scale=scale, rules=rules_for(panel), book=len(book))
+    method = method_text(
+        verdicts, members, reference=fit.reference, scale=scale, rules=rules_for(panel), book=len(book)
+    )
     path = reports_dir / "transcendence.md"
     path.write_text(markdown_report(verdicts, rows, per_opponent, method, Path(figure.name), sections))
     return Report(verdicts, path, figure, method, ui_sections)

@@ -503,12 +503,15 @@ def fit_joint(
     reference: str,
     reference_rating: float = 1500.0,
     scale: float = 1.0,
+    fallback_references: Sequence[tuple[str, float]] = (),
 ) -> JointFit:
     """One Bradley–Terry fit of every rated game of an evaluation (see `JointFit`), `reference` pinned.
 
     Fitting all games at once lets the ladder's games among themselves place the ladder, and every model and
     baseline on it, with intervals that account for the ladder's own uncertainty. `scale` is the reported points
-    per Elo point (1.5 on panel data, whose dump writes Elos stretched by 1.5; 1 on Lichess data).
+    per Elo point (1.5 on panel data, whose dump writes Elos stretched by 1.5; 1 on Lichess data). If `reference`
+    won or lost every game, its rating is infinite and cannot pin anything: the first of `fallback_references`
+    (name, rating) whose rating is finite pins the scale instead, and the fit's `reference` names it.
     """
     s = np.asarray(score_for_white, dtype=float)
     if not len(white) == len(black) == s.size or s.size == 0:
@@ -534,4 +537,13 @@ def fit_joint(
     results = np.column_stack(
         [np.bincount(w, s == outcome, n) + np.bincount(b, s == 1.0 - outcome, n) for outcome in (1.0, 0.5, 0.0)]
     ).astype(int)
+    perfect = _perfect_scores(games, n)
+    reference, reference_rating = next(
+        (
+            (name, rating)
+            for name, rating in [(reference, reference_rating), *fallback_references]
+            if name in index and not perfect[index[name]]
+        ),
+        (reference, reference_rating),  # none finite: JointFit says why
+    )
     return JointFit(players, games, results, reference=reference, reference_rating=reference_rating, scale=scale)

@@ -154,7 +154,12 @@ def ratings(home: TranscendHome) -> dg.MaterializeResult:
         count = replace_with_rows(connection, "ratings", ratings_rows(fit, games, members))
         replace_with_rows(connection, "ratings_per_opponent", per_opponent_rows(games))
     return dg.MaterializeResult(
-        metadata={"dagster/row_count": count, "games": len(games), "dispersion": fit.dispersion}
+        metadata={
+            "dagster/row_count": count,
+            "games": len(games),
+            "dispersion": fit.dispersion,
+            "reference": fit.reference,
+        }
     )
 
 
