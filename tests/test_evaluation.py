@@ -21,6 +21,7 @@ from transcend_pipeline.evaluation import (
     fit_games,
     markdown_report,
     method_text,
+    model_free_fit,
     per_opponent_rows,
     plot_transcendence,
     ratings_rows,
@@ -29,7 +30,7 @@ from transcend_pipeline.evaluation import (
 )
 from transcend_pipeline.ladder import Bars, Member, clone_name, consensus_name, panel_bars
 from transcend_pipeline.play import Rules
-from transcend_pipeline.ratings import expected_score
+from transcend_pipeline.ratings import expected_score, fit_joint
 
 SCALE = 1.5
 #: True strengths in Elo of odds (the fit reports them stretched by SCALE around the reference).
@@ -72,6 +73,7 @@ def games(
                     "player": player,
                     "player_kind": kind,
                     "opponent": opponent,
+                    "opponent_kind": "panel",
                     "white": white,
                     "black": black,
                     "result": {1.0: "1-0", 0.0: "0-1"}.get(white_score, "1/2-1/2"),
@@ -249,6 +251,24 @@ def test_an_arm_is_measured_against_its_own_best_expert_and_clone():
     assert rows_by_bars["arm"]["bar"] == "best~rho1" and rows_by_bars["arm"]["clone"] == clone_name("best~rho1")
     assert rows_by_bars["arm"]["diff_bar_low"] < SCALE * (250.0 - 300.0) < rows_by_bars["arm"]["diff_bar_high"]
     assert not rows_by_bars["arm"]["transcends"] and rows_by_bars["arm"]["diff_consensus"] is None
+
+
+def test_the_best_expert_is_picked_by_the_fit_it_is_given_and_the_report_gives_one_without_models():
+    """Two heads of one bucket: which is the bar is decided by `expert_fit` (the report's: the games no model
+    played), not by the joint fit, so a model's own games cannot change it."""
+    members = [dataclasses.replace(m, top_of=(1300,) if m.name in ("best", "high") else ()) for m in ladder()]
+    rows = tournament(model_elo=350.0)
+    fit = fit_games(rows, members, scale=SCALE)
+    ratings = ratings_rows(fit, rows, members)
+    bars = {"m": Bars(1300, ("high", "best"), clone_name("best"))}
+    joint = verdict_rows(fit, ratings, members, bars, source="panel").rows[0]
+    assert joint["bar"] == "high"  # the stronger head (true 250 against 100)
+    best_wins = fit_joint(["best", "high", "best"], ["high", "best", "high"], [1.0, 0.0, 0.5], reference="best")
+    chosen = verdict_rows(fit, ratings, members, bars, source="panel", expert_fit=best_wins).rows[0]
+    assert chosen["bar"] == "best" and chosen["diff_bar"] > joint["diff_bar"]  # the bar's rating is the joint fit's
+    model_free = model_free_fit(rows, members, scale=SCALE)
+    assert not any(name.startswith("m τ") for name in model_free.players)
+    assert set(model_free.players) == {name for name in fit.players if not name.startswith("m τ")}
 
 
 def test_a_claim_between_arms_is_one_more_claim_of_the_family():

@@ -197,6 +197,14 @@ def fit_games(games: Sequence[Mapping], ladder: Sequence[Member], *, scale: floa
     )
 
 
+def model_free_fit(games: Sequence[Mapping], ladder: Sequence[Member], *, scale: float) -> JointFit:
+    """The fit of the games no model played — the ladder's round robin and the baselines, played before any model —
+    which picks each experiment's best expert (see `verdict_rows`)."""
+    return fit_games(
+        [game for game in games if "model" not in (game["player_kind"], game["opponent_kind"])], ladder, scale=scale
+    )
+
+
 def ratings_rows(fit: JointFit, games: Sequence[Mapping], ladder: Sequence[Member]) -> list[dict]:
     """One row per rated player of the fit: what it is (kind, experiment, temperature, phase, cap), its rating with
     a 95% profile interval, W/D/L, the draws by repetition and ply cap, and (ladder members) its written rating."""
@@ -301,15 +309,19 @@ def verdict_rows(
     *,
     source: str,
     contrasts: Sequence[GainContrast] = (),
+    expert_fit: JointFit | None = None,
 ) -> Verdicts:
     """One row per evaluated experiment (`experiments`: name → its bars): its confirmatory temperature and games,
     its rating, and each claim as a difference with a Holm-corrected interval and p-value; and one row per claim
     between arms (`contrasts` whose experiments were all evaluated; panel data only).
 
     Panel data: `transcends` when model − best expert is above 0 after correction, the best expert being the
-    strongest (by fitted rating) of the experts heading the experiment's data; `beats_clone` likewise against its
-    best expert's clone. Lichess data: model − cap. The family is every claim of the run, contrasts included."""
+    strongest, in `expert_fit` (default: `fit`), of the experts heading the experiment's data; `beats_clone` likewise
+    against its best expert's clone. Lichess data: model − cap. The family is every claim of the run, contrasts
+    included. `write_report` passes a fit of the games no model played (`model_free_fit`): two heads are often a few
+    Elo apart, and which one is the bar should not turn on the models' own games."""
     by_name = {row["player"]: row for row in ratings}
+    expert_fit = expert_fit or fit
     confirmed = {row["experiment"]: row for row in ratings if row["kind"] == "model" and row["phase"] == CONFIRM}
     strongest = max(
         (row["rating"] for row in ratings if row["in_ladder"] and math.isfinite(row["rating"])), default=math.inf
@@ -323,7 +335,7 @@ def verdict_rows(
             rated = [name for name in bars.experts if name in by_name]
             if not rated or bars.clone not in by_name:
                 raise ValueError(f"{experiment}: its best expert or clone was not rated (experts {bars.experts})")
-            best = max(rated, key=lambda name: by_name[name]["rating"])
+            best = max(rated, key=lambda name: expert_fit.rating(name).rating)
             claims += [Claim(experiment, "best_expert", model, best), Claim(experiment, "clone", model, bars.clone)]
         else:
             claims.append(Claim(experiment, "cap", model, float(bars.cap)))
@@ -694,8 +706,8 @@ def method_text(
             "infinite), but by the finite member whose written rating is nearest its own"
         )
     bar = (
-        "the best expert of its training data (the strongest, in this fit, of the players heading its bucket; a "
-        "diversity arm's own)"
+        "the best expert of its training data (the strongest of the players heading its bucket, a diversity arm's "
+        "own, in a fit of the games no model played, so that no model's game decides which one is the bar)"
         if source == "panel"
         else "the cap"
     )
@@ -961,7 +973,15 @@ def write_report(
         evaluated = {game["experiment"] for game in games if game.get("experiment")}
         bars = {name: experiment_bars(e, members, panel) for name, e in experiments.items() if name in evaluated}
         contrasts = dial_contrasts(study_arms(experiments, base_rho=panel.rho), evaluated) if panel else []
-        answer = verdict_rows(fit, rows, members, bars, source="panel" if panel else "lichess", contrasts=contrasts)
+        answer = verdict_rows(
+            fit,
+            rows,
+            members,
+            bars,
+            source="panel" if panel else "lichess",
+            contrasts=contrasts,
+            expert_fit=model_free_fit(games, members, scale=scale) if panel else None,
+        )
         verdicts = answer.rows
         replace_with_rows(connection, "transcendence", verdicts)
         if answer.contrasts:
