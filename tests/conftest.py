@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import functools
 import http.server
-import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fixtures import LICHESS_SAMPLES
 from services import (
     Service,
-    ServiceMissingError,
     object_store_server,
     postgres_bin_dir,
     postgres_server,
@@ -22,6 +20,7 @@ from services import (
     rabbitmq_server,
     redis_binary,
     redis_server,
+    require_installed,
 )
 
 from transcend_pipeline.settings import StockfishNotFoundError, ensure_dagster_home, find_stockfish
@@ -70,20 +69,10 @@ def lichess_mirror(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         server.server_close()
 
 
-def _require(find_binaries: Callable[[], object]) -> None:
-    """Fail where a server is missing although `make test` could have installed it (we are root); skip elsewhere."""
-    try:
-        find_binaries()
-    except ServiceMissingError as error:
-        if os.geteuid() == 0:
-            pytest.fail(str(error))
-        pytest.skip(f"{error} Not root here, so the tests that need it are skipped.")
-
-
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Service]:
     """A real Postgres server on 127.0.0.1 for the session, password required; tests create their own databases."""
-    _require(postgres_bin_dir)
+    require_installed(postgres_bin_dir)
     with postgres_server() as server:
         yield server
 
@@ -91,7 +80,7 @@ def postgres() -> Iterator[Service]:
 @pytest.fixture(scope="session")
 def redis_service() -> Iterator[Service]:
     """A real Redis server on 127.0.0.1 for the session, password required, persisting nothing."""
-    _require(redis_binary)
+    require_installed(redis_binary)
     with redis_server() as server:
         yield server
 
@@ -106,6 +95,6 @@ def object_store() -> Iterator[Service]:
 @pytest.fixture(scope="session")
 def rabbitmq() -> Iterator[Service]:
     """A real RabbitMQ node on 127.0.0.1 for the session, password required."""
-    _require(rabbitmq_binary)
+    require_installed(rabbitmq_binary)
     with rabbitmq_server() as server:
         yield server

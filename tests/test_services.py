@@ -10,7 +10,6 @@ from urllib.parse import urlsplit
 
 import pytest
 import services
-from conftest import _require
 
 
 @pytest.mark.distributed
@@ -30,7 +29,7 @@ def test_a_server_whose_port_is_taken_starts_again_on_free_ones(
     taken_index: int,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    _require(find_binaries)
+    services.require_installed(find_binaries)
     free_ports = services.free_ports
     picks: list[list[int]] = []
 
